@@ -1,0 +1,219 @@
+/**
+ * Wires the parts of DESIGN.md's data flow together and owns the lifecycle:
+ * the users document's 'sync' rebuilds the mark map; the collection timer reads
+ * the tables into monotonic totals; the telemetry pipeline pushes them on its
+ * own timer; stop() takes a last reading, pushes it and shuts down.
+ */
+import { diag, DiagLogLevel } from '@opentelemetry/api';
+import type { PushMetricExporter } from '@opentelemetry/sdk-metrics';
+import { Accumulator } from './attribution/accumulator.js';
+import { buildMarkMap, EMPTY_MARK_MAP, type MarkMap } from './attribution/mark-map.js';
+import { Collector, commandSource, type SourceReport, type TableSource } from './collector.js';
+import { ConfigManager } from './config-manager/config-manager.js';
+import { FileUsersSource } from './config-manager/file-source.js';
+import type { UsersSnapshot } from './config-manager/users-document.js';
+import { InterfaceReader } from './interfaces.js';
+import type { Logger } from './log.js';
+import type { CommandRunner } from './mangle/dump.js';
+import type { Settings } from './settings.js';
+import { TelemetryPipeline } from './telemetry/pipeline.js';
+import { buildResource } from './telemetry/resource.js';
+import { SelfStats } from './telemetry/self-stats.js';
+import { VERSION } from './version.js';
+
+export interface AgentOptions {
+  settings: Settings;
+  log: Logger;
+  runner?: CommandRunner;
+  createExporter?: () => PushMetricExporter;
+  sysfsRoot?: string;
+}
+
+/** The table sources the settings ask for: IPv4 always, IPv6 when iptables.ipv6 is on. */
+export function tableSources(settings: Settings, runner?: CommandRunner): TableSource[] {
+  const run = { timeoutMs: settings.collect.timeoutMs, maxOutputBytes: settings.collect.maxOutputBytes };
+  const sources = [commandSource('ipv4', settings.iptables.saveCommand, settings.iptables.table, run, runner)];
+  if (settings.iptables.ipv6) sources.push(commandSource('ipv6', settings.iptables.save6Command, settings.iptables.table, run, runner));
+  return sources;
+}
+
+export class Agent {
+  readonly accumulator = new Accumulator();
+  readonly stats = new SelfStats();
+  private markMap: MarkMap = EMPTY_MARK_MAP;
+  private readonly collector: Collector;
+  private readonly interfaces: InterfaceReader;
+  private readonly configManager: ConfigManager | undefined;
+  private readonly pipeline: TelemetryPipeline;
+  private readonly log: Logger;
+  private timer: NodeJS.Timeout | undefined;
+  private collecting: Promise<void> | undefined;
+  /** Per source: the last error message logged, so a failure repeating every interval is logged once. */
+  private readonly lastProblem = new Map<string, string>();
+
+  constructor(private readonly options: AgentOptions) {
+    const { settings, log } = options;
+    this.log = log;
+    this.collector = new Collector(
+      tableSources(settings, options.runner),
+      { table: settings.iptables.table, roots: { rx: settings.attribution.rxChains, tx: settings.attribution.txChains } },
+      this.accumulator,
+      () => this.markMap,
+    );
+    this.interfaces = new InterfaceReader(
+      settings.interfaces.names,
+      (iface, error) => log.warn(`interface ${iface} not found; its totals are skipped until it appears`, { iface, error }),
+      options.sysfsRoot,
+    );
+    if (settings.users.file) {
+      this.configManager = new ConfigManager(new FileUsersSource(settings.users.file));
+      this.configManager.on('sync', (snapshot) => this.onSync(snapshot));
+      this.configManager.on('error', (error) => {
+        this.stats.count(this.stats.usersSyncs, 'error');
+        log.error(error.message, { error, source: error.source, field: error.field });
+      });
+    }
+    diag.setLogger(
+      {
+        error: (msg, ...args) => log.error(`opentelemetry: ${msg}`, { detail: args.map(String).join(' ') }),
+        warn: (msg, ...args) => log.warn(`opentelemetry: ${msg}`, { detail: args.map(String).join(' ') }),
+        info: () => {},
+        debug: () => {},
+        verbose: () => {},
+      },
+      { logLevel: DiagLogLevel.WARN, suppressOverrideMessage: true },
+    );
+    this.pipeline = new TelemetryPipeline({
+      resource: buildResource(VERSION),
+      exportIntervalMs: settings.export.intervalMs,
+      exportTimeoutMs: settings.export.timeoutMs,
+      cardinalityLimit: settings.limits.maxUsers + 1,
+      createExporter: options.createExporter,
+      log,
+      view: {
+        users: () => this.accumulator.users(),
+        unattributed: () => this.accumulator.unattributed,
+        interfaces: () => this.interfaces.totals(),
+        stats: this.stats,
+      },
+    });
+  }
+
+  async start(): Promise<void> {
+    const { settings } = this.options;
+    this.log.info('markmeter starting', {
+      version: VERSION,
+      users_file: settings.users.file || null,
+      collect_interval_ms: settings.collect.intervalMs,
+      export_interval_ms: settings.export.intervalMs,
+      ipv6: settings.iptables.ipv6,
+    });
+    if (this.configManager) await this.configManager.start();
+    else this.log.warn('users.file is not set: every MARK rule is counted as unattributed until a users document is configured');
+    await this.collectOnce();
+    this.timer = setInterval(() => void this.tick(), settings.collect.intervalMs);
+  }
+
+  /** Takes a last reading, pushes it, and shuts the pipeline down. */
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    this.configManager?.stop();
+    await this.collecting;
+    await this.collectOnce();
+    try {
+      await this.pipeline.flush();
+    } catch (error) {
+      this.log.error('last OTLP push failed', { error });
+    }
+    await this.pipeline.shutdown().catch((error: unknown) => this.log.warn('meter provider shutdown failed', { error }));
+    this.log.info('markmeter stopped');
+  }
+
+  /** Reloads the users document now (SIGHUP). */
+  reloadUsers(): Promise<void> {
+    return this.configManager?.reload() ?? Promise.resolve();
+  }
+
+  private async tick(): Promise<void> {
+    if (this.collecting) {
+      this.stats.count(this.stats.collections, 'all skipped');
+      this.log.warn('collection still running when the next was due: this tick is skipped (raise collect.intervalMs?)');
+      return;
+    }
+    await this.collectOnce();
+    const expired = this.accumulator.expireRemoved(Date.now(), this.options.settings.users.removedGraceMs);
+    if (expired.length > 0) {
+      this.log.info('removed users are no longer exported', { users: expired.map((u) => u.user_code) });
+      await this.pipeline.rebuild();
+    }
+  }
+
+  private collectOnce(): Promise<void> {
+    this.collecting = (async () => {
+      const [reports] = await Promise.all([this.collector.collect(), this.interfaces.read()]);
+      for (const report of reports) this.record(report);
+    })().finally(() => {
+      this.collecting = undefined;
+    });
+    return this.collecting;
+  }
+
+  private record(report: SourceReport): void {
+    const { stats, log } = this;
+    stats.count(stats.collections, `${report.source} ${report.ok ? 'ok' : 'error'}`);
+    const previous = stats.sources.get(report.source);
+    if (!report.ok) {
+      stats.count(stats.collectionErrors, report.error.code);
+      stats.sources.set(report.source, {
+        ...(previous ?? { rulesParsed: 0, markRules: 0, skippedAmbiguous: 0, skippedUnreached: 0 }),
+        durationSeconds: report.durationSeconds,
+        success: false,
+      });
+      this.problem(report.source, report.error.message, () =>
+        log.error(`reading the ${report.source} table failed; the totals keep their values and the next interval tries again`, {
+          source: report.source,
+          error: report.error,
+        }),
+      );
+      return;
+    }
+    this.problem(report.source, '', () => {});
+    const { attribution } = report;
+    const count = (reason: string) => attribution.skipped.filter((s) => s.reason === reason).reduce((n, s) => n + s.rules, 0);
+    stats.sources.set(report.source, {
+      durationSeconds: report.durationSeconds,
+      success: true,
+      rulesParsed: report.rules,
+      markRules: attribution.markRules,
+      skippedAmbiguous: count('ambiguous'),
+      skippedUnreached: count('unreached'),
+    });
+    const skipped = attribution.skipped.map((s) => `${s.chain} (${s.reason})`).join(', ');
+    this.problem(`${report.source} skipped chains`, skipped, () =>
+      log.warn('MARK rules in chains without a single direction are not counted: jump to them from exactly one of the rx/tx chains', {
+        source: report.source,
+        chains: attribution.skipped,
+      }),
+    );
+  }
+
+  /** Logs a problem when it changes, so one repeating every interval is logged once; '' clears it. */
+  private problem(key: string, message: string, logIt: () => void): void {
+    const last = this.lastProblem.get(key) ?? '';
+    if (message === last) return;
+    this.lastProblem.set(key, message);
+    if (message) logIt();
+    else this.log.info(`${key}: back to normal`);
+  }
+
+  private onSync(snapshot: UsersSnapshot): void {
+    this.markMap = buildMarkMap(snapshot);
+    this.accumulator.setUsers(snapshot.users, Date.now());
+    this.stats.count(this.stats.usersSyncs, 'ok');
+    this.stats.usersLoaded = snapshot.users.length;
+    this.log.info('users document loaded', { source: snapshot.source, users: snapshot.users.length, marks: snapshot.marks.length });
+    for (const conflict of this.markMap.conflicts) {
+      this.log.warn(`mark ${conflict.mark_id} lists the addresses of several users; it is counted for the first`, conflict);
+    }
+  }
+}

@@ -1,0 +1,213 @@
+#!/usr/bin/env node
+/** The command line: `markmeter run` (the agent) and `markmeter snapshot` (one reading, printed). */
+import { readFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { Agent, tableSources } from './agent.js';
+import { Accumulator } from './attribution/accumulator.js';
+import { buildMarkMap, EMPTY_MARK_MAP } from './attribution/mark-map.js';
+import { Collector, fileSource, type TableSource } from './collector.js';
+import { parseUsersDocument } from './config-manager/users-document.js';
+import { MarkmeterError, UsageError, UsersDocumentError } from './errors.js';
+import { createLogger } from './log.js';
+import { renderJson, renderTable } from './report.js';
+import { describeSettings, loadSettings } from './settings.js';
+import { VERSION } from './version.js';
+
+const USAGE = `markmeter ${VERSION}: per-user packet and byte counters from iptables MARK rules, pushed over OTLP
+
+Usage:
+  markmeter run [--config FILE]
+  markmeter snapshot [--config FILE] [--users FILE] [--input FILE] [--input6 FILE] [--format table|json]
+  markmeter --version
+
+Run 'markmeter <command> --help' for a command's options.`;
+
+const RUN_HELP = `Usage: markmeter run [--config FILE]
+
+Runs the agent: reads the mangle counters every collect.intervalMs, attributes
+them to the users of users.file, and pushes cumulative per-user counters over
+OTLP/HTTP every export.intervalMs to OTEL_EXPORTER_OTLP_METRICS_ENDPOINT or
+OTEL_EXPORTER_OTLP_ENDPOINT (default http://localhost:4318/v1/metrics).
+SIGTERM/SIGINT take a last reading, push it and exit 0; SIGHUP reloads the
+users document.
+
+Options:
+  --config FILE   settings file (JSON or YAML); env vars override it
+  -h, --help      this help
+
+Settings (key, env var, default):
+${describeSettings()
+  .map((s) => `  ${s.key.padEnd(24)} ${s.env.padEnd(34)} ${JSON.stringify(s.default)}\n      ${s.doc}`)
+  .join('\n')}`;
+
+const SNAPSHOT_HELP = `Usage: markmeter snapshot [--config FILE] [--users FILE] [--input FILE] [--input6 FILE] [--format table|json]
+
+Takes one reading and prints each user's totals (the counters as they are now).
+
+Options:
+  --config FILE   settings file (JSON or YAML)
+  --users FILE    users document (default: users.file of the settings)
+  --input FILE    read this saved 'iptables-save -c' dump instead of running iptables-save
+  --input6 FILE   read this saved 'ip6tables-save -c' dump instead of running ip6tables-save
+                  (with --input or --input6, only the given dumps are read)
+  --format F      table (default) or json
+  -h, --help      this help`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'run':
+      return run(rest);
+    case 'snapshot':
+      return snapshot(rest);
+    case '--version':
+    case '-v':
+      process.stdout.write(`${VERSION}\n`);
+      return 0;
+    case undefined:
+    case '--help':
+    case '-h':
+    case 'help':
+      process.stdout.write(`${USAGE}\n`);
+      return command === undefined ? 2 : 0;
+    default:
+      throw new UsageError(`unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
+  }
+}
+
+function parse<T extends Record<string, { type: 'string' | 'boolean'; short?: string }>>(args: string[], options: T, help: string) {
+  try {
+    return parseArgs({ args, options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false });
+  } catch (error) {
+    throw new UsageError(`${(error as Error).message}\n\n${help}`);
+  }
+}
+
+async function run(args: string[]): Promise<number> {
+  const { values } = parse(args, { config: { type: 'string' } }, RUN_HELP);
+  if (values.help) {
+    process.stdout.write(`${RUN_HELP}\n`);
+    return 0;
+  }
+  const settings = loadSettings({ file: values.config as string | undefined });
+  const log = createLogger(settings.log.level);
+  const agent = new Agent({ settings, log });
+  await agent.start();
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals) => {
+      if (stopping) {
+        log.warn(`second ${signal}: exiting without waiting`);
+        resolve(1);
+        return;
+      }
+      stopping = true;
+      log.info(`${signal} received: taking a last reading and pushing it`);
+      // A collector that hangs must not keep the container from stopping.
+      const deadline = setTimeout(() => {
+        log.error('shutdown took longer than 10 s: exiting anyway');
+        resolve(1);
+      }, 10_000);
+      deadline.unref();
+      agent.stop().then(
+        () => resolve(0),
+        (error: unknown) => {
+          log.error('shutdown failed', { error });
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+    process.on('SIGHUP', () => {
+      log.info('SIGHUP received: reloading the users document');
+      void agent.reloadUsers();
+    });
+  });
+}
+
+async function snapshot(args: string[]): Promise<number> {
+  const { values } = parse(
+    args,
+    {
+      config: { type: 'string' },
+      users: { type: 'string' },
+      input: { type: 'string' },
+      input6: { type: 'string' },
+      format: { type: 'string' },
+    },
+    SNAPSHOT_HELP,
+  );
+  if (values.help) {
+    process.stdout.write(`${SNAPSHOT_HELP}\n`);
+    return 0;
+  }
+  const format = (values.format as string | undefined) ?? 'table';
+  if (format !== 'table' && format !== 'json') throw new UsageError(`--format must be table or json, got ${JSON.stringify(format)}`);
+  const settings = loadSettings({ file: values.config as string | undefined });
+  const log = createLogger(settings.log.level);
+
+  const usersFile = (values.users as string | undefined) ?? settings.users.file;
+  const accumulator = new Accumulator();
+  let markMap = EMPTY_MARK_MAP;
+  if (usersFile) {
+    let text: string;
+    try {
+      text = await readFile(usersFile, 'utf8');
+    } catch (error) {
+      throw new UsersDocumentError(usersFile, undefined, `cannot be read (${(error as NodeJS.ErrnoException).code ?? error})`);
+    }
+    const users = parseUsersDocument(text, usersFile);
+    markMap = buildMarkMap(users);
+    accumulator.setUsers(users.users, Date.now());
+  } else {
+    log.warn('no users document (--users or users.file): every MARK rule is counted as unattributed');
+  }
+
+  const inputs: TableSource[] = [];
+  if (values.input) inputs.push(fileSource('ipv4', values.input as string));
+  if (values.input6) inputs.push(fileSource('ipv6', values.input6 as string));
+  const sources = inputs.length > 0 ? inputs : tableSources(settings);
+  const collector = new Collector(
+    sources,
+    { table: settings.iptables.table, roots: { rx: settings.attribution.rxChains, tx: settings.attribution.txChains } },
+    accumulator,
+    () => markMap,
+  );
+  let failed = false;
+  for (const report of await collector.collect()) {
+    if (!report.ok) {
+      failed = true;
+      log.error(`reading the ${report.source} table failed`, { source: report.source, error: report.error });
+    } else if (report.attribution.skipped.length > 0) {
+      log.warn('MARK rules in chains without a single direction are not counted', { source: report.source, chains: report.attribution.skipped });
+    }
+  }
+  if (failed) return 1;
+  const render = format === 'json' ? renderJson : renderTable;
+  for (const chunk of render({ users: accumulator.users(), unattributed: accumulator.unattributed })) {
+    if (!process.stdout.write(chunk)) await new Promise((resolve) => process.stdout.once('drain', resolve));
+  }
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+    // Timers of the SDK or watchers must not keep a finished command alive.
+    setTimeout(() => process.exit(code), 100).unref();
+  },
+  (error: unknown) => {
+    if (error instanceof UsageError) {
+      process.stderr.write(`markmeter: ${error.message}\n`);
+      process.exitCode = 2;
+    } else if (error instanceof MarkmeterError) {
+      process.stderr.write(`markmeter: ${error.message}\n`);
+      process.exitCode = 1;
+    } else {
+      process.stderr.write(`markmeter: unexpected error: ${(error as Error)?.stack ?? String(error)}\n`);
+      process.exitCode = 1;
+    }
+  },
+);

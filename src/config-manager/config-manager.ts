@@ -1,0 +1,101 @@
+/**
+ * The config manager: loads the users document from its source, validates it,
+ * and emits 'sync' with the new snapshot each time it changes. A document that
+ * does not validate emits 'error' (once per distinct content, once per read outage) and the last good
+ * snapshot stays in force. 'error' follows Node's rule: have a listener.
+ */
+import { EventEmitter } from 'node:events';
+import { UsersDocumentError } from '../errors.js';
+import type { UsersSource } from './file-source.js';
+import { parseUsersDocument, type UsersSnapshot } from './users-document.js';
+
+interface ConfigManagerEvents {
+  sync: [UsersSnapshot];
+  error: [UsersDocumentError];
+}
+
+export class ConfigManager extends EventEmitter<ConfigManagerEvents> {
+  private snapshot: UsersSnapshot | undefined;
+  /** The text last acted on (accepted or rejected): the same text again is no change. */
+  private lastText: string | undefined;
+  private readFailing = false;
+  private stopWatching: (() => void) | undefined;
+  private running: Promise<void> | undefined;
+  private pending = false;
+  private debounce: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly source: UsersSource,
+    private readonly debounceMs = 50,
+  ) {
+    super();
+  }
+
+  /** The last good snapshot, if any. */
+  current(): UsersSnapshot | undefined {
+    return this.snapshot;
+  }
+
+  /** Loads once (emitting 'sync' or 'error'), then watches the source. */
+  async start(): Promise<void> {
+    await this.reload();
+    this.stopWatching = this.source.watch(() => this.schedule());
+  }
+
+  stop(): void {
+    this.stopWatching?.();
+    this.stopWatching = undefined;
+    clearTimeout(this.debounce);
+  }
+
+  /** Reads the source now; concurrent calls are folded into one more read. */
+  reload(): Promise<void> {
+    if (this.running) {
+      this.pending = true;
+      return this.running;
+    }
+    this.running = this.readOnce().finally(() => {
+      this.running = undefined;
+      if (this.pending) {
+        this.pending = false;
+        void this.reload();
+      }
+    });
+    return this.running;
+  }
+
+  private schedule(): void {
+    clearTimeout(this.debounce);
+    this.debounce = setTimeout(() => void this.reload(), this.debounceMs);
+  }
+
+  private async readOnce(): Promise<void> {
+    let text: string;
+    try {
+      text = await this.source.read();
+    } catch (error) {
+      // One error per outage, not one per poll.
+      if (!this.readFailing) {
+        const code = (error as NodeJS.ErrnoException).code ?? String(error);
+        this.emit('error', new UsersDocumentError(this.source.name, undefined, `cannot be read (${code}): check the path in users.file`, { cause: error }));
+      }
+      this.readFailing = true;
+      return;
+    }
+    this.readFailing = false;
+    if (text === this.lastText) return;
+    this.lastText = text;
+    let snapshot: UsersSnapshot;
+    try {
+      snapshot = parseUsersDocument(text, this.source.name);
+    } catch (error) {
+      if (error instanceof UsersDocumentError) {
+        this.emit('error', error);
+        return;
+      }
+      throw error;
+    }
+    this.snapshot = snapshot;
+    this.emit('sync', snapshot);
+  }
+}

@@ -1,0 +1,229 @@
+/**
+ * The agent's own settings (convict): one schema, every key with a doc string,
+ * default, env var and format. Sources, later ones winning: defaults, the
+ * `--config` file (JSON or YAML), environment variables, overrides from the CLI.
+ * Not to be confused with the tunnel client's users document (config-manager/).
+ */
+import convict from 'convict';
+import { existsSync } from 'node:fs';
+import YAML from 'yaml';
+import { SettingsError } from './errors.js';
+import { LOG_LEVELS, type LogLevel } from './log.js';
+
+convict.addParser([
+  { extension: 'json', parse: JSON.parse },
+  { extension: ['yml', 'yaml'], parse: (text: string) => YAML.parse(text) as unknown },
+]);
+
+export interface Settings {
+  users: { file: string; url: string; removedGraceMs: number };
+  collect: { intervalMs: number; timeoutMs: number; maxOutputBytes: number };
+  export: { intervalMs: number; timeoutMs: number };
+  iptables: { ipv6: boolean; saveCommand: string; save6Command: string; table: string };
+  attribution: { rxChains: string[]; txChains: string[] };
+  interfaces: { names: string[] };
+  limits: { maxUsers: number };
+  log: { level: LogLevel };
+}
+
+// Named formats so values from env vars (always strings) are coerced before they are checked.
+const splitList = (value: unknown) => (typeof value === 'string' ? value.split(',').map((v) => v.trim()).filter(Boolean) : value);
+convict.addFormats({
+  'positive-int': {
+    coerce: (value: unknown) => (typeof value === 'string' && /^\d+$/.test(value.trim()) ? Number(value) : value),
+    validate: (value: unknown) => {
+      if (!Number.isInteger(value) || (value as number) <= 0) throw new Error('must be a positive integer');
+    },
+  },
+  'chain-list': {
+    coerce: splitList,
+    validate: (value: unknown) => {
+      if (!Array.isArray(value) || value.some((v) => typeof v !== 'string' || !/^[\w.-]+$/.test(v))) {
+        throw new Error(`must be a list of chain names, got ${JSON.stringify(value)}`);
+      }
+    },
+  },
+  'interface-list': {
+    coerce: splitList,
+    validate: (value: unknown) => {
+      if (!Array.isArray(value) || value.some((v) => typeof v !== 'string' || !/^[\w.:@-]{1,15}$/.test(v) || v.startsWith('.'))) {
+        throw new Error(`must be a list of interface names, got ${JSON.stringify(value)}`);
+      }
+    },
+  },
+});
+
+const schema = {
+  users: {
+    file: {
+      doc: 'Users document (JSON) to load and watch; see the README for its form.',
+      format: String,
+      default: '',
+      env: 'MARKMETER_USERS_FILE',
+    },
+    url: {
+      doc: 'Users document to poll over HTTP (not available yet: use users.file).',
+      format: String,
+      default: '',
+      env: 'MARKMETER_USERS_URL',
+    },
+    removedGraceMs: {
+      doc: "How long a removed user's series keep being exported before they stop.",
+      format: 'nat',
+      default: 300000,
+      env: 'MARKMETER_USERS_REMOVED_GRACE_MS',
+    },
+  },
+  collect: {
+    intervalMs: {
+      doc: 'How often the mangle counters are read, in milliseconds.',
+      format: 'positive-int',
+      default: 5000,
+      env: 'MARKMETER_COLLECT_INTERVAL_MS',
+    },
+    timeoutMs: {
+      doc: 'How long one iptables-save run may take before it is killed, in milliseconds.',
+      format: 'positive-int',
+      default: 10000,
+      env: 'MARKMETER_COLLECT_TIMEOUT_MS',
+    },
+    maxOutputBytes: {
+      doc: 'Largest iptables-save output accepted, in bytes; a larger one is an error, not a partial read.',
+      format: 'positive-int',
+      default: 256 * 1024 * 1024,
+      env: 'MARKMETER_COLLECT_MAX_OUTPUT_BYTES',
+    },
+  },
+  export: {
+    intervalMs: {
+      doc: 'How often metrics are pushed over OTLP, in milliseconds.',
+      format: 'positive-int',
+      default: 15000,
+      env: 'OTEL_METRIC_EXPORT_INTERVAL',
+    },
+    timeoutMs: {
+      doc: 'How long one OTLP push may take, in milliseconds (clamped to export.intervalMs).',
+      format: 'positive-int',
+      default: 10000,
+      env: 'OTEL_METRIC_EXPORT_TIMEOUT',
+    },
+  },
+  iptables: {
+    ipv6: {
+      doc: 'Also read the IPv6 mangle table with ip6tables-save.',
+      format: Boolean,
+      default: true,
+      env: 'MARKMETER_IPV6',
+    },
+    saveCommand: {
+      doc: 'The IPv4 save command (a program name on PATH or a path), run as: <cmd> -c -t <table>.',
+      format: String,
+      default: 'iptables-save',
+      env: 'MARKMETER_IPTABLES_SAVE',
+    },
+    save6Command: {
+      doc: 'The IPv6 save command, run as: <cmd> -c -t <table>.',
+      format: String,
+      default: 'ip6tables-save',
+      env: 'MARKMETER_IP6TABLES_SAVE',
+    },
+    table: {
+      doc: 'The table holding the per-user MARK rules.',
+      format: String,
+      default: 'mangle',
+      env: 'MARKMETER_IPTABLES_TABLE',
+    },
+  },
+  attribution: {
+    rxChains: {
+      doc: 'Builtin chains whose MARK rules (and the chains they jump to) count as download (rx).',
+      format: 'chain-list',
+      default: ['PREROUTING'],
+      env: 'MARKMETER_RX_CHAINS',
+    },
+    txChains: {
+      doc: 'Builtin chains whose MARK rules (and the chains they jump to) count as upload (tx).',
+      format: 'chain-list',
+      default: ['POSTROUTING'],
+      env: 'MARKMETER_TX_CHAINS',
+    },
+  },
+  interfaces: {
+    names: {
+      doc: 'Interfaces whose totals are exported as net_interface_*_packets (a missing one is skipped).',
+      format: 'interface-list',
+      default: ['wg0'],
+      env: 'MARKMETER_INTERFACES',
+    },
+  },
+  limits: {
+    maxUsers: {
+      doc: 'Most user series one instrument exports; the SDK folds any beyond into an overflow series.',
+      format: 'positive-int',
+      default: 50000,
+      env: 'MARKMETER_MAX_USERS',
+    },
+  },
+  log: {
+    level: {
+      doc: 'Lowest log level written.',
+      format: [...LOG_LEVELS],
+      default: 'info',
+      env: 'MARKMETER_LOG_LEVEL',
+    },
+  },
+};
+
+export interface LoadSettingsOptions {
+  /** A JSON or YAML settings file. */
+  file?: string;
+  /** Values that win over the file and the environment (from CLI flags). */
+  overrides?: Record<string, unknown>;
+  env?: NodeJS.ProcessEnv;
+}
+
+/** Loads and validates settings; every problem becomes one SettingsError naming the key. */
+export function loadSettings(options: LoadSettingsOptions = {}): Settings {
+  const config = convict(schema as never, { env: options.env ?? process.env, args: [] }) as convict.Config<Settings>;
+  const file = options.file;
+  try {
+    if (file) {
+      if (!existsSync(file)) throw new Error(`settings file ${file} does not exist`);
+      config.loadFile(file);
+    }
+    for (const [key, value] of Object.entries(options.overrides ?? {})) {
+      if (value !== undefined) config.set(key as never, value as never);
+    }
+    config.validate({ allowed: 'strict' });
+  } catch (error) {
+    const source = file ? `settings (${file})` : 'settings';
+    throw new SettingsError(`${source}: ${(error as Error).message}; see the README's settings table`, {
+      cause: error,
+    });
+  }
+  const settings = config.getProperties();
+  if (settings.users.url) {
+    throw new SettingsError(
+      'settings: users.url (polling the users document over HTTP) is not available in this version; set users.file instead',
+    );
+  }
+  return settings;
+}
+
+/** The schema as documentation rows: key, env, default, doc (for the README and `--help`). */
+export function describeSettings(): { key: string; env: string; default: unknown; doc: string }[] {
+  const rows: { key: string; env: string; default: unknown; doc: string }[] = [];
+  const walk = (node: Record<string, unknown>, prefix: string) => {
+    for (const [name, value] of Object.entries(node)) {
+      const entry = value as Record<string, unknown>;
+      const key = prefix ? `${prefix}.${name}` : name;
+      if ('doc' in entry && 'default' in entry) {
+        rows.push({ key, env: String(entry.env ?? ''), default: entry.default, doc: String(entry.doc) });
+      } else {
+        walk(entry, key);
+      }
+    }
+  };
+  walk(schema, '');
+  return rows;
+}

@@ -1,0 +1,134 @@
+/**
+ * The OpenTelemetry side: resource, MeterProvider, periodic reader and the OTLP
+ * exporter. The provider is passed to nothing global, so it can be rebuilt:
+ * the SDK keeps exporting an asynchronous series that is no longer observed for
+ * as long as its MeterProvider lives, so dropping a removed user's series means
+ * building a new provider. All state worth keeping (totals, self-stats) lives
+ * outside the SDK, so a rebuild loses nothing and no counter goes back.
+ */
+import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
+import { OTLPMetricExporter, AggregationTemporalityPreference } from '@opentelemetry/exporter-metrics-otlp-http';
+import type { Resource } from '@opentelemetry/resources';
+import {
+  MeterProvider,
+  PeriodicExportingMetricReader,
+  type PushMetricExporter,
+  type ResourceMetrics,
+} from '@opentelemetry/sdk-metrics';
+import type { Logger } from '../log.js';
+import { registerInstruments, type TelemetryView } from './instruments.js';
+import { METER_NAME } from './semconv.js';
+
+export interface PipelineOptions {
+  resource: Resource;
+  exportIntervalMs: number;
+  exportTimeoutMs: number;
+  /** Largest number of series one instrument may hold before the SDK folds them into an overflow series. */
+  cardinalityLimit: number;
+  view: TelemetryView;
+  log: Logger;
+  /** Defaults to the OTLP/HTTP exporter configured from the standard OTEL_EXPORTER_OTLP_* variables. */
+  createExporter?: () => PushMetricExporter;
+}
+
+interface Generation {
+  provider: MeterProvider;
+  exporter: GatedExporter;
+}
+
+export class TelemetryPipeline {
+  private current: Generation;
+
+  constructor(private readonly options: PipelineOptions) {
+    this.current = this.build();
+  }
+
+  /** Replaces the provider; series no longer observed are gone from the next export on. */
+  async rebuild(): Promise<void> {
+    const old = this.current;
+    this.current = this.build();
+    // Closing first keeps the old provider's shutdown flush from pushing the dropped series once more.
+    old.exporter.close();
+    await old.provider.shutdown().catch((error: unknown) => this.options.log.warn('old meter provider did not shut down cleanly', { error }));
+  }
+
+  /** Pushes the latest totals now. */
+  async flush(): Promise<void> {
+    await this.current.provider.forceFlush();
+  }
+
+  async shutdown(): Promise<void> {
+    await this.current.provider.shutdown();
+  }
+
+  private build(): Generation {
+    const { options } = this;
+    const exporter = new GatedExporter(options.createExporter?.() ?? createOtlpExporter(), options);
+    const reader = new PeriodicExportingMetricReader({
+      exporter,
+      exportIntervalMillis: options.exportIntervalMs,
+      exportTimeoutMillis: Math.min(options.exportTimeoutMs, options.exportIntervalMs),
+      cardinalityLimits: { default: options.cardinalityLimit },
+    });
+    const provider = new MeterProvider({ resource: options.resource, readers: [reader] });
+    registerInstruments(provider.getMeter(METER_NAME), options.view);
+    return { provider, exporter };
+  }
+}
+
+export function createOtlpExporter(): PushMetricExporter {
+  // Cumulative whatever OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE says: the contract is monotonic totals.
+  return new OTLPMetricExporter({ temporalityPreference: AggregationTemporalityPreference.CUMULATIVE });
+}
+
+/** Counts failed pushes, and can be closed so a retired provider exports nothing more. */
+class GatedExporter implements PushMetricExporter {
+  private closed = false;
+  private failing = false;
+
+  constructor(
+    private readonly inner: PushMetricExporter,
+    private readonly options: Pick<PipelineOptions, 'view' | 'log'>,
+  ) {}
+
+  close(): void {
+    this.closed = true;
+  }
+
+  export(metrics: ResourceMetrics, resultCallback: (result: ExportResult) => void): void {
+    if (this.closed) {
+      resultCallback({ code: ExportResultCode.SUCCESS });
+      return;
+    }
+    this.inner.export(metrics, (result) => {
+      if (result.code !== ExportResultCode.SUCCESS) {
+        this.options.view.stats.exportFailures += 1;
+        if (!this.failing) {
+          this.options.log.error(
+            'OTLP push failed; totals are cumulative, so the next successful push carries everything: check that the collector at OTEL_EXPORTER_OTLP_ENDPOINT is up',
+            { error: result.error ?? new Error('unknown export error') },
+          );
+        }
+        this.failing = true;
+      } else if (this.failing) {
+        this.failing = false;
+        this.options.log.info('OTLP push succeeded again');
+      }
+      resultCallback(result);
+    });
+  }
+
+  forceFlush(): Promise<void> {
+    return this.inner.forceFlush();
+  }
+
+  shutdown(): Promise<void> {
+    return this.inner.shutdown();
+  }
+
+  selectAggregationTemporality = (...args: Parameters<NonNullable<PushMetricExporter['selectAggregationTemporality']>>) =>
+    this.inner.selectAggregationTemporality!(...args);
+
+  selectAggregation = (...args: Parameters<NonNullable<PushMetricExporter['selectAggregation']>>) =>
+    this.inner.selectAggregation!(...args);
+}
