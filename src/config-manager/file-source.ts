@@ -50,9 +50,10 @@ export class FileUsersSource implements UsersSource {
         (s) => `${s.ino} ${s.size} ${s.mtimeMs} ${s.ctimeMs}`,
         (error: NodeJS.ErrnoException) => `missing ${error.code}`,
       ).then((signature) => {
+        // The first poll always reports: the file may have changed since the caller's first read.
         if (signature !== last) {
-          if (last !== '') onChange();
           last = signature;
+          onChange();
         }
       });
     }, this.pollMs);

@@ -86,10 +86,17 @@ class GatedExporter implements PushMetricExporter {
   private closed = false;
   private failing = false;
 
+  readonly selectAggregationTemporality?: PushMetricExporter['selectAggregationTemporality'];
+  readonly selectAggregation?: PushMetricExporter['selectAggregation'];
+
   constructor(
     private readonly inner: PushMetricExporter,
     private readonly options: Pick<PipelineOptions, 'view' | 'log'>,
-  ) {}
+  ) {
+    // Optional in the interface: pass on only what the wrapped exporter has.
+    this.selectAggregationTemporality = inner.selectAggregationTemporality?.bind(inner);
+    this.selectAggregation = inner.selectAggregation?.bind(inner);
+  }
 
   close(): void {
     this.closed = true;
@@ -125,10 +132,4 @@ class GatedExporter implements PushMetricExporter {
   shutdown(): Promise<void> {
     return this.inner.shutdown();
   }
-
-  selectAggregationTemporality = (...args: Parameters<NonNullable<PushMetricExporter['selectAggregationTemporality']>>) =>
-    this.inner.selectAggregationTemporality!(...args);
-
-  selectAggregation = (...args: Parameters<NonNullable<PushMetricExporter['selectAggregation']>>) =>
-    this.inner.selectAggregation!(...args);
 }

@@ -1,0 +1,155 @@
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ConfigManager } from '../../src/config-manager/config-manager.js';
+import { FileUsersSource } from '../../src/config-manager/file-source.js';
+import type { UsersSnapshot } from '../../src/config-manager/users-document.js';
+import type { UsersDocumentError } from '../../src/errors.js';
+
+const doc = (...codes: string[]) =>
+  JSON.stringify({ users: codes.map((code, i) => ({ user_code: code, user_intra_ip: `10.8.0.${i + 2}` })) });
+
+let dir: string;
+let file: string;
+let manager: ConfigManager;
+const events: (UsersSnapshot | UsersDocumentError)[] = [];
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'markmeter-cm-'));
+  file = join(dir, 'users.json');
+  events.length = 0;
+});
+
+afterEach(async () => {
+  manager?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function startManager(pollMs = 200): Promise<void> {
+  manager = new ConfigManager(new FileUsersSource(file, pollMs), 20);
+  manager.on('sync', (s) => events.push(s));
+  manager.on('error', (e) => events.push(e));
+  await manager.start();
+}
+
+/** The next 'sync' or 'error' (events.once would reject on 'error', so listen by hand). */
+function nextEvent(timeoutMs = 3000): Promise<UsersSnapshot | UsersDocumentError> {
+  return new Promise((resolve, reject) => {
+    const done = (event: UsersSnapshot | UsersDocumentError) => {
+      clearTimeout(timer);
+      manager.off('sync', done);
+      manager.off('error', done);
+      resolve(event);
+    };
+    const timer = setTimeout(() => {
+      manager.off('sync', done);
+      manager.off('error', done);
+      reject(new Error(`no sync or error within ${timeoutMs} ms`));
+    }, timeoutMs);
+    manager.on('sync', done);
+    manager.on('error', done);
+  });
+}
+
+const codes = (s: UsersSnapshot | undefined) => s?.users.map((u) => u.user_code);
+
+describe('ConfigManager with a file source', () => {
+  test('start loads the document and emits sync', async () => {
+    await writeFile(file, doc('alice'));
+    await startManager();
+    assert.equal(events.length, 1);
+    assert.deepEqual(codes(events[0] as UsersSnapshot), ['alice']);
+    assert.deepEqual(codes(manager.current()), ['alice']);
+  });
+
+  test('an in-place rewrite is picked up within about a second', async () => {
+    await writeFile(file, doc('alice'));
+    await startManager();
+    const started = Date.now();
+    await writeFile(file, doc('alice', 'bob'));
+    const event = await nextEvent();
+    assert.deepEqual(codes(event as UsersSnapshot), ['alice', 'bob']);
+    assert.ok(Date.now() - started < 1500, `took ${Date.now() - started} ms`);
+  });
+
+  test('an atomic replace (write temp + rename) is picked up', async () => {
+    await writeFile(file, doc('alice'));
+    await startManager();
+    const temp = join(dir, '.users.json.tmp');
+    await writeFile(temp, doc('carol'));
+    await rename(temp, file);
+    const event = await nextEvent();
+    assert.deepEqual(codes(event as UsersSnapshot), ['carol']);
+  });
+
+  test('a document in a folder that does not exist yet is picked up when it appears (stat poll, no fs.watch)', async () => {
+    file = join(dir, 'later', 'users.json');
+    await startManager(100);
+    assert.ok(events[0] instanceof Error, 'missing at start: an error');
+    await mkdir(join(dir, 'later'));
+    await writeFile(file, doc('frank'));
+    assert.deepEqual(codes((await nextEvent()) as UsersSnapshot), ['frank']);
+  });
+
+  test('rewriting the same content emits nothing', async () => {
+    await writeFile(file, doc('alice'));
+    await startManager();
+    await writeFile(file, doc('alice'));
+    await sleep(700);
+    assert.equal(events.length, 1);
+  });
+
+  const broken: [string, string, RegExp][] = [
+    ['bad JSON', '{"users": [', /not valid JSON/],
+    ['a wrong type', '{"users": [{"user_code": 5, "user_intra_ip": "10.8.0.2"}]}', /users\[0\]\.user_code/],
+    ['a bad IP', '{"users": [{"user_code": "x", "user_intra_ip": "10.8.0.256"}]}', /users\[0\]\.user_intra_ip/],
+    [
+      'a duplicate user_intra_ip',
+      '{"users": [{"user_code": "x", "user_intra_ip": "10.8.0.2"}, {"user_code": "y", "user_intra_ip": "10.8.0.2"}]}',
+      /users\[1\]\.user_intra_ip/,
+    ],
+    ['a bad mark', '{"users": [], "marks": [{"mark_id": "0xZZ"}]}', /marks\[0\]\.mark_id/],
+  ];
+  for (const [name, text, field] of broken) {
+    test(`a document with ${name} emits one error naming file and field; the last good mapping stays`, async () => {
+      await writeFile(file, doc('alice'));
+      await startManager();
+      await writeFile(file, text);
+      const event = await nextEvent();
+      assert.ok(event instanceof Error, 'an error, not a sync');
+      assert.ok(event.message.includes(file));
+      assert.match(event.message, field);
+      assert.deepEqual(codes(manager.current()), ['alice']);
+      // The same broken content is not reported again on every poll.
+      await sleep(500);
+      assert.equal(events.length, 2);
+      // Fixing the file syncs again.
+      await writeFile(file, doc('dave'));
+      assert.deepEqual(codes((await nextEvent()) as UsersSnapshot), ['dave']);
+    });
+  }
+
+  test('a missing file is one error; the mapping stays; the file appearing syncs', async () => {
+    await writeFile(file, doc('alice'));
+    await startManager();
+    await rm(file);
+    const event = await nextEvent();
+    assert.ok(event instanceof Error);
+    assert.match(event.message, /cannot be read \(ENOENT\)/);
+    assert.deepEqual(codes(manager.current()), ['alice']);
+    await sleep(500);
+    assert.equal(events.length, 2, 'one error per outage');
+    await writeFile(file, doc('erin'));
+    assert.deepEqual(codes((await nextEvent()) as UsersSnapshot), ['erin']);
+  });
+
+  test('a bad document at start is an error and no mapping', async () => {
+    await writeFile(file, '{"users": 1}');
+    await startManager();
+    assert.equal(manager.current(), undefined);
+    assert.ok(events[0] instanceof Error);
+  });
+});

@@ -1,0 +1,121 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { AggregationTemporality, InMemoryMetricExporter, type ResourceMetrics } from '@opentelemetry/sdk-metrics';
+import { Accumulator } from '../../src/attribution/accumulator.js';
+import { userKey } from '../../src/attribution/mark-map.js';
+import { createLogger } from '../../src/log.js';
+import { TelemetryPipeline } from '../../src/telemetry/pipeline.js';
+import { SelfStats } from '../../src/telemetry/self-stats.js';
+
+const alice = { user_code: 'alice', user_intra_ip: '10.8.0.2' };
+const bob = { user_code: 'bob', user_intra_ip: 'fd00:8::2' };
+
+/** metric name -> "user_code@ip" (or other attributes) -> value, from the last export of an exporter. */
+function points(exported: ResourceMetrics[]): Map<string, Map<string, number>> {
+  const out = new Map<string, Map<string, number>>();
+  const last = exported.at(-1);
+  for (const scope of last?.scopeMetrics ?? []) {
+    for (const metric of scope.metrics) {
+      const series = new Map<string, number>();
+      for (const point of metric.dataPoints) {
+        const a = point.attributes;
+        const key = a.user_code !== undefined ? `${a.user_code}@${a.user_intra_ip}` : JSON.stringify(a);
+        series.set(key, point.value as number);
+      }
+      out.set(metric.descriptor.name, series);
+    }
+  }
+  return out;
+}
+
+function setup() {
+  const accumulator = new Accumulator();
+  const stats = new SelfStats();
+  const exporters: InMemoryMetricExporter[] = [];
+  const pipeline = new TelemetryPipeline({
+    resource: resourceFromAttributes({ 'service.name': 'markmeter-test' }),
+    exportIntervalMs: 3_600_000,
+    exportTimeoutMs: 5_000,
+    cardinalityLimit: 100,
+    log: createLogger('silent'),
+    view: { users: () => accumulator.users(), unattributed: () => accumulator.unattributed, interfaces: () => [], stats },
+    createExporter: () => {
+      const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
+      exporters.push(exporter);
+      return exporter;
+    },
+  });
+  const reading = (user: typeof alice, packets: bigint) => ({
+    ruleKey: `rule ${user.user_code}`,
+    direction: 'tx' as const,
+    user: userKey(user),
+    mark: 1,
+    packets,
+    bytes: packets * 100n,
+  });
+  return { accumulator, stats, exporters, pipeline, reading };
+}
+
+describe('TelemetryPipeline', () => {
+  test('exports the four per-user counters with user_code and user_intra_ip, cumulative and monotonic', async () => {
+    const { accumulator, exporters, pipeline, reading } = setup();
+    accumulator.setUsers([alice, bob], Date.now());
+    accumulator.apply('ipv4', [reading(alice, 3n), reading(bob, 5n)]);
+    await pipeline.flush();
+    const exported = exporters[0]!.getMetrics();
+    const p = points(exported);
+    assert.equal(p.get('net_user_tx_packets')?.get('alice@10.8.0.2'), 3);
+    assert.equal(p.get('net_user_tx_bytes')?.get('bob@fd00:8::2'), 500);
+    assert.equal(p.get('net_user_rx_packets')?.get('bob@fd00:8::2'), 0);
+    const metric = exported[0]!.scopeMetrics[0]!.metrics.find((m) => m.descriptor.name === 'net_user_rx_bytes')!;
+    assert.equal(metric.descriptor.unit, 'By');
+    assert.equal(metric.aggregationTemporality, AggregationTemporality.CUMULATIVE);
+    assert.equal((metric as { isMonotonic?: boolean }).isMonotonic, true);
+    await pipeline.shutdown();
+  });
+
+  test('the SDK alone keeps exporting a series no longer observed (why removal rebuilds the provider)', async () => {
+    const { accumulator, exporters, pipeline, reading } = setup();
+    accumulator.setUsers([alice, bob], 0);
+    accumulator.apply('ipv4', [reading(alice, 1n), reading(bob, 2n)]);
+    await pipeline.flush();
+    accumulator.setUsers([alice], 0);
+    accumulator.expireRemoved(1, 0);
+    await pipeline.flush();
+    // bob is no longer observed, yet the same provider still exports him: this is the SDK's behaviour.
+    assert.equal(points(exporters[0]!.getMetrics()).get('net_user_tx_packets')?.get('bob@fd00:8::2'), 2);
+    await pipeline.shutdown();
+  });
+
+  test('after a rebuild a removed user has no point at all while the others continue unchanged', async () => {
+    const { accumulator, stats, exporters, pipeline, reading } = setup();
+    accumulator.setUsers([alice, bob], 0);
+    accumulator.apply('ipv4', [reading(alice, 10n), reading(bob, 20n)]);
+    stats.count(stats.collectionErrors, 'timeout', 3);
+    await pipeline.flush();
+
+    accumulator.setUsers([alice], 1000);
+    assert.deepEqual(accumulator.expireRemoved(1000 + 299_999, 300_000), []);
+    await pipeline.flush();
+    assert.equal(points(exporters[0]!.getMetrics()).get('net_user_tx_packets')?.get('bob@fd00:8::2'), 20, 'kept during grace');
+
+    assert.deepEqual(accumulator.expireRemoved(1000 + 300_000, 300_000), [bob]);
+    const exportsBefore = exporters[0]!.getMetrics().length;
+    await pipeline.rebuild();
+    assert.equal(exporters.length, 2);
+    assert.equal(exporters[0]!.getMetrics().length, exportsBefore, 'the retired provider pushed nothing more');
+
+    accumulator.apply('ipv4', [reading(alice, 15n)]);
+    await pipeline.flush();
+    const p = points(exporters[1]!.getMetrics());
+    for (const name of ['net_user_rx_packets', 'net_user_tx_packets', 'net_user_rx_bytes', 'net_user_tx_bytes']) {
+      assert.equal(p.get(name)?.has('bob@fd00:8::2'), false, `${name} has no point for bob`);
+    }
+    assert.equal(p.get('net_user_tx_packets')?.get('alice@10.8.0.2'), 15, 'alice continues from her total');
+    assert.equal(p.get('net_user_tx_bytes')?.get('alice@10.8.0.2'), 1500);
+    // Self-telemetry lives outside the SDK: it does not go back to zero on a rebuild.
+    assert.equal(p.get('markmeter_collection_errors')?.get('{"kind":"timeout"}'), 3);
+    await pipeline.shutdown();
+  });
+});
