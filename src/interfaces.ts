@@ -1,8 +1,7 @@
 /** Interface totals from sysfs (`/sys/class/net/<iface>/statistics`), kept monotonic. */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { counterDelta } from './attribution/accumulator.js';
-import type { Count } from './mangle/parse.js';
+import { addCount, counterDelta, parseDigits, type Count } from './count.js';
 
 export interface InterfaceTotals {
   iface: string;
@@ -38,8 +37,8 @@ export class InterfaceReader {
             return;
           }
           // The counters restart when the interface is recreated: count from there.
-          entry.totals.rxPackets += counterDelta(entry.last.rx, rx);
-          entry.totals.txPackets += counterDelta(entry.last.tx, tx);
+          entry.totals.rxPackets = addCount(entry.totals.rxPackets, counterDelta(entry.last.rx, rx));
+          entry.totals.txPackets = addCount(entry.totals.txPackets, counterDelta(entry.last.tx, tx));
           entry.last = { rx, tx };
         } catch (error) {
           if (!this.missing.has(iface)) this.onMissing(iface, error as Error);
@@ -55,7 +54,7 @@ export class InterfaceReader {
 
   private async stat(iface: string, name: string): Promise<Count> {
     const text = (await readFile(join(this.root, iface, 'statistics', name), 'utf8')).trim();
-    if (!/^\d+$/.test(text)) throw new Error(`unexpected content in ${iface}/statistics/${name}: ${JSON.stringify(text)}`);
-    return BigInt(text);
+    if (!/^\d{1,20}$/.test(text)) throw new Error(`unexpected content in ${iface}/statistics/${name}: ${JSON.stringify(text)}`);
+    return parseDigits(text, 0, text.length);
   }
 }

@@ -4,6 +4,7 @@
  * than through JSON.stringify (which cannot hold integers above 2^53).
  */
 import type { Totals, UserSeries } from './attribution/accumulator.js';
+import type { Count } from './count.js';
 
 export interface TotalsReport {
   users: Iterable<UserSeries>;
@@ -12,7 +13,7 @@ export interface TotalsReport {
 
 const COLUMNS = ['rx_packets', 'tx_packets', 'rx_bytes', 'tx_bytes'] as const;
 
-function values(t: Totals): bigint[] {
+function values(t: Totals): Count[] {
   return [t.rxPackets, t.txPackets, t.rxBytes, t.txBytes];
 }
 

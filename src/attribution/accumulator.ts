@@ -4,11 +4,18 @@
  * deleted and added again) is a reset: its new value is the delta. A rule seen
  * for the first time contributes its whole counter (a restart loses nothing).
  * A rule that disappears keeps what it already contributed.
+ *
+ * A rule is known by its chain, mark, -s and -d (the tunnel client writes one
+ * rule per mark and direction); identical rules are told apart by their order.
+ * Keys are a chain name and a mark number, not the rule's text: this runs for
+ * every rule of a 100,000-rule table every few seconds.
  */
 import type { User } from '../config-manager/users-document.js';
-import type { Count } from '../mangle/parse.js';
+import { addCount, counterDelta, type Count } from '../count.js';
 import type { RuleReading } from './attribute.js';
 import { userKey } from './mark-map.js';
+
+export { counterDelta };
 
 export interface Totals {
   rxPackets: Count;
@@ -24,22 +31,26 @@ export interface UserSeries {
   removedAt?: number;
 }
 
-export const zeroTotals = (): Totals => ({ rxPackets: 0n, txPackets: 0n, rxBytes: 0n, txBytes: 0n });
+export const zeroTotals = (): Totals => ({ rxPackets: 0, txPackets: 0, rxBytes: 0, txBytes: 0 });
 
-/** The increase of a kernel counter since the last reading; a decrease is a reset. */
-export function counterDelta(previous: Count | undefined, current: Count): Count {
-  return previous === undefined || current < previous ? current : current - previous;
-}
-
-interface LastCounters {
+interface RuleState {
+  source: string | undefined;
+  destination: string | undefined;
   packets: Count;
   bytes: Count;
+  /** The reading that last saw the rule. */
+  seen: number;
+  /** Another rule with the same chain and mark. */
+  next: RuleState | undefined;
 }
 
+/** Per source (`ipv4`, `ipv6`): chain -> mark -> the rules with that chain and mark. */
+type RuleIndex = Map<string, Map<number, RuleState>>;
+
 export class Accumulator {
-  /** Per source (e.g. `ipv4`, `ipv6`): rule key -> its counters at the last reading. */
-  private readonly last = new Map<string, Map<string, LastCounters>>();
+  private readonly rules = new Map<string, RuleIndex>();
   private readonly series = new Map<string, UserSeries>();
+  private reading = 0;
   readonly unattributed: Totals = zeroTotals();
 
   /** Adopts the users of a new 'sync': new users start at zero, missing ones are marked removed. */
@@ -62,26 +73,58 @@ export class Accumulator {
    * `readings` are forgotten: a rule that comes back is new and counts from zero.
    */
   apply(source: string, readings: readonly RuleReading[]): void {
-    const previous = this.last.get(source) ?? new Map<string, LastCounters>();
-    const next = new Map<string, LastCounters>();
+    const seen = ++this.reading;
+    let index = this.rules.get(source);
+    if (!index) this.rules.set(source, (index = new Map()));
     for (const reading of readings) {
-      const before = previous.get(reading.ruleKey);
-      const reset = before !== undefined && (reading.packets < before.packets || reading.bytes < before.bytes);
-      const packets = reset ? reading.packets : counterDelta(before?.packets, reading.packets);
-      const bytes = reset ? reading.bytes : counterDelta(before?.bytes, reading.bytes);
-      next.set(reading.ruleKey, { packets: reading.packets, bytes: reading.bytes });
-      if (packets === 0n && bytes === 0n) continue;
+      let byMark = index.get(reading.chain);
+      if (!byMark) index.set(reading.chain, (byMark = new Map()));
+      const first = byMark.get(reading.mark);
+      let state = first;
+      while (state !== undefined && (state.seen === seen || state.source !== reading.source || state.destination !== reading.destination)) {
+        state = state.next;
+      }
+      let packets: Count;
+      let bytes: Count;
+      if (state === undefined) {
+        const added: RuleState = {
+          source: detach(reading.source),
+          destination: detach(reading.destination),
+          packets: reading.packets,
+          bytes: reading.bytes,
+          seen,
+          next: undefined,
+        };
+        // Appended, so that identical rules keep their order.
+        if (first === undefined) byMark.set(reading.mark, added);
+        else {
+          let last = first;
+          while (last.next !== undefined) last = last.next;
+          last.next = added;
+        }
+        packets = reading.packets;
+        bytes = reading.bytes;
+      } else {
+        // A reset shows in either counter; then both new values are the delta.
+        const reset = reading.packets < state.packets || reading.bytes < state.bytes;
+        packets = reset ? reading.packets : counterDelta(state.packets, reading.packets);
+        bytes = reset ? reading.bytes : counterDelta(state.bytes, reading.bytes);
+        state.packets = reading.packets;
+        state.bytes = reading.bytes;
+        state.seen = seen;
+      }
+      if (packets === 0 && bytes === 0) continue;
       const owner = reading.user === null ? undefined : this.series.get(reading.user);
       const totals = owner && owner.removedAt === undefined ? owner.totals : this.unattributed;
       if (reading.direction === 'rx') {
-        totals.rxPackets += packets;
-        totals.rxBytes += bytes;
+        totals.rxPackets = addCount(totals.rxPackets, packets);
+        totals.rxBytes = addCount(totals.rxBytes, bytes);
       } else {
-        totals.txPackets += packets;
-        totals.txBytes += bytes;
+        totals.txPackets = addCount(totals.txPackets, packets);
+        totals.txBytes = addCount(totals.txBytes, bytes);
       }
     }
-    this.last.set(source, next);
+    forgetUnseen(index, seen);
   }
 
   /** Drops users removed more than `graceMs` ago and returns them. */
@@ -104,4 +147,34 @@ export class Accumulator {
   get userCount(): number {
     return this.series.size;
   }
+}
+
+function forgetUnseen(index: RuleIndex, seen: number): void {
+  for (const [chain, byMark] of index) {
+    for (const [mark, first] of byMark) {
+      let head: RuleState | undefined = first;
+      while (head !== undefined && head.seen !== seen) head = head.next;
+      if (head === undefined) {
+        byMark.delete(mark);
+        continue;
+      }
+      if (head !== first) byMark.set(mark, head);
+      let state: RuleState = head;
+      let next = state.next;
+      while (next !== undefined) {
+        if (next.seen !== seen) state.next = next.next;
+        else state = next;
+        next = state.next;
+      }
+    }
+    if (byMark.size === 0) index.delete(chain);
+  }
+}
+
+/**
+ * A copy of an address that does not keep the dump it was cut from alive
+ * (V8 slices keep their parent string): only done when a rule is first seen.
+ */
+function detach(text: string | undefined): string | undefined {
+  return text === undefined ? undefined : (JSON.parse(JSON.stringify(text)) as string);
 }

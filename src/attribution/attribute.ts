@@ -3,15 +3,16 @@
  * direction each MARK rule's counters belong to. Jump rules and other targets
  * are not user traffic; MARK rules in chains without a direction are reported.
  */
-import { hostAddress } from '../address.js';
-import type { User } from '../config-manager/users-document.js';
+import type { Count } from '../count.js';
 import type { ChainDirections, Direction } from '../mangle/chains.js';
-import type { Count, SaveTable } from '../mangle/parse.js';
-import { userKey, type MarkMap } from './mark-map.js';
+import type { SaveRule, SaveTable } from '../mangle/parse.js';
+import type { MarkMap } from './mark-map.js';
 
 export interface RuleReading {
-  /** Stable identity of the rule across readings (chain, spec and occurrence). */
-  ruleKey: string;
+  /** With mark, source and destination: the rule's identity across readings. */
+  chain: string;
+  source: string | undefined;
+  destination: string | undefined;
   direction: Direction;
   /** The owning user's key, or null for unattributed traffic. */
   user: string | null;
@@ -30,28 +31,26 @@ export interface Attribution {
 export function attributeRules(table: SaveTable, directions: ChainDirections, map: MarkMap): Attribution {
   const readings: RuleReading[] = [];
   const skipped = new Map<string, Attribution['skipped'][number]>();
-  const occurrences = new Map<string, number>();
   let markRules = 0;
   for (const rule of table.rules) {
-    if (rule.jump !== 'MARK' || rule.mark === undefined) continue;
+    if (rule.mark === undefined) continue; // only MARK rules carry one
     markRules += 1;
     const direction = directions.byChain.get(rule.chain);
     if (direction === undefined) {
-      const reason = directions.ambiguous.includes(rule.chain) ? 'ambiguous' : 'unreached';
-      const entry = skipped.get(rule.chain) ?? { chain: rule.chain, reason, rules: 0 };
+      let entry = skipped.get(rule.chain);
+      if (!entry) {
+        entry = { chain: rule.chain, reason: directions.ambiguous.includes(rule.chain) ? 'ambiguous' : 'unreached', rules: 0 };
+        skipped.set(rule.chain, entry);
+      }
       entry.rules += 1;
-      skipped.set(rule.chain, entry);
       continue;
     }
-    // Identical rules in one chain are told apart by their order.
-    const identity = `${table.name} ${rule.chain} ${rule.spec}`;
-    const n = (occurrences.get(identity) ?? 0) + 1;
-    occurrences.set(identity, n);
-    const owner = ownerOf(rule.mark, rule.source, rule.destination, direction, map);
     readings.push({
-      ruleKey: n === 1 ? identity : `${identity} #${n}`,
+      chain: rule.chain,
+      source: rule.source,
+      destination: rule.destination,
       direction,
-      user: owner ? userKey(owner) : null,
+      user: ownerOf(rule, direction, map),
       mark: rule.mark,
       packets: rule.packets,
       bytes: rule.bytes,
@@ -60,22 +59,25 @@ export function attributeRules(table: SaveTable, directions: ChainDirections, ma
   return { readings, markRules, skipped: [...skipped.values()] };
 }
 
-function ownerOf(
-  mark: number,
-  source: string | undefined,
-  destination: string | undefined,
-  direction: Direction,
-  map: MarkMap,
-): User | undefined {
-  const pooled = map.byMark.get(mark);
-  if (pooled !== undefined) return pooled ?? undefined;
+function ownerOf(rule: SaveRule, direction: Direction, map: MarkMap): string | null {
+  const pooled = map.byMark.get(rule.mark!);
+  if (pooled !== undefined) return pooled;
   // The pool lacks the mark: fall back to the rule's own addresses, the user's
   // side first (its source on upload, its destination on download).
-  const order = direction === 'tx' ? [source, destination] : [destination, source];
-  for (const address of order) {
-    const host = address === undefined ? undefined : hostAddress(address);
-    const user = host === undefined ? undefined : map.byIp.get(host);
-    if (user) return user;
-  }
-  return undefined;
+  const [first, second] = direction === 'tx' ? [rule.source, rule.destination] : [rule.destination, rule.source];
+  return userAt(first, map) ?? userAt(second, map) ?? null;
+}
+
+/**
+ * The user at a rule address such as `10.8.0.2/32` or `fd00::2/128`. iptables
+ * prints addresses canonically (inet_ntop), the form byIp is keyed by, so no
+ * parsing is needed; a wider prefix is no single user.
+ */
+function userAt(address: string | undefined, map: MarkMap): string | undefined {
+  if (address === undefined) return undefined;
+  const slash = address.indexOf('/');
+  if (slash === -1) return map.byIp.get(address);
+  const prefix = address.length - slash - 1;
+  const full = prefix === 2 ? address.endsWith('/32') && !address.includes(':') : prefix === 3 && address.endsWith('/128');
+  return full ? map.byIp.get(address.slice(0, slash)) : undefined;
 }

@@ -1,15 +1,18 @@
 /**
- * Pure parser of `iptables-save -c` / `ip6tables-save -c` output (both the
- * nf_tables and the legacy backend print the same format). No I/O here.
+ * Pure parser of `iptables-save -c` / `ip6tables-save -c` output (the nf_tables
+ * and the legacy backend print the same format). No I/O here.
  *
  * Every line is classified once: `#` comment, `*table`, `:CHAIN POLICY [p:b]`,
  * `[p:b] -A CHAIN ...`, `COMMIT`. Anything else is a ParseError naming the line,
- * so garbage never becomes counters.
+ * so garbage never becomes counters. The parser takes the output in chunks as
+ * it streams in (`push`), so a reading never needs the whole dump as one
+ * string; `parseIptablesSave` is the one-call form. It scans characters with
+ * indexOf/charCodeAt (no regex or split per line): a gateway's table holds
+ * 100,000 rules and is read every few seconds.
  */
+import { parseDigits, type Count } from '../count.js';
 import { ParseError } from '../errors.js';
 
-/** A u64 kernel counter, kept exact. */
-export type Count = bigint;
 
 export interface SaveChain {
   name: string;
@@ -22,19 +25,19 @@ export interface SaveRule {
   chain: string;
   packets: Count;
   bytes: Count;
-  /** The rule as printed after `-A CHAIN ` (without counters): stable identity of the rule. */
+  /** The rule as printed after `-A CHAIN ` (without counters): the rule's identity. */
   spec: string;
-  /** `-s` address as printed (e.g. `10.8.0.2/32`); absent when missing or negated. */
-  source?: string;
-  /** `-d` address as printed; absent when missing or negated. */
-  destination?: string;
+  /** `-s` address as printed (e.g. `10.8.0.2/32`); undefined when missing or negated. */
+  source: string | undefined;
+  /** `-d` address as printed; undefined when missing or negated. */
+  destination: string | undefined;
   /** `-j` or `-g` target. */
-  jump?: string;
+  jump: string | undefined;
   /** True when the target was given with `-g` (goto). */
   goto: boolean;
   /** The mark value set by `-j MARK --set-xmark V/M` or `--set-mark V[/M]`. */
-  mark?: number;
-  markMask?: number;
+  mark: number | undefined;
+  markMask: number | undefined;
   /** 1-based line number in the dump. */
   line: number;
 }
@@ -45,51 +48,25 @@ export interface SaveTable {
   rules: SaveRule[];
 }
 
-const COUNTER_RE = /^\[(\d+):(\d+)\]$/;
+/** The longest line accepted: a longer one means the output is not a dump. */
+const MAX_LINE = 1 << 20;
 const U64_MAX = (1n << 64n) - 1n;
+
+const SPACE = 32;
+const QUOTE = 34;
+const HASH = 35;
+const STAR = 42;
+const DASH = 45;
+const COLON = 58;
+const BRACKET = 91;
+const CLOSE_BRACKET = 93;
+const BACKSLASH = 92;
 
 /** Parses a whole dump into its tables, in the order they appear. */
 export function parseIptablesSave(text: string): SaveTable[] {
-  const tables: SaveTable[] = [];
-  let current: SaveTable | undefined;
-  let lineNo = 0;
-  let start = 0;
-  while (start < text.length) {
-    let end = text.indexOf('\n', start);
-    if (end === -1) end = text.length;
-    lineNo += 1;
-    const raw = text.charCodeAt(end - 1) === 13 ? text.slice(start, end - 1) : text.slice(start, end);
-    start = end + 1;
-    const line = raw.trim();
-    if (line === '' || line.startsWith('#')) continue;
-
-    const first = line.charCodeAt(0);
-    if (first === 42 /* * */) {
-      if (current) throw new ParseError(`table *${current.name} was not closed by COMMIT before a new table`, lineNo, raw);
-      const name = line.slice(1);
-      if (!/^[a-z_]+$/.test(name)) throw new ParseError('bad table name', lineNo, raw);
-      current = { name, chains: new Map(), rules: [] };
-    } else if (line === 'COMMIT') {
-      if (!current) throw new ParseError('COMMIT outside a table', lineNo, raw);
-      tables.push(current);
-      current = undefined;
-    } else if (first === 58 /* : */) {
-      if (!current) throw new ParseError('chain declared outside a table', lineNo, raw);
-      const chain = parseChainLine(line, lineNo, raw);
-      current.chains.set(chain.name, chain);
-    } else if (first === 91 /* [ */) {
-      if (!current) throw new ParseError('rule outside a table', lineNo, raw);
-      current.rules.push(parseRuleLine(current, line, lineNo, raw));
-    } else if (line.startsWith('-A ')) {
-      throw new ParseError('rule has no [packets:bytes] counters: run the save command with -c', lineNo, raw);
-    } else {
-      throw new ParseError('not an iptables-save line', lineNo, raw);
-    }
-  }
-  if (current) {
-    throw new ParseError(`dump ended inside table *${current.name} without COMMIT (truncated output?)`, lineNo, '');
-  }
-  return tables;
+  const parser = new IptablesSaveParser();
+  parser.push(text);
+  return parser.end();
 }
 
 /** The named table of a dump, or an empty one when the dump does not list it. */
@@ -97,126 +74,253 @@ export function findTable(tables: SaveTable[], name: string): SaveTable {
   return tables.find((t) => t.name === name) ?? { name, chains: new Map(), rules: [] };
 }
 
-function parseChainLine(line: string, lineNo: number, raw: string): SaveChain {
-  // `:NAME POLICY [p:b]`; the counter part is optional in some versions.
-  const parts = line.slice(1).split(' ');
-  const name = parts[0];
-  const policy = parts[1];
-  if (!name || !policy) throw new ParseError('bad chain declaration', lineNo, raw);
-  return { name, policy: policy === '-' ? null : policy };
-}
+/** Streaming form: push() chunks as they arrive, then end() for the tables. */
+export class IptablesSaveParser {
+  private readonly tables: SaveTable[] = [];
+  private current: SaveTable | undefined;
+  /** The unfinished last line of the chunks so far. */
+  private rest = '';
+  private lineNo = 0;
 
-function parseRuleLine(table: SaveTable, line: string, lineNo: number, raw: string): SaveRule {
-  const close = line.indexOf('] ');
-  const counters = close === -1 ? null : COUNTER_RE.exec(line.slice(0, close + 1));
-  if (!counters) throw new ParseError('bad [packets:bytes] counters', lineNo, raw);
-  const rest = line.slice(close + 2);
-  if (!rest.startsWith('-A ')) throw new ParseError('expected -A after the counters', lineNo, raw);
-  const chainEnd = rest.indexOf(' ', 3);
-  const chain = chainEnd === -1 ? rest.slice(3) : rest.slice(3, chainEnd);
-  if (!table.chains.has(chain)) throw new ParseError(`rule for chain ${chain} that the table does not declare`, lineNo, raw);
-
-  const rule: SaveRule = {
-    table: table.name,
-    chain,
-    packets: toCount(counters[1]!, lineNo, raw),
-    bytes: toCount(counters[2]!, lineNo, raw),
-    spec: chainEnd === -1 ? '' : rest.slice(chainEnd + 1),
-    goto: false,
-    line: lineNo,
-  };
-  readOptions(rule, tokenize(rule.spec, lineNo, raw), lineNo, raw);
-  return rule;
-}
-
-function toCount(digits: string, lineNo: number, raw: string): Count {
-  const value = BigInt(digits);
-  if (value > U64_MAX) throw new ParseError('counter larger than 2^64-1', lineNo, raw);
-  return value;
-}
-
-/** Fills the fields markmeter needs from the rule's options. */
-function readOptions(rule: SaveRule, tokens: string[], lineNo: number, raw: string): void {
-  let negate = false;
-  for (let i = 0; i < tokens.length; i++) {
-    const token = tokens[i]!;
-    if (token === '!') {
-      negate = true;
-      continue;
+  push(chunk: string): this {
+    const text = this.rest === '' ? chunk : this.rest + chunk;
+    let start = 0;
+    for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', start)) {
+      this.line(text, start, nl);
+      start = nl + 1;
     }
-    const value = tokens[i + 1];
-    switch (token) {
-      case '-s':
-        if (!negate) rule.source = value;
-        i++;
-        break;
-      case '-d':
-        if (!negate) rule.destination = value;
-        i++;
-        break;
-      case '-j':
-      case '-g':
-        rule.jump = value;
-        rule.goto = token === '-g';
-        i++;
-        break;
-      case '--set-xmark':
-      case '--set-mark':
-        if (rule.jump === 'MARK') {
-          if (value === undefined) throw new ParseError(`${token} without a value`, lineNo, raw);
-          const [mark, mask] = parseMarkValue(value, lineNo, raw);
-          rule.mark = mark;
-          rule.markMask = mask;
-        }
-        i++;
-        break;
-      default:
-        break;
-    }
-    negate = false;
+    this.rest = start === 0 ? text : text.slice(start);
+    if (this.rest.length > MAX_LINE) throw new ParseError('line longer than 1 MiB: not iptables-save output', this.lineNo + 1, this.rest.slice(0, 80));
+    return this;
   }
-}
 
-/** `0x65/0xffffffff`, `0x65` or `101` -> [mark, mask]. */
-function parseMarkValue(text: string, lineNo: number, raw: string): [number, number] {
-  const slash = text.indexOf('/');
-  const mark = parseU32(slash === -1 ? text : text.slice(0, slash));
-  const mask = slash === -1 ? 0xffffffff : parseU32(text.slice(slash + 1));
-  if (mark === undefined || mask === undefined) throw new ParseError(`bad mark value ${text}`, lineNo, raw);
-  return [mark, mask];
-}
+  end(): SaveTable[] {
+    if (this.rest !== '') {
+      const last = this.rest;
+      this.rest = '';
+      this.line(last, 0, last.length);
+    }
+    if (this.current) {
+      throw new ParseError(`dump ended inside table *${this.current.name} without COMMIT (truncated output?)`, this.lineNo, '');
+    }
+    return this.tables;
+  }
 
-export function parseU32(text: string): number | undefined {
-  if (!/^(0x[0-9a-fA-F]{1,8}|\d{1,10})$/.test(text)) return undefined;
-  const value = Number(text);
-  return value <= 0xffffffff ? value : undefined;
-}
+  private fail(message: string, text: string, start: number, end: number): never {
+    throw new ParseError(message, this.lineNo, text.slice(start, end));
+  }
 
-/** Splits rule options on spaces, honouring iptables' double quotes and backslash escapes. */
-function tokenize(spec: string, lineNo: number, raw: string): string[] {
-  const tokens: string[] = [];
-  let i = 0;
-  const n = spec.length;
-  while (i < n) {
-    while (i < n && spec.charCodeAt(i) === 32) i++;
-    if (i >= n) break;
-    if (spec.charCodeAt(i) === 34 /* " */) {
-      let value = '';
-      i++;
-      while (i < n && spec.charCodeAt(i) !== 34) {
-        if (spec.charCodeAt(i) === 92 /* \ */ && i + 1 < n) i++;
-        value += spec[i];
-        i++;
+  private line(text: string, start: number, end: number): void {
+    this.lineNo += 1;
+    while (end > start && text.charCodeAt(end - 1) <= SPACE) end--; // \r, trailing blanks
+    while (start < end && text.charCodeAt(start) <= SPACE) start++;
+    if (start === end) return;
+    switch (text.charCodeAt(start)) {
+      case HASH:
+        return;
+      case BRACKET:
+        return this.rule(text, start, end);
+      case COLON:
+        return this.chain(text, start, end);
+      case STAR: {
+        if (this.current) this.fail(`table *${this.current.name} was not closed by COMMIT before a new table`, text, start, end);
+        const name = text.slice(start + 1, end);
+        if (!/^[a-z_]+$/.test(name)) this.fail('bad table name', text, start, end);
+        this.current = { name, chains: new Map(), rules: [] };
+        return;
       }
-      if (i >= n) throw new ParseError('unterminated quoted string', lineNo, raw);
-      i++;
-      tokens.push(value);
-    } else {
-      const end = spec.indexOf(' ', i);
-      const stop = end === -1 ? n : end;
-      tokens.push(spec.slice(i, stop));
-      i = stop;
+      default:
+        if (end - start === 6 && text.startsWith('COMMIT', start)) {
+          if (!this.current) this.fail('COMMIT outside a table', text, start, end);
+          this.tables.push(this.current);
+          this.current = undefined;
+          return;
+        }
+        if (text.startsWith('-A ', start)) this.fail('rule has no [packets:bytes] counters: run the save command with -c', text, start, end);
+        this.fail('not an iptables-save line', text, start, end);
     }
   }
-  return tokens;
+
+  private chain(text: string, start: number, end: number): void {
+    if (!this.current) this.fail('chain declared outside a table', text, start, end);
+    // `:NAME POLICY [p:b]`
+    const nameEnd = text.indexOf(' ', start);
+    if (nameEnd === -1 || nameEnd >= end || nameEnd === start + 1) this.fail('bad chain declaration', text, start, end);
+    let policyEnd = text.indexOf(' ', nameEnd + 1);
+    if (policyEnd === -1 || policyEnd > end) policyEnd = end;
+    const name = text.slice(start + 1, nameEnd);
+    const policy = text.slice(nameEnd + 1, policyEnd);
+    if (policy === '') this.fail('bad chain declaration', text, start, end);
+    this.current.chains.set(name, { name, policy: policy === '-' ? null : policy });
+  }
+
+  private rule(text: string, start: number, end: number): void {
+    const table = this.current;
+    if (!table) this.fail('rule outside a table', text, start, end);
+    let i = start + 1;
+    const packetsStart = i;
+    while (i < end && isDigit(text.charCodeAt(i))) i++;
+    const packetsEnd = i;
+    if (packetsEnd === packetsStart || text.charCodeAt(i) !== COLON) this.fail('bad [packets:bytes] counters', text, start, end);
+    const bytesStart = ++i;
+    while (i < end && isDigit(text.charCodeAt(i))) i++;
+    const bytesEnd = i;
+    if (bytesEnd === bytesStart || text.charCodeAt(i) !== CLOSE_BRACKET) this.fail('bad [packets:bytes] counters', text, start, end);
+    i++;
+    if (!text.startsWith(' -A ', i)) this.fail('expected -A after the counters', text, start, end);
+    i += 4;
+    let chainEnd = text.indexOf(' ', i);
+    if (chainEnd === -1 || chainEnd > end) chainEnd = end;
+    // The declared chain's own name string: every rule shares it.
+    const chain = table.chains.get(text.slice(i, chainEnd));
+    if (!chain) this.fail(`rule for chain ${text.slice(i, chainEnd)} that the table does not declare`, text, start, end);
+    const specStart = chainEnd < end ? chainEnd + 1 : end;
+    const rule: SaveRule = {
+      table: table.name,
+      chain: chain.name,
+      packets: this.counter(text, packetsStart, packetsEnd, start, end),
+      bytes: this.counter(text, bytesStart, bytesEnd, start, end),
+      spec: text.slice(specStart, end),
+      // Every field set here, in one order: one object shape for all rules keeps V8 fast.
+      source: undefined,
+      destination: undefined,
+      jump: undefined,
+      goto: false,
+      mark: undefined,
+      markMask: undefined,
+      line: this.lineNo,
+    };
+    this.options(rule, text, specStart, end, start);
+    table.rules.push(rule);
+  }
+
+  private counter(text: string, from: number, to: number, lineStart: number, lineEnd: number): Count {
+    if (to - from > 20 || (to - from === 20 && BigInt(text.slice(from, to)) > U64_MAX)) {
+      this.fail('counter larger than 2^64-1', text, lineStart, lineEnd);
+    }
+    return parseDigits(text, from, to);
+  }
+
+  /** Reads the options markmeter needs (-s, -d, -j, -g, the MARK value), skipping quoted strings whole. */
+  private options(rule: SaveRule, text: string, i: number, end: number, lineStart: number): void {
+    let negate = false;
+    while (i < end) {
+      while (i < end && text.charCodeAt(i) === SPACE) i++;
+      if (i >= end) break;
+      if (text.charCodeAt(i) === QUOTE) {
+        i = this.skipQuoted(text, i, end, lineStart);
+        negate = false;
+        continue;
+      }
+      let tokenEnd = text.indexOf(' ', i);
+      if (tokenEnd === -1 || tokenEnd > end) tokenEnd = end;
+      const length = tokenEnd - i;
+      if (length === 1 && text.charCodeAt(i) === 33 /* ! */) {
+        negate = true;
+        i = tokenEnd;
+        continue;
+      }
+      const option = text.charCodeAt(i) === DASH ? optionAt(text, i, length) : NOT_AN_OPTION;
+      if (option !== NOT_AN_OPTION) {
+        let valueStart = tokenEnd;
+        while (valueStart < end && text.charCodeAt(valueStart) === SPACE) valueStart++;
+        let valueEnd = text.indexOf(' ', valueStart);
+        if (valueEnd === -1 || valueEnd > end) valueEnd = end;
+        if (valueEnd === valueStart) this.fail(`${text.slice(i, tokenEnd)} without a value`, text, lineStart, end);
+        switch (option) {
+          case SOURCE:
+            if (!negate) rule.source = text.slice(valueStart, valueEnd);
+            break;
+          case DESTINATION:
+            if (!negate) rule.destination = text.slice(valueStart, valueEnd);
+            break;
+          case JUMP:
+          case GOTO:
+            rule.jump = valueEnd - valueStart === 4 && text.startsWith('MARK', valueStart) ? 'MARK' : text.slice(valueStart, valueEnd);
+            rule.goto = option === GOTO;
+            break;
+          default: // --set-xmark, --set-mark
+            if (rule.jump === 'MARK') this.markValue(rule, text, valueStart, valueEnd, lineStart, end);
+        }
+        i = valueEnd;
+        negate = false;
+        continue;
+      }
+      negate = false;
+      i = tokenEnd;
+    }
+  }
+
+  private skipQuoted(text: string, i: number, end: number, lineStart: number): number {
+    for (let j = i + 1; j < end; j++) {
+      const c = text.charCodeAt(j);
+      if (c === BACKSLASH) j++;
+      else if (c === QUOTE) return j + 1;
+    }
+    this.fail('unterminated quoted string', text, lineStart, end);
+  }
+
+  /** `0x65/0xffffffff`, `0x65` or `101`. */
+  private markValue(rule: SaveRule, text: string, start: number, end: number, lineStart: number, lineEnd: number): void {
+    let slash = text.indexOf('/', start);
+    if (slash === -1 || slash > end) slash = end;
+    const mark = parseU32(text, start, slash);
+    const mask = slash === end ? 0xffffffff : parseU32(text, slash + 1, end);
+    if (mark === undefined || mask === undefined) this.fail(`bad mark value ${text.slice(start, end)}`, text, lineStart, lineEnd);
+    rule.mark = mark;
+    rule.markMask = mask;
+  }
+}
+
+const NOT_AN_OPTION = 0;
+const SOURCE = 1;
+const DESTINATION = 2;
+const JUMP = 3;
+const GOTO = 4;
+const SET_MARK = 5;
+
+/** Which of the options markmeter reads starts at text[i] (a token of `length` starting with '-'), without cutting a string. */
+function optionAt(text: string, i: number, length: number): number {
+  if (length === 2) {
+    switch (text.charCodeAt(i + 1)) {
+      case 115 /* s */:
+        return SOURCE;
+      case 100 /* d */:
+        return DESTINATION;
+      case 106 /* j */:
+        return JUMP;
+      case 103 /* g */:
+        return GOTO;
+      default:
+        return NOT_AN_OPTION;
+    }
+  }
+  if ((length === 11 && text.startsWith('--set-xmark', i)) || (length === 10 && text.startsWith('--set-mark', i))) return SET_MARK;
+  return NOT_AN_OPTION;
+}
+
+function isDigit(c: number): boolean {
+  return c >= 48 && c <= 57;
+}
+
+/** A 32-bit unsigned value written as `0x` hex (1-8 digits) or decimal; undefined when it is not one. */
+export function parseU32(text: string, start = 0, end = text.length): number | undefined {
+  let value = 0;
+  if (end - start > 2 && text.charCodeAt(start) === 48 && (text.charCodeAt(start + 1) | 32) === 120 /* 0x */) {
+    if (end - start - 2 > 8) return undefined;
+    for (let i = start + 2; i < end; i++) {
+      const c = text.charCodeAt(i) | 32;
+      const digit = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : -1;
+      if (digit < 0) return undefined;
+      value = value * 16 + digit;
+    }
+    return value;
+  }
+  if (end === start || end - start > 10) return undefined;
+  for (let i = start; i < end; i++) {
+    const c = text.charCodeAt(i);
+    if (!isDigit(c)) return undefined;
+    value = value * 10 + (c - 48);
+  }
+  return value <= 0xffffffff ? value : undefined;
 }

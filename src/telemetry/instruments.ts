@@ -6,7 +6,7 @@
 import { ValueType, type Attributes, type BatchObservableResult, type Meter, type Observable } from '@opentelemetry/api';
 import type { Totals, UserSeries } from '../attribution/accumulator.js';
 import type { InterfaceTotals } from '../interfaces.js';
-import type { Count } from '../mangle/parse.js';
+import type { Count } from '../count.js';
 import {
   ATTR_DIRECTION,
   ATTR_IFACE,

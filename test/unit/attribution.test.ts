@@ -7,6 +7,7 @@ import { buildMarkMap } from '../../src/attribution/mark-map.js';
 import { parseUsersDocument } from '../../src/config-manager/users-document.js';
 import { resolveChainDirections } from '../../src/mangle/chains.js';
 import { findTable, parseIptablesSave } from '../../src/mangle/parse.js';
+import { exact } from '../totals.js';
 
 const fixture = (name: string) => readFileSync(new URL(`../fixtures/${name}`, import.meta.url), 'utf8');
 const ROOTS = { rx: ['PREROUTING'], tx: ['POSTROUTING'] };
@@ -43,8 +44,8 @@ function totalsFor(fixtures: [string, string][]) {
     acc.apply(source, result.readings);
     skipped.push(...result.skipped.map((s) => `${source} ${s.chain} ${s.reason} ${s.rules}`));
   }
-  const users = Object.fromEntries([...acc.users()].map((s) => [s.user.user_code, s.totals]));
-  return { users, unattributed: acc.unattributed, skipped };
+  const users = Object.fromEntries([...acc.users()].map((s) => [s.user.user_code, exact(s.totals)]));
+  return { users, unattributed: exact(acc.unattributed), skipped };
 }
 
 const t = (rxPackets: bigint, txPackets: bigint, rxBytes: bigint, txBytes: bigint) => ({ rxPackets, txPackets, rxBytes, txBytes });
@@ -92,24 +93,27 @@ describe('attribution of real captures', () => {
       marks: [{ mark_id: 7, sips: ['10.8.0.3'], dips: ['10.8.0.2/32'] }],
     });
     assert.deepEqual(map.conflicts, [{ mark_id: 7, users: ['bob', 'alice'] }]);
-    assert.equal(map.byMark.get(7)?.user_code, 'bob');
+    assert.equal(map.byMark.get(7), '10.8.0.3 bob');
   });
 
-  test('identical rules in one chain are told apart, so both count', () => {
+  test('identical rules in one chain both count, told apart by their order', () => {
     const text = `*mangle
 :PREROUTING ACCEPT [0:0]
 [1:100] -A PREROUTING -d 10.8.0.2/32 -j MARK --set-mark 101
 [2:200] -A PREROUTING -d 10.8.0.2/32 -j MARK --set-mark 101
 COMMIT
 `;
-    const table = findTable(parseIptablesSave(text), 'mangle');
-    const result = attributeRules(table, resolveChainDirections(table, ROOTS), buildMarkMap(USERS));
-    assert.deepEqual(
-      result.readings.map((r) => [r.ruleKey, r.packets]),
-      [
-        ['mangle PREROUTING -d 10.8.0.2/32 -j MARK --set-mark 101', 1n],
-        ['mangle PREROUTING -d 10.8.0.2/32 -j MARK --set-mark 101 #2', 2n],
-      ],
-    );
+    const map = buildMarkMap(USERS);
+    const acc = new Accumulator();
+    acc.setUsers(USERS.users, 0);
+    const read = (dump: string) => {
+      const table = findTable(parseIptablesSave(dump), 'mangle');
+      acc.apply('ipv4', attributeRules(table, resolveChainDirections(table, ROOTS), map).readings);
+    };
+    read(text);
+    read(text.replace('[2:200]', '[5:500]'));
+    const alice = [...acc.users()].find((s) => s.user.user_code === 'alice')!;
+    assert.deepEqual(exact(alice.totals), t(6n, 0n, 600n, 0n));
   });
+
 });

@@ -10,7 +10,7 @@ const fixture = (name: string) => readFileSync(new URL(`../fixtures/${name}`, im
 type Row = [chain: string, packets: bigint, bytes: bigint, source: string | undefined, destination: string | undefined, jump: string | undefined, mark?: number, mask?: number];
 const FULL = 0xffffffff;
 const row = (r: SaveRule): Row => {
-  const out: Row = [r.chain, r.packets, r.bytes, r.source, r.destination, r.goto ? `goto ${r.jump}` : r.jump];
+  const out: Row = [r.chain, BigInt(r.packets), BigInt(r.bytes), r.source, r.destination, r.goto ? `goto ${r.jump}` : r.jump];
   if (r.mark !== undefined) out.push(r.mark, r.markMask);
   return out;
 };

@@ -47,7 +47,9 @@ function setup() {
     },
   });
   const reading = (user: typeof alice, packets: bigint) => ({
-    ruleKey: `rule ${user.user_code}`,
+    chain: 'POSTROUTING',
+    source: user.user_intra_ip,
+    destination: undefined,
     direction: 'tx' as const,
     user: userKey(user),
     mark: 1,
