@@ -3,7 +3,7 @@
  * for each source (the IPv4 and IPv6 tables). A source that fails leaves its
  * totals as they were; the others still count.
  */
-import { readFile } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { Accumulator } from './attribution/accumulator.js';
 import { attributeRules, type Attribution } from './attribution/attribute.js';
@@ -11,12 +11,12 @@ import type { MarkMap } from './attribution/mark-map.js';
 import { MarkmeterError } from './errors.js';
 import { resolveChainDirections, type DirectionRoots } from './mangle/chains.js';
 import { readTableDump, type CommandRunner, type RunOptions } from './mangle/dump.js';
-import { findTable, parseIptablesSave } from './mangle/parse.js';
+import { findTable, IptablesSaveParser, type SaveTable } from './mangle/parse.js';
 
-/** Where one table's dump comes from; `name` is `ipv4` or `ipv6`. */
+/** Where one table's dump comes from (`name` is `ipv4` or `ipv6`), parsed as it is read. */
 export interface TableSource {
   name: string;
-  read(): Promise<string>;
+  read(): Promise<SaveTable[]>;
 }
 
 export function commandSource(name: string, command: string, table: string, options: RunOptions, runner?: CommandRunner): TableSource {
@@ -28,11 +28,14 @@ export function fileSource(name: string, path: string): TableSource {
   return {
     name,
     read: async () => {
+      const parser = new IptablesSaveParser();
       try {
-        return await readFile(path, 'utf8');
+        for await (const chunk of createReadStream(path, { encoding: 'utf8' })) parser.push(chunk as string);
       } catch (error) {
+        if (error instanceof MarkmeterError) throw error;
         throw new MarkmeterError('input', `cannot read the saved dump ${path}: ${(error as Error).message}`, { cause: error });
       }
+      return parser.end();
     },
   };
 }
@@ -63,8 +66,7 @@ export class Collector {
     const started = performance.now();
     const seconds = () => (performance.now() - started) / 1000;
     try {
-      const text = await source.read();
-      const table = findTable(parseIptablesSave(text), this.options.table);
+      const table = findTable(await source.read(), this.options.table);
       const directions = resolveChainDirections(table, this.options.roots);
       const attribution = attributeRules(table, directions, this.markMap());
       this.accumulator.apply(source.name, attribution.readings);

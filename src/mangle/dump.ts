@@ -1,33 +1,63 @@
 /**
  * Runs iptables-save / ip6tables-save: the only module that starts programs.
  * execa with an argument array (never a shell), a timeout and an output cap;
- * every failure becomes one DumpError that says what to do.
+ * every failure becomes one DumpError that says what to do. The output goes
+ * to the parser chunk by chunk as the program prints it.
  */
 import { execa, ExecaError } from 'execa';
 import { DumpError } from '../errors.js';
+import { IptablesSaveParser, type SaveTable } from './parse.js';
 
 export interface RunOptions {
   timeoutMs: number;
   maxOutputBytes: number;
 }
 
-/** Runs a program and resolves with its stdout; injected so tests can replace it. */
-export type CommandRunner = (file: string, args: readonly string[], options: RunOptions) => Promise<string>;
+/**
+ * Runs a program and hands its stdout to `onOutput` as it arrives (so a large
+ * table is never held twice); resolves when the program exits 0. Injected so
+ * tests can replace it. An exception thrown by `onOutput` stops the program and
+ * is the runner's result.
+ */
+export type CommandRunner = (file: string, args: readonly string[], options: RunOptions, onOutput: (chunk: string) => void) => Promise<void>;
 
-export const execaRunner: CommandRunner = async (file, args, options) => {
+export const execaRunner: CommandRunner = async (file, args, options, onOutput) => {
+  const subprocess = execa(file, args, {
+    timeout: options.timeoutMs,
+    buffer: { stdout: false, stderr: true },
+    maxBuffer: { stderr: 64 * 1024 },
+    stdin: 'ignore',
+    // Locale-independent output; LC_ALL is what iptables honours.
+    env: { LC_ALL: 'C' },
+  });
+  const decoder = new TextDecoder();
+  let received = 0;
+  let stopped: unknown;
+  const stop = (reason: unknown) => {
+    stopped ??= reason;
+    subprocess.kill();
+  };
+  subprocess.stdout.on('data', (chunk: Buffer) => {
+    if (stopped !== undefined) return;
+    received += chunk.length;
+    if (received > options.maxOutputBytes) {
+      stop(tooMuchOutput([file, ...args].join(' '), options.maxOutputBytes));
+      return;
+    }
+    try {
+      onOutput(decoder.decode(chunk, { stream: true }));
+    } catch (error) {
+      stop(error);
+    }
+  });
   try {
-    const result = await execa(file, args, {
-      timeout: options.timeoutMs,
-      maxBuffer: options.maxOutputBytes,
-      stripFinalNewline: false,
-      stdin: 'ignore',
-      // Locale-independent output; LC_ALL is what iptables honours.
-      env: { LC_ALL: 'C' },
-    });
-    return result.stdout;
+    await subprocess;
   } catch (error) {
-    throw toDumpError(file, args, options, error);
+    throw stopped ?? toDumpError(file, args, options, error);
   }
+  if (stopped !== undefined) throw stopped;
+  const tail = decoder.decode();
+  if (tail !== '') onOutput(tail);
 };
 
 export interface DumpRequest {
@@ -35,9 +65,11 @@ export interface DumpRequest {
   table: string;
 }
 
-/** One dump of `table` with counters: `<command> -c -t <table>`. */
-export function readTableDump(request: DumpRequest, options: RunOptions, runner: CommandRunner = execaRunner): Promise<string> {
-  return runner(request.command, ['-c', '-t', request.table], options);
+/** One dump of `table` with counters (`<command> -c -t <table>`), parsed as it streams in. */
+export async function readTableDump(request: DumpRequest, options: RunOptions, runner: CommandRunner = execaRunner): Promise<SaveTable[]> {
+  const parser = new IptablesSaveParser();
+  await runner(request.command, ['-c', '-t', request.table], options, (chunk) => parser.push(chunk));
+  return parser.end();
 }
 
 function toDumpError(file: string, args: readonly string[], options: RunOptions, error: unknown): DumpError {
@@ -61,14 +93,7 @@ function toDumpError(file: string, args: readonly string[], options: RunOptions,
       { cause: error },
     );
   }
-  if (error.isMaxBuffer) {
-    return new DumpError(
-      'max_buffer',
-      command,
-      `${command} printed more than ${options.maxOutputBytes} bytes: raise collect.maxOutputBytes`,
-      { cause: error },
-    );
-  }
+  if (error.isMaxBuffer) return tooMuchOutput(command, options.maxOutputBytes, error);
   if (error.exitCode !== undefined) {
     const stderr = String(error.stderr ?? '').trim().split('\n').slice(-3).join(' | ');
     const hint = /permission denied|not permitted/i.test(stderr)
@@ -82,4 +107,8 @@ function toDumpError(file: string, args: readonly string[], options: RunOptions,
     return new DumpError('signal', command, `${command} was killed by ${error.signal}`, { cause: error });
   }
   return new DumpError('spawn', command, `could not run ${command}: ${error.shortMessage}`, { cause: error });
+}
+
+function tooMuchOutput(command: string, limit: number, cause?: unknown): DumpError {
+  return new DumpError('max_buffer', command, `${command} printed more than ${limit} bytes: raise collect.maxOutputBytes`, { cause });
 }

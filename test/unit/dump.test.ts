@@ -8,6 +8,7 @@ import { buildMarkMap } from '../../src/attribution/mark-map.js';
 import { Collector, commandSource } from '../../src/collector.js';
 import { DumpError, ParseError } from '../../src/errors.js';
 import { execaRunner, readTableDump, type CommandRunner } from '../../src/mangle/dump.js';
+import { parseIptablesSave } from '../../src/mangle/parse.js';
 
 // A tiny real program that prints a file and exits with a chosen code, so the
 // execa wiring runs for real without root (see test/bin/fake-iptables-save).
@@ -37,17 +38,41 @@ function withEnv<T>(env: Record<string, string>, fn: () => Promise<T>): Promise<
 }
 
 describe('readTableDump with the real execa runner', () => {
-  test('runs <command> -c -t <table> and returns its output', async () => {
+  test('runs <command> -c -t <table> and parses its output', async () => {
     const file = join(dir, 'ok.txt');
     await writeFile(file, DUMP);
     const args: string[] = [];
-    const recording: CommandRunner = (f, a, o) => {
+    const recording: CommandRunner = (f, a, o, onOutput) => {
       args.push(f, ...a);
-      return execaRunner(f, a, o);
+      return execaRunner(f, a, o, onOutput);
     };
-    const text = await withEnv({ FAKE_SAVE_OUTPUT: file }, () => readTableDump({ command: FAKE, table: 'mangle' }, RUN, recording));
-    assert.equal(text, DUMP);
+    const tables = await withEnv({ FAKE_SAVE_OUTPUT: file }, () => readTableDump({ command: FAKE, table: 'mangle' }, RUN, recording));
+    assert.deepEqual(tables, parseIptablesSave(DUMP));
     assert.deepEqual(args, [FAKE, '-c', '-t', 'mangle']);
+  });
+
+  test('a large dump arrives in many chunks and parses exactly as a whole', async () => {
+    const rules = Array.from({ length: 20000 }, (_, i) => `[${i}:${i * 84}] -A PREROUTING -d 10.9.${i >> 8}.${i & 255}/32 -m comment --comment "user u${i}" -j MARK --set-xmark 0x${i.toString(16)}/0xffffffff`);
+    const text = `*mangle\n:PREROUTING ACCEPT [0:0]\n${rules.join('\n')}\nCOMMIT\n`;
+    const file = join(dir, 'large.txt');
+    await writeFile(file, text);
+    let chunks = 0;
+    const counting: CommandRunner = (f, a, o, onOutput) => execaRunner(f, a, o, (chunk) => (chunks++, onOutput(chunk)));
+    const tables = await withEnv({ FAKE_SAVE_OUTPUT: file }, () => readTableDump({ command: FAKE, table: 'mangle' }, { ...RUN, maxOutputBytes: 8 << 20 }, counting));
+    assert.ok(chunks > 1, `streamed in ${chunks} chunks`);
+    assert.deepEqual(tables, parseIptablesSave(text));
+    assert.equal(tables[0]!.rules.length, 20000);
+  });
+
+  test('output that is not a dump stops the program at once with a ParseError', async () => {
+    const file = join(dir, 'garbage.txt');
+    await writeFile(file, 'Fatal: cannot initialize nf_tables\n');
+    const started = Date.now();
+    await assert.rejects(
+      withEnv({ FAKE_SAVE_OUTPUT: file, FAKE_SAVE_AFTER: '5' }, () => readTableDump({ command: FAKE, table: 'mangle' }, { ...RUN, timeoutMs: 10000 })),
+      (error: unknown) => error instanceof ParseError && /not an iptables-save line \(line 1/.test(error.message),
+    );
+    assert.ok(Date.now() - started < 3000, 'did not wait for the program to finish');
   });
 
   const failures: [string, Record<string, string>, string, Partial<typeof RUN>, RegExp][] = [
@@ -80,7 +105,7 @@ describe('Collector', () => {
 
   test('output that is not a dump is a ParseError; the totals keep their values; the next good reading counts', async () => {
     let output = DUMP;
-    const runner: CommandRunner = async () => output;
+    const runner: CommandRunner = async (_f, _a, _o, onOutput) => onOutput(output);
     const acc = new Accumulator();
     acc.setUsers(users.users, 0);
     const collector = new Collector([commandSource('ipv4', 'iptables-save', 'mangle', RUN, runner)], { table: 'mangle', roots }, acc, () => users);
@@ -115,7 +140,7 @@ describe('Collector', () => {
       throw new DumpError('missing_binary', 'ip6tables-save', 'ip6tables-save was not found');
     };
     const collector = new Collector(
-      [commandSource('ipv4', 'x', 'mangle', RUN, async () => DUMP), commandSource('ipv6', 'y', 'mangle', RUN, failing)],
+      [commandSource('ipv4', 'x', 'mangle', RUN, async (_f, _a, _o, onOutput) => onOutput(DUMP)), commandSource('ipv6', 'y', 'mangle', RUN, failing)],
       { table: 'mangle', roots },
       acc,
       () => users,
