@@ -178,21 +178,20 @@ export class Agent {
       return;
     }
     this.problem(report.source, '', () => {});
-    const { attribution } = report;
-    const count = (reason: string) => attribution.skipped.filter((s) => s.reason === reason).reduce((n, s) => n + s.rules, 0);
+    const count = (reason: string) => report.skipped.filter((s) => s.reason === reason).reduce((n, s) => n + s.rules, 0);
     stats.sources.set(report.source, {
       durationSeconds: report.durationSeconds,
       success: true,
       rulesParsed: report.rules,
-      markRules: attribution.markRules,
+      markRules: report.markRules,
       skippedAmbiguous: count('ambiguous'),
       skippedUnreached: count('unreached'),
     });
-    const skipped = attribution.skipped.map((s) => `${s.chain} (${s.reason})`).join(', ');
+    const skipped = report.skipped.map((s) => `${s.chain} (${s.reason})`).join(', ');
     this.problem(`${report.source} skipped chains`, skipped, () =>
       log.warn('MARK rules in chains without a single direction are not counted: jump to them from exactly one of the rx/tx chains', {
         source: report.source,
-        chains: attribution.skipped,
+        chains: report.skipped,
       }),
     );
   }

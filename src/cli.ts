@@ -180,8 +180,8 @@ async function snapshot(args: string[]): Promise<number> {
     if (!report.ok) {
       failed = true;
       log.error(`reading the ${report.source} table failed`, { source: report.source, error: report.error });
-    } else if (report.attribution.skipped.length > 0) {
-      log.warn('MARK rules in chains without a single direction are not counted', { source: report.source, chains: report.attribution.skipped });
+    } else if (report.skipped.length > 0) {
+      log.warn('MARK rules in chains without a single direction are not counted', { source: report.source, chains: report.skipped });
     }
   }
   if (failed) return 1;

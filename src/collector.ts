@@ -1,47 +1,49 @@
 /**
- * One reading: dump -> parse -> directions -> attribution -> monotonic totals,
- * for each source (the IPv4 and IPv6 tables). A source that fails leaves its
- * totals as they were; the others still count.
+ * One reading: dump -> parse -> per-rule deltas -> attribution -> monotonic
+ * totals, for each source (the IPv4 and IPv6 tables). The parser feeds the
+ * reading rule by rule as the save command prints. A source that fails leaves
+ * its totals and its rule memory as they were; the others still count.
  */
 import { createReadStream } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { Accumulator } from './attribution/accumulator.js';
-import { attributeRules, type Attribution } from './attribution/attribute.js';
 import type { MarkMap } from './attribution/mark-map.js';
+import { RuleMemory } from './attribution/rule-memory.js';
+import { TableReading, type ReadingReport } from './attribution/table-reading.js';
 import { MarkmeterError } from './errors.js';
 import { resolveChainDirections, type DirectionRoots } from './mangle/chains.js';
 import { readTableDump, type CommandRunner, type RunOptions } from './mangle/dump.js';
-import { findTable, IptablesSaveParser, type SaveTable } from './mangle/parse.js';
+import { IptablesSaveParser, type SaveVisitor } from './mangle/parse.js';
 
-/** Where one table's dump comes from (`name` is `ipv4` or `ipv6`), parsed as it is read. */
+/** Where one table's dump comes from (`name` is `ipv4` or `ipv6`): read() parses it into the visitor. */
 export interface TableSource {
   name: string;
-  read(): Promise<SaveTable[]>;
+  read(visitor: SaveVisitor): Promise<void>;
 }
 
 export function commandSource(name: string, command: string, table: string, options: RunOptions, runner?: CommandRunner): TableSource {
-  return { name, read: () => readTableDump({ command, table }, options, runner) };
+  return { name, read: (visitor) => readTableDump({ command, table }, options, visitor, runner) };
 }
 
-/** A saved `iptables-save -c` dump (for `snapshot --input`). */
+/** A saved `iptables-save -c` dump (for `snapshot --input`), streamed. */
 export function fileSource(name: string, path: string): TableSource {
   return {
     name,
-    read: async () => {
-      const parser = new IptablesSaveParser();
+    read: async (visitor) => {
+      const parser = new IptablesSaveParser(visitor);
       try {
         for await (const chunk of createReadStream(path, { encoding: 'utf8' })) parser.push(chunk as string);
       } catch (error) {
         if (error instanceof MarkmeterError) throw error;
         throw new MarkmeterError('input', `cannot read the saved dump ${path}: ${(error as Error).message}`, { cause: error });
       }
-      return parser.end();
+      parser.end();
     },
   };
 }
 
 export type SourceReport =
-  | { source: string; ok: true; durationSeconds: number; rules: number; attribution: Attribution }
+  | ({ source: string; ok: true; durationSeconds: number } & ReadingReport)
   | { source: string; ok: false; durationSeconds: number; error: MarkmeterError };
 
 export interface CollectorOptions {
@@ -50,12 +52,17 @@ export interface CollectorOptions {
 }
 
 export class Collector {
+  /** Per source: every rule's counters at its last complete reading. */
+  private readonly memories = new Map<string, RuleMemory>();
+
   constructor(
     private readonly sources: readonly TableSource[],
     private readonly options: CollectorOptions,
     private readonly accumulator: Accumulator,
     private readonly markMap: () => MarkMap,
-  ) {}
+  ) {
+    for (const source of sources) this.memories.set(source.name, new RuleMemory());
+  }
 
   /** Reads every source (in parallel) and adds what it read to the totals. */
   collect(): Promise<SourceReport[]> {
@@ -65,12 +72,15 @@ export class Collector {
   private async collectSource(source: TableSource): Promise<SourceReport> {
     const started = performance.now();
     const seconds = () => (performance.now() - started) / 1000;
+    const memory = this.memories.get(source.name)!;
     try {
-      const table = findTable(await source.read(), this.options.table);
-      const directions = resolveChainDirections(table, this.options.roots);
-      const attribution = attributeRules(table, directions, this.markMap());
-      this.accumulator.apply(source.name, attribution.readings);
-      return { source: source.name, ok: true, durationSeconds: seconds(), rules: table.rules.length, attribution };
+      const reading = new TableReading(this.options.table, this.markMap(), memory);
+      await source.read(reading);
+      // Only a complete reading counts: its deltas and its counters are adopted together.
+      const directions = resolveChainDirections(reading.graph, this.options.roots);
+      const report = reading.finish(directions, (user, direction, packets, bytes) => this.accumulator.add(user, direction, packets, bytes));
+      memory.commit();
+      return { source: source.name, ok: true, durationSeconds: seconds(), ...report };
     } catch (error) {
       const wrapped =
         error instanceof MarkmeterError

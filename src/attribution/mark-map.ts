@@ -1,8 +1,8 @@
 /**
  * Pure: the mapping the config manager's 'sync' rebuilds. mark -> user through
  * the mark pool (the user whose user_intra_ip is among the mark's sips/dips),
- * and ip -> user for rules whose mark the pool lacks. Users are referred to by
- * their key (see userKey), computed once here rather than once per rule.
+ * and ip -> user for rules whose mark the pool lacks. Users are numbered by
+ * their place in `users`, so a reading can sum per user in arrays.
  */
 import { hostAddress } from '../address.js';
 import type { User, UsersSnapshot } from '../config-manager/users-document.js';
@@ -12,38 +12,39 @@ export function userKey(user: User): string {
   return `${user.user_intra_ip} ${user.user_code}`;
 }
 
+/** byMark's value for a mark the pool knows but no user owns. */
+export const NO_USER = -1;
+
 export interface MarkMap {
   users: readonly User[];
-  /** Marks the pool knows: to their user's key, or null when no user's address is among sips/dips. */
-  byMark: ReadonlyMap<number, string | null>;
-  /** Canonical address -> user key. */
-  byIp: ReadonlyMap<string, string>;
+  /** userKey of users[i], computed once. */
+  keys: readonly string[];
+  /** Marks the pool knows: to their user's index, or NO_USER. */
+  byMark: ReadonlyMap<number, number>;
+  /** Canonical address -> user index. */
+  byIp: ReadonlyMap<string, number>;
   /** Pool entries whose sips/dips hold the addresses of more than one user (the first one wins). */
   conflicts: { mark_id: number; users: string[] }[];
 }
 
 export function buildMarkMap(snapshot: UsersSnapshot): MarkMap {
-  const byIp = new Map<string, string>();
-  const codes = new Map<string, string>();
-  for (const user of snapshot.users) {
-    const key = userKey(user);
-    byIp.set(user.user_intra_ip, key);
-    codes.set(key, user.user_code);
-  }
+  const users = snapshot.users;
+  const byIp = new Map<string, number>();
+  users.forEach((user, i) => byIp.set(user.user_intra_ip, i));
 
-  const byMark = new Map<number, string | null>();
+  const byMark = new Map<number, number>();
   const conflicts: MarkMap['conflicts'] = [];
   for (const entry of snapshot.marks) {
-    const owners: string[] = [];
+    const owners: number[] = [];
     for (const address of [...entry.sips, ...entry.dips]) {
       const host = hostAddress(address);
-      const key = host === undefined ? undefined : byIp.get(host);
-      if (key !== undefined && !owners.includes(key)) owners.push(key);
+      const owner = host === undefined ? undefined : byIp.get(host);
+      if (owner !== undefined && !owners.includes(owner)) owners.push(owner);
     }
-    byMark.set(entry.mark_id, owners[0] ?? null);
-    if (owners.length > 1) conflicts.push({ mark_id: entry.mark_id, users: owners.map((k) => codes.get(k)!) });
+    byMark.set(entry.mark_id, owners[0] ?? NO_USER);
+    if (owners.length > 1) conflicts.push({ mark_id: entry.mark_id, users: owners.map((i) => users[i]!.user_code) });
   }
-  return { users: snapshot.users, byMark, byIp, conflicts };
+  return { users, keys: users.map(userKey), byMark, byIp, conflicts };
 }
 
 /** An empty mapping: every rule is unattributed until the first 'sync'. */

@@ -4,7 +4,7 @@
  * only from the tx ones. A chain reached from both, or from neither, has no
  * direction: its rules are reported, never guessed.
  */
-import type { SaveTable } from './parse.js';
+import type { RuleView, SaveTable } from './parse.js';
 
 export type Direction = 'rx' | 'tx';
 
@@ -22,29 +22,43 @@ export interface ChainDirections {
   unreached: string[];
 }
 
-export function resolveChainDirections(table: SaveTable, roots: DirectionRoots): ChainDirections {
-  const edges = new Map<string, Set<string>>();
-  for (const rule of table.rules) {
-    if (rule.jump === undefined || !table.chains.has(rule.jump)) continue;
-    let targets = edges.get(rule.chain);
-    if (!targets) edges.set(rule.chain, (targets = new Set()));
+/** A table's chains and the jumps between them. */
+export class ChainGraph {
+  readonly chains = new Set<string>();
+  readonly jumps = new Map<string, Set<string>>();
+
+  static of(table: SaveTable): ChainGraph {
+    const graph = new ChainGraph();
+    for (const name of table.chains.keys()) graph.chains.add(name);
+    for (const rule of table.rules) graph.addRule(rule);
+    return graph;
+  }
+
+  /** Records the rule's jump when it targets a chain of the table (not a target like MARK or RETURN). */
+  addRule(rule: Pick<RuleView, 'chain' | 'jump'>): void {
+    if (rule.jump === undefined || !this.chains.has(rule.jump)) return;
+    let targets = this.jumps.get(rule.chain);
+    if (!targets) this.jumps.set(rule.chain, (targets = new Set()));
     targets.add(rule.jump);
   }
+}
+
+export function resolveChainDirections(graph: ChainGraph, roots: DirectionRoots): ChainDirections {
   const reach = (starts: readonly string[]): Set<string> => {
     const seen = new Set<string>();
-    const stack = starts.filter((s) => table.chains.has(s));
+    const stack = starts.filter((s) => graph.chains.has(s));
     while (stack.length > 0) {
       const chain = stack.pop()!;
       if (seen.has(chain)) continue;
       seen.add(chain);
-      for (const next of edges.get(chain) ?? []) stack.push(next);
+      for (const next of graph.jumps.get(chain) ?? []) stack.push(next);
     }
     return seen;
   };
   const rx = reach(roots.rx);
   const tx = reach(roots.tx);
   const result: ChainDirections = { byChain: new Map(), ambiguous: [], unreached: [] };
-  for (const chain of table.chains.keys()) {
+  for (const chain of graph.chains) {
     const inRx = rx.has(chain);
     const inTx = tx.has(chain);
     if (inRx && inTx) result.ambiguous.push(chain);

@@ -6,7 +6,7 @@
  */
 import { execa, ExecaError } from 'execa';
 import { DumpError } from '../errors.js';
-import { IptablesSaveParser, type SaveTable } from './parse.js';
+import { IptablesSaveParser, type SaveVisitor } from './parse.js';
 
 export interface RunOptions {
   timeoutMs: number;
@@ -65,11 +65,16 @@ export interface DumpRequest {
   table: string;
 }
 
-/** One dump of `table` with counters (`<command> -c -t <table>`), parsed as it streams in. */
-export async function readTableDump(request: DumpRequest, options: RunOptions, runner: CommandRunner = execaRunner): Promise<SaveTable[]> {
-  const parser = new IptablesSaveParser();
+/** One dump of `table` with counters (`<command> -c -t <table>`), parsed into `visitor` as it streams in. */
+export async function readTableDump(
+  request: DumpRequest,
+  options: RunOptions,
+  visitor: SaveVisitor,
+  runner: CommandRunner = execaRunner,
+): Promise<void> {
+  const parser = new IptablesSaveParser(visitor);
   await runner(request.command, ['-c', '-t', request.table], options, (chunk) => parser.push(chunk));
-  return parser.end();
+  parser.end();
 }
 
 function toDumpError(file: string, args: readonly string[], options: RunOptions, error: unknown): DumpError {

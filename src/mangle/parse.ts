@@ -4,11 +4,14 @@
  *
  * Every line is classified once: `#` comment, `*table`, `:CHAIN POLICY [p:b]`,
  * `[p:b] -A CHAIN ...`, `COMMIT`. Anything else is a ParseError naming the line,
- * so garbage never becomes counters. The parser takes the output in chunks as
- * it streams in (`push`), so a reading never needs the whole dump as one
- * string; `parseIptablesSave` is the one-call form. It scans characters with
- * indexOf/charCodeAt (no regex or split per line): a gateway's table holds
- * 100,000 rules and is read every few seconds.
+ * so garbage never becomes counters.
+ *
+ * A gateway's table holds 100,000 rules and is read every few seconds, so the
+ * parser takes the output in chunks as it streams in (`push`), scans with
+ * indexOf/charCodeAt (no regex or split per line), and hands each rule to a
+ * visitor as one reused RuleView: nothing is allocated per rule unless the
+ * visitor asks for it. `parseIptablesSave` builds the plain SaveTable model
+ * from the same scan, for tools and tests.
  */
 import { parseDigits, type Count } from '../count.js';
 import { ParseError } from '../errors.js';
@@ -48,6 +51,58 @@ export interface SaveTable {
   rules: SaveRule[];
 }
 
+/**
+ * The rule being visited: valid only during the visitor's call (the parser
+ * reuses it). Addresses and the rule text are positions in `text`; use
+ * viewSource/viewDestination/viewSpec or sameSlice to read them.
+ */
+export interface RuleView {
+  table: string;
+  /** The declared chain's name string (one per chain, shared by its rules). */
+  chain: string;
+  packets: Count;
+  bytes: Count;
+  jump: string | undefined;
+  goto: boolean;
+  mark: number | undefined;
+  markMask: number | undefined;
+  line: number;
+  text: string;
+  specStart: number;
+  specEnd: number;
+  /** -1 when the rule has no (or a negated) -s. */
+  sourceStart: number;
+  sourceEnd: number;
+  /** -1 when the rule has no (or a negated) -d. */
+  destinationStart: number;
+  destinationEnd: number;
+}
+
+export interface SaveVisitor {
+  /** A `*table` line. */
+  table?(name: string): void;
+  chain?(table: string, chain: SaveChain): void;
+  rule(rule: RuleView): void;
+}
+
+export function viewSource(rule: RuleView): string | undefined {
+  return rule.sourceStart < 0 ? undefined : rule.text.slice(rule.sourceStart, rule.sourceEnd);
+}
+
+export function viewDestination(rule: RuleView): string | undefined {
+  return rule.destinationStart < 0 ? undefined : rule.text.slice(rule.destinationStart, rule.destinationEnd);
+}
+
+export function viewSpec(rule: RuleView): string {
+  return rule.text.slice(rule.specStart, rule.specEnd);
+}
+
+/** Whether text[start, end) is `value` (start < 0 meaning absent), without cutting a string. */
+export function sameSlice(text: string, start: number, end: number, value: string | undefined): boolean {
+  if (start < 0 || value === undefined) return start < 0 && value === undefined;
+  return end - start === value.length && text.startsWith(value, start);
+}
+
 /** The longest line accepted: a longer one means the output is not a dump. */
 const MAX_LINE = 1 << 20;
 const U64_MAX = (1n << 64n) - 1n;
@@ -64,9 +119,39 @@ const BACKSLASH = 92;
 
 /** Parses a whole dump into its tables, in the order they appear. */
 export function parseIptablesSave(text: string): SaveTable[] {
-  const parser = new IptablesSaveParser();
-  parser.push(text);
-  return parser.end();
+  const model = new SaveModelBuilder();
+  new IptablesSaveParser(model).push(text).end();
+  return model.tables;
+}
+
+/** A visitor that builds the plain model: every table with its chains and rules. */
+export class SaveModelBuilder implements SaveVisitor {
+  readonly tables: SaveTable[] = [];
+
+  table(name: string): void {
+    this.tables.push({ name, chains: new Map(), rules: [] });
+  }
+
+  chain(_table: string, chain: SaveChain): void {
+    this.tables.at(-1)!.chains.set(chain.name, chain);
+  }
+
+  rule(view: RuleView): void {
+    this.tables.at(-1)!.rules.push({
+      table: view.table,
+      chain: view.chain,
+      packets: view.packets,
+      bytes: view.bytes,
+      spec: viewSpec(view),
+      source: viewSource(view),
+      destination: viewDestination(view),
+      jump: view.jump,
+      goto: view.goto,
+      mark: view.mark,
+      markMask: view.markMask,
+      line: view.line,
+    });
+  }
 }
 
 /** The named table of a dump, or an empty one when the dump does not list it. */
@@ -74,13 +159,38 @@ export function findTable(tables: SaveTable[], name: string): SaveTable {
   return tables.find((t) => t.name === name) ?? { name, chains: new Map(), rules: [] };
 }
 
-/** Streaming form: push() chunks as they arrive, then end() for the tables. */
+interface OpenTable {
+  name: string;
+  chains: Map<string, SaveChain>;
+}
+
+/** Streaming form: push() chunks as they arrive, then end(); every rule goes to the visitor. */
 export class IptablesSaveParser {
-  private readonly tables: SaveTable[] = [];
-  private current: SaveTable | undefined;
+  private current: OpenTable | undefined;
+  private lastChain: SaveChain | undefined;
   /** The unfinished last line of the chunks so far. */
   private rest = '';
   private lineNo = 0;
+  private readonly view: RuleView = {
+    table: '',
+    chain: '',
+    packets: 0,
+    bytes: 0,
+    jump: undefined,
+    goto: false,
+    mark: undefined,
+    markMask: undefined,
+    line: 0,
+    text: '',
+    specStart: 0,
+    specEnd: 0,
+    sourceStart: -1,
+    sourceEnd: -1,
+    destinationStart: -1,
+    destinationEnd: -1,
+  };
+
+  constructor(private readonly visitor: SaveVisitor) {}
 
   push(chunk: string): this {
     const text = this.rest === '' ? chunk : this.rest + chunk;
@@ -94,7 +204,8 @@ export class IptablesSaveParser {
     return this;
   }
 
-  end(): SaveTable[] {
+  /** The output is complete: checks that it did not stop inside a table. */
+  end(): void {
     if (this.rest !== '') {
       const last = this.rest;
       this.rest = '';
@@ -103,7 +214,6 @@ export class IptablesSaveParser {
     if (this.current) {
       throw new ParseError(`dump ended inside table *${this.current.name} without COMMIT (truncated output?)`, this.lineNo, '');
     }
-    return this.tables;
   }
 
   private fail(message: string, text: string, start: number, end: number): never {
@@ -126,13 +236,14 @@ export class IptablesSaveParser {
         if (this.current) this.fail(`table *${this.current.name} was not closed by COMMIT before a new table`, text, start, end);
         const name = text.slice(start + 1, end);
         if (!/^[a-z_]+$/.test(name)) this.fail('bad table name', text, start, end);
-        this.current = { name, chains: new Map(), rules: [] };
+        this.current = { name, chains: new Map() };
+        this.lastChain = undefined;
+        this.visitor.table?.(name);
         return;
       }
       default:
         if (end - start === 6 && text.startsWith('COMMIT', start)) {
           if (!this.current) this.fail('COMMIT outside a table', text, start, end);
-          this.tables.push(this.current);
           this.current = undefined;
           return;
         }
@@ -151,7 +262,9 @@ export class IptablesSaveParser {
     const name = text.slice(start + 1, nameEnd);
     const policy = text.slice(nameEnd + 1, policyEnd);
     if (policy === '') this.fail('bad chain declaration', text, start, end);
-    this.current.chains.set(name, { name, policy: policy === '-' ? null : policy });
+    const chain = { name, policy: policy === '-' ? null : policy };
+    this.current.chains.set(name, chain);
+    this.visitor.chain?.(this.current.name, chain);
   }
 
   private rule(text: string, start: number, end: number): void {
@@ -171,27 +284,30 @@ export class IptablesSaveParser {
     i += 4;
     let chainEnd = text.indexOf(' ', i);
     if (chainEnd === -1 || chainEnd > end) chainEnd = end;
-    // The declared chain's own name string: every rule shares it.
-    const chain = table.chains.get(text.slice(i, chainEnd));
-    if (!chain) this.fail(`rule for chain ${text.slice(i, chainEnd)} that the table does not declare`, text, start, end);
-    const specStart = chainEnd < end ? chainEnd + 1 : end;
-    const rule: SaveRule = {
-      table: table.name,
-      chain: chain.name,
-      packets: this.counter(text, packetsStart, packetsEnd, start, end),
-      bytes: this.counter(text, bytesStart, bytesEnd, start, end),
-      spec: text.slice(specStart, end),
-      // Every field set here, in one order: one object shape for all rules keeps V8 fast.
-      source: undefined,
-      destination: undefined,
-      jump: undefined,
-      goto: false,
-      mark: undefined,
-      markMask: undefined,
-      line: this.lineNo,
-    };
-    this.options(rule, text, specStart, end, start);
-    table.rules.push(rule);
+    // The declared chain's own name string, shared by its rules. Rules come
+    // grouped by chain, so the last chain usually matches without a lookup.
+    let chain = this.lastChain;
+    if (chain === undefined || chain.name.length !== chainEnd - i || !text.startsWith(chain.name, i)) {
+      chain = table.chains.get(text.slice(i, chainEnd));
+      if (!chain) this.fail(`rule for chain ${text.slice(i, chainEnd)} that the table does not declare`, text, start, end);
+      this.lastChain = chain;
+    }
+    const view = this.view;
+    view.table = table.name;
+    view.chain = chain.name;
+    view.packets = this.counter(text, packetsStart, packetsEnd, start, end);
+    view.bytes = this.counter(text, bytesStart, bytesEnd, start, end);
+    view.jump = undefined;
+    view.goto = false;
+    view.mark = undefined;
+    view.markMask = undefined;
+    view.line = this.lineNo;
+    view.text = text;
+    view.specStart = chainEnd < end ? chainEnd + 1 : end;
+    view.specEnd = end;
+    view.sourceStart = view.sourceEnd = view.destinationStart = view.destinationEnd = -1;
+    this.options(view, text, view.specStart, end, start);
+    this.visitor.rule(view);
   }
 
   private counter(text: string, from: number, to: number, lineStart: number, lineEnd: number): Count {
@@ -202,7 +318,7 @@ export class IptablesSaveParser {
   }
 
   /** Reads the options markmeter needs (-s, -d, -j, -g, the MARK value), skipping quoted strings whole. */
-  private options(rule: SaveRule, text: string, i: number, end: number, lineStart: number): void {
+  private options(rule: RuleView, text: string, i: number, end: number, lineStart: number): void {
     let negate = false;
     while (i < end) {
       while (i < end && text.charCodeAt(i) === SPACE) i++;
@@ -229,10 +345,16 @@ export class IptablesSaveParser {
         if (valueEnd === valueStart) this.fail(`${text.slice(i, tokenEnd)} without a value`, text, lineStart, end);
         switch (option) {
           case SOURCE:
-            if (!negate) rule.source = text.slice(valueStart, valueEnd);
+            if (!negate) {
+              rule.sourceStart = valueStart;
+              rule.sourceEnd = valueEnd;
+            }
             break;
           case DESTINATION:
-            if (!negate) rule.destination = text.slice(valueStart, valueEnd);
+            if (!negate) {
+              rule.destinationStart = valueStart;
+              rule.destinationEnd = valueEnd;
+            }
             break;
           case JUMP:
           case GOTO:
@@ -261,7 +383,7 @@ export class IptablesSaveParser {
   }
 
   /** `0x65/0xffffffff`, `0x65` or `101`. */
-  private markValue(rule: SaveRule, text: string, start: number, end: number, lineStart: number, lineEnd: number): void {
+  private markValue(rule: RuleView, text: string, start: number, end: number, lineStart: number, lineEnd: number): void {
     let slash = text.indexOf('/', start);
     if (slash === -1 || slash > end) slash = end;
     const mark = parseU32(text, start, slash);

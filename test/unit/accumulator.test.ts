@@ -1,23 +1,30 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { Accumulator, counterDelta } from '../../src/attribution/accumulator.js';
-import type { RuleReading } from '../../src/attribution/attribute.js';
-import { userKey } from '../../src/attribution/mark-map.js';
-import { exact } from '../totals.js';
+import { Accumulator } from '../../src/attribution/accumulator.js';
+import { counterDelta } from '../../src/count.js';
+import { ParseError } from '../../src/errors.js';
+import { exact, t, TestGateway } from '../gateway.js';
 
-const alice = { user_code: 'alice', user_intra_ip: '10.8.0.2' };
-const bob = { user_code: 'bob', user_intra_ip: '10.8.0.3' };
+const USERS = {
+  users: [
+    { user_code: 'alice', user_intra_ip: '10.8.0.2' },
+    { user_code: 'bob', user_intra_ip: '10.8.0.3' },
+  ],
+  marks: [
+    { mark_id: 101, sips: ['10.8.0.2'], dips: ['192.0.2.7'] },
+    { mark_id: 103, sips: ['10.8.0.3'], dips: ['192.0.2.7'] },
+  ],
+};
 
-/** A rule told apart from the others by its -s (all share one chain and mark: the hardest case). */
-function reading(rule: string, user: typeof alice | null, direction: 'rx' | 'tx', packets: bigint, bytes: bigint): RuleReading {
-  return { chain: 'MM', mark: 1, source: rule, destination: undefined, user: user ? userKey(user) : null, direction, packets, bytes };
-}
-
-function totalsOf(acc: Accumulator, user: typeof alice) {
-  const entry = [...acc.users()].find((s) => userKey(s.user) === userKey(user));
-  assert.ok(entry, `${user.user_code} is exported`);
-  return exact(entry.totals);
-}
+/** A mangle dump (as iptables-save -c prints it) with the given rule lines. */
+const dump = (...rules: string[]) => `*mangle
+:PREROUTING ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+${rules.join('\n')}
+COMMIT
+`;
+const aliceTx = (p: number | bigint, b: number | bigint) => `[${p}:${b}] -A POSTROUTING -s 10.8.0.2/32 -d 192.0.2.7/32 -j MARK --set-xmark 0x65/0xffffffff`;
+const aliceRx = (p: number | bigint, b: number | bigint) => `[${p}:${b}] -A PREROUTING -s 192.0.2.7/32 -d 10.8.0.2/32 -j MARK --set-xmark 0x65/0xffffffff`;
 
 describe('counterDelta', () => {
   test('first reading is the whole counter, a rise is the difference, a fall is a reset', () => {
@@ -31,119 +38,122 @@ describe('counterDelta', () => {
   });
 });
 
-describe('Accumulator', () => {
-  test('seeds a rule with its full counter and adds deltas after', () => {
-    const acc = new Accumulator();
-    acc.setUsers([alice], 0);
-    acc.apply('ipv4', [reading('r1', alice, 'rx', 10n, 1000n)]);
-    assert.deepEqual(totalsOf(acc, alice), { rxPackets: 10n, txPackets: 0n, rxBytes: 1000n, txBytes: 0n });
-    acc.apply('ipv4', [reading('r1', alice, 'rx', 15n, 1500n)]);
-    assert.deepEqual(totalsOf(acc, alice), { rxPackets: 15n, txPackets: 0n, rxBytes: 1500n, txBytes: 0n });
+describe('monotonic totals from per-rule deltas', () => {
+  test('a rule first seen counts whole (a restart loses nothing); then only its increase', async () => {
+    const gw = new TestGateway(USERS);
+    await gw.read({ ipv4: dump(aliceTx(10, 1000), aliceRx(3, 300)) });
+    assert.deepEqual(gw.totals('alice'), t(3n, 10n, 300n, 1000n));
+    await gw.read({ ipv4: dump(aliceTx(15, 1500), aliceRx(3, 300)) });
+    assert.deepEqual(gw.totals('alice'), t(3n, 15n, 300n, 1500n));
   });
 
-  test('a counter that went down (iptables -Z) is a reset: its new value is the delta', () => {
-    const acc = new Accumulator();
-    acc.setUsers([alice], 0);
-    acc.apply('ipv4', [reading('r1', alice, 'tx', 100n, 8400n)]);
-    acc.apply('ipv4', [reading('r1', alice, 'tx', 0n, 0n)]);
-    acc.apply('ipv4', [reading('r1', alice, 'tx', 4n, 336n)]);
-    assert.equal(totalsOf(acc, alice).txPackets, 104n);
-    assert.equal(totalsOf(acc, alice).txBytes, 8736n);
+  test('a counter that went down (iptables -Z) is a reset: its new value is the delta', async () => {
+    const gw = new TestGateway(USERS);
+    await gw.read({ ipv4: dump(aliceTx(100, 8400)) });
+    await gw.read({ ipv4: dump(aliceTx(0, 0)) });
+    await gw.read({ ipv4: dump(aliceTx(4, 336)) });
+    assert.deepEqual(gw.totals('alice'), t(0n, 104n, 0n, 8736n));
   });
 
-  test('a reset of only the bytes still counts the packets as reset', () => {
-    const acc = new Accumulator();
-    acc.setUsers([alice], 0);
-    acc.apply('ipv4', [reading('r1', alice, 'tx', 10n, 1000n)]);
-    acc.apply('ipv4', [reading('r1', alice, 'tx', 12n, 50n)]);
-    assert.equal(totalsOf(acc, alice).txPackets, 22n);
-    assert.equal(totalsOf(acc, alice).txBytes, 1050n);
+  test('a reset of only the bytes still counts the packets as reset', async () => {
+    const gw = new TestGateway(USERS);
+    await gw.read({ ipv4: dump(aliceTx(10, 1000)) });
+    await gw.read({ ipv4: dump(aliceTx(12, 50)) });
+    assert.deepEqual(gw.totals('alice'), t(0n, 22n, 0n, 1050n));
   });
 
-  test('a rule that disappears keeps its contribution; when added again it counts from zero', () => {
-    const acc = new Accumulator();
-    acc.setUsers([alice], 0);
-    acc.apply('ipv4', [reading('r1', alice, 'rx', 7n, 700n), reading('r2', alice, 'rx', 3n, 300n)]);
-    acc.apply('ipv4', [reading('r2', alice, 'rx', 5n, 500n)]);
-    assert.equal(totalsOf(acc, alice).rxPackets, 12n);
-    // r1 deleted and added again: the kernel counter restarted; 2 is new traffic.
-    acc.apply('ipv4', [reading('r1', alice, 'rx', 2n, 200n), reading('r2', alice, 'rx', 5n, 500n)]);
-    assert.equal(totalsOf(acc, alice).rxPackets, 14n);
-    assert.equal(totalsOf(acc, alice).rxBytes, 1400n);
+  test('a rule that disappears keeps its contribution; added again it counts from zero', async () => {
+    const gw = new TestGateway(USERS);
+    await gw.read({ ipv4: dump(aliceTx(7, 700), aliceRx(3, 300)) });
+    await gw.read({ ipv4: dump(aliceRx(5, 500)) });
+    assert.deepEqual(gw.totals('alice'), t(5n, 7n, 500n, 700n));
+    // Deleted and added again: the kernel counter restarted, so 2 is new traffic.
+    await gw.read({ ipv4: dump(aliceTx(2, 200), aliceRx(5, 500)) });
+    assert.deepEqual(gw.totals('alice'), t(5n, 9n, 500n, 900n));
   });
 
-  test('identical rules are told apart by their order; one of them disappearing forgets only it', () => {
-    const acc = new Accumulator();
-    acc.setUsers([alice], 0);
-    acc.apply('ipv4', [reading('same', alice, 'rx', 1n, 10n), reading('same', alice, 'rx', 2n, 20n), reading('other', alice, 'rx', 4n, 40n)]);
-    acc.apply('ipv4', [reading('same', alice, 'rx', 3n, 30n), reading('same', alice, 'rx', 5n, 50n), reading('other', alice, 'rx', 4n, 40n)]);
-    assert.equal(totalsOf(acc, alice).rxPackets, 12n);
-    acc.apply('ipv4', [reading('same', alice, 'rx', 3n, 30n), reading('other', alice, 'rx', 6n, 60n)]);
-    acc.apply('ipv4', [reading('same', alice, 'rx', 4n, 40n), reading('other', alice, 'rx', 6n, 60n)]);
-    assert.equal(totalsOf(acc, alice).rxPackets, 15n);
+  test('identical rules are told apart by their order; one disappearing forgets only it', async () => {
+    const gw = new TestGateway(USERS);
+    await gw.read({ ipv4: dump(aliceTx(1, 10), aliceTx(2, 20)) });
+    await gw.read({ ipv4: dump(aliceTx(3, 30), aliceTx(5, 50)) });
+    assert.equal(gw.totals('alice').txPackets, 8n);
+    await gw.read({ ipv4: dump(aliceTx(3, 30)) });
+    await gw.read({ ipv4: dump(aliceTx(4, 40)) });
+    assert.equal(gw.totals('alice').txPackets, 9n);
   });
 
-  test('a mark moved to a rule with other addresses is a new rule: its whole counter counts', () => {
-    const acc = new Accumulator();
-    acc.setUsers([alice], 0);
-    const rule = (source: string, packets: bigint): RuleReading => ({ ...reading(source, alice, 'tx', packets, packets), chain: 'POSTROUTING', mark: 101 });
-    acc.apply('ipv4', [rule('10.8.0.2/32', 100n)]);
-    acc.apply('ipv4', [rule('10.8.0.9/32', 150n)]);
-    assert.equal(totalsOf(acc, alice).txPackets, 250n);
+  test('a mark moved to a rule with other addresses is a new rule: its whole counter counts', async () => {
+    const gw = new TestGateway(USERS);
+    await gw.read({ ipv4: dump(aliceTx(100, 100)) });
+    await gw.read({ ipv4: dump(aliceTx(150, 150).replace('192.0.2.7/32', '192.0.2.9/32')) });
+    assert.equal(gw.totals('alice').txPackets, 250n);
   });
 
-  test('sources are independent: an IPv6 reading does not forget IPv4 rules', () => {
-    const acc = new Accumulator();
-    acc.setUsers([alice], 0);
-    acc.apply('ipv4', [reading('r1', alice, 'rx', 7n, 700n)]);
-    acc.apply('ipv6', [reading('r1', alice, 'rx', 1n, 100n)]);
-    acc.apply('ipv4', [reading('r1', alice, 'rx', 8n, 800n)]);
-    assert.equal(totalsOf(acc, alice).rxPackets, 9n);
+  test('a reading that fails half-way changes nothing; the next one counts from the last good counters', async () => {
+    const gw = new TestGateway(USERS);
+    await gw.read({ ipv4: dump(aliceTx(10, 1000)) });
+    const [failed] = await gw.read({ ipv4: dump(aliceTx(20, 2000)).replace('COMMIT\n', '') });
+    assert.ok(failed && !failed.ok && failed.error instanceof ParseError);
+    assert.equal(gw.totals('alice').txPackets, 10n);
+    await gw.read({ ipv4: dump(aliceTx(25, 2500)) });
+    assert.deepEqual(gw.totals('alice'), t(0n, 25n, 0n, 2500n));
   });
 
-  test('a user with several rules is summed; traffic nobody owns is unattributed per direction', () => {
-    const acc = new Accumulator();
-    acc.setUsers([alice, bob], 0);
-    acc.apply('ipv4', [
-      reading('a1', alice, 'tx', 1n, 10n),
-      reading('a2', alice, 'tx', 2n, 20n),
-      reading('b1', bob, 'rx', 4n, 40n),
-      reading('x1', null, 'rx', 8n, 80n),
-      reading('x2', null, 'tx', 16n, 160n),
-    ]);
-    assert.deepEqual(totalsOf(acc, alice), { rxPackets: 0n, txPackets: 3n, rxBytes: 0n, txBytes: 30n });
-    assert.deepEqual(totalsOf(acc, bob), { rxPackets: 4n, txPackets: 0n, rxBytes: 40n, txBytes: 0n });
-    assert.deepEqual(exact(acc.unattributed), { rxPackets: 8n, txPackets: 16n, rxBytes: 80n, txBytes: 160n });
+  test('sources are independent: an IPv6 reading does not forget IPv4 rules', async () => {
+    const gw = new TestGateway(USERS, ['ipv4', 'ipv6']);
+    await gw.read({ ipv4: dump(aliceTx(7, 700)), ipv6: dump() });
+    await gw.read({ ipv4: dump(aliceTx(8, 800)), ipv6: dump() });
+    assert.equal(gw.totals('alice').txPackets, 8n);
   });
 
-  test('counters beyond 2^53 stay exact', () => {
-    const acc = new Accumulator();
-    acc.setUsers([alice], 0);
-    acc.apply('ipv4', [reading('r1', alice, 'rx', 9007199254740993n, 18446744073709551615n)]);
-    acc.apply('ipv4', [reading('r1', alice, 'rx', 9007199254740995n, 18446744073709551615n)]);
-    assert.equal(totalsOf(acc, alice).rxPackets, 9007199254740995n);
-    assert.equal(totalsOf(acc, alice).rxBytes, 18446744073709551615n);
+  test('one user with several marks is summed; traffic nobody owns is unattributed per direction', async () => {
+    const gw = new TestGateway({ ...USERS, marks: [...USERS.marks, { mark_id: 102, sips: ['10.8.0.2'], dips: ['192.0.2.8'] }] });
+    await gw.read({
+      ipv4: dump(
+        aliceTx(1, 10),
+        '[2:20] -A POSTROUTING -s 10.8.0.2/32 -d 192.0.2.8/32 -j MARK --set-xmark 0x66/0xffffffff',
+        '[4:40] -A PREROUTING -s 192.0.2.7/32 -d 10.8.0.3/32 -j MARK --set-xmark 0x67/0xffffffff',
+        '[8:80] -A PREROUTING -d 10.8.0.99/32 -j MARK --set-xmark 0x3e7/0xffffffff',
+        '[16:160] -A POSTROUTING -s 10.8.0.99/32 -j MARK --set-xmark 0x3e7/0xffffffff',
+      ),
+    });
+    assert.deepEqual(gw.totals('alice'), t(0n, 3n, 0n, 30n));
+    assert.deepEqual(gw.totals('bob'), t(4n, 0n, 40n, 0n));
+    assert.deepEqual(gw.unattributed(), t(8n, 16n, 80n, 160n));
   });
+
+  test('counters beyond 2^53 stay exact, also summed past 2^64', async () => {
+    const gw = new TestGateway(USERS);
+    await gw.read({ ipv4: dump(aliceTx(9007199254740993n, 18446744073709551615n), aliceTx(1, 1)) });
+    await gw.read({ ipv4: dump(aliceTx(9007199254740995n, 18446744073709551615n), aliceTx(2, 2)) });
+    assert.deepEqual(gw.totals('alice'), t(0n, 9007199254740997n, 0n, 18446744073709551617n));
+  });
+});
+
+describe('Accumulator users', () => {
+  const alice = USERS.users[0]!;
+  const bob = USERS.users[1]!;
+  const key = (u: typeof alice) => `${u.user_intra_ip} ${u.user_code}`;
+  const of = (acc: Accumulator, code: string) => exact([...acc.users()].find((s) => s.user.user_code === code)!.totals);
 
   test('a removed user keeps its series for the grace period, then is dropped; a returning user keeps its total', () => {
     const acc = new Accumulator();
     acc.setUsers([alice, bob], 1000);
-    acc.apply('ipv4', [reading('a', alice, 'rx', 5n, 50n), reading('b', bob, 'rx', 6n, 60n)]);
+    acc.add(key(alice), 'rx', 5, 50);
+    acc.add(key(bob), 'rx', 6, 60);
     acc.setUsers([alice], 2000);
     assert.deepEqual(acc.expireRemoved(2000 + 299_999, 300_000), []);
-    assert.equal(totalsOf(acc, bob).rxPackets, 6n);
-    // While removed, a rule still naming bob does not add to his frozen total.
-    acc.apply('ipv4', [reading('a', alice, 'rx', 5n, 50n), reading('b', bob, 'rx', 9n, 90n)]);
-    assert.equal(totalsOf(acc, bob).rxPackets, 6n);
+    assert.equal(of(acc, 'bob').rxPackets, 6n);
+    // While removed, traffic still attributed to bob goes to unattributed; his total is frozen.
+    acc.add(key(bob), 'rx', 3, 30);
+    assert.equal(of(acc, 'bob').rxPackets, 6n);
     assert.equal(BigInt(acc.unattributed.rxPackets), 3n);
     assert.deepEqual(acc.expireRemoved(2000 + 300_000, 300_000), [bob]);
     assert.deepEqual([...acc.users()].map((s) => s.user.user_code), ['alice']);
 
-    acc.setUsers([alice], 3000);
-    acc.apply('ipv4', [reading('a', alice, 'rx', 6n, 60n)]);
     acc.setUsers([], 4000);
     acc.setUsers([alice], 5000);
     assert.deepEqual(acc.expireRemoved(10_000_000, 300_000), []);
-    assert.equal(totalsOf(acc, alice).rxPackets, 6n);
+    assert.equal(of(acc, 'alice').rxPackets, 5n);
   });
 });

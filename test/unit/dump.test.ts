@@ -8,7 +8,7 @@ import { buildMarkMap } from '../../src/attribution/mark-map.js';
 import { Collector, commandSource } from '../../src/collector.js';
 import { DumpError, ParseError } from '../../src/errors.js';
 import { execaRunner, readTableDump, type CommandRunner } from '../../src/mangle/dump.js';
-import { parseIptablesSave } from '../../src/mangle/parse.js';
+import { parseIptablesSave, SaveModelBuilder } from '../../src/mangle/parse.js';
 
 // A tiny real program that prints a file and exits with a chosen code, so the
 // execa wiring runs for real without root (see test/bin/fake-iptables-save).
@@ -46,8 +46,9 @@ describe('readTableDump with the real execa runner', () => {
       args.push(f, ...a);
       return execaRunner(f, a, o, onOutput);
     };
-    const tables = await withEnv({ FAKE_SAVE_OUTPUT: file }, () => readTableDump({ command: FAKE, table: 'mangle' }, RUN, recording));
-    assert.deepEqual(tables, parseIptablesSave(DUMP));
+    const model = new SaveModelBuilder();
+    await withEnv({ FAKE_SAVE_OUTPUT: file }, () => readTableDump({ command: FAKE, table: 'mangle' }, RUN, model, recording));
+    assert.deepEqual(model.tables, parseIptablesSave(DUMP));
     assert.deepEqual(args, [FAKE, '-c', '-t', 'mangle']);
   });
 
@@ -58,10 +59,11 @@ describe('readTableDump with the real execa runner', () => {
     await writeFile(file, text);
     let chunks = 0;
     const counting: CommandRunner = (f, a, o, onOutput) => execaRunner(f, a, o, (chunk) => (chunks++, onOutput(chunk)));
-    const tables = await withEnv({ FAKE_SAVE_OUTPUT: file }, () => readTableDump({ command: FAKE, table: 'mangle' }, { ...RUN, maxOutputBytes: 8 << 20 }, counting));
+    const model = new SaveModelBuilder();
+    await withEnv({ FAKE_SAVE_OUTPUT: file }, () => readTableDump({ command: FAKE, table: 'mangle' }, { ...RUN, maxOutputBytes: 8 << 20 }, model, counting));
     assert.ok(chunks > 1, `streamed in ${chunks} chunks`);
-    assert.deepEqual(tables, parseIptablesSave(text));
-    assert.equal(tables[0]!.rules.length, 20000);
+    assert.deepEqual(model.tables, parseIptablesSave(text));
+    assert.equal(model.tables[0]!.rules.length, 20000);
   });
 
   test('output that is not a dump stops the program at once with a ParseError', async () => {
@@ -69,7 +71,7 @@ describe('readTableDump with the real execa runner', () => {
     await writeFile(file, 'Fatal: cannot initialize nf_tables\n');
     const started = Date.now();
     await assert.rejects(
-      withEnv({ FAKE_SAVE_OUTPUT: file, FAKE_SAVE_AFTER: '5' }, () => readTableDump({ command: FAKE, table: 'mangle' }, { ...RUN, timeoutMs: 10000 })),
+      withEnv({ FAKE_SAVE_OUTPUT: file, FAKE_SAVE_AFTER: '5' }, () => readTableDump({ command: FAKE, table: 'mangle' }, { ...RUN, timeoutMs: 10000 }, new SaveModelBuilder())),
       (error: unknown) => error instanceof ParseError && /not an iptables-save line \(line 1/.test(error.message),
     );
     assert.ok(Date.now() - started < 3000, 'did not wait for the program to finish');
@@ -87,7 +89,7 @@ describe('readTableDump with the real execa runner', () => {
       const file = join(dir, 'big.txt');
       await writeFile(file, DUMP);
       await assert.rejects(
-        withEnv({ FAKE_SAVE_OUTPUT: file, ...env }, () => readTableDump({ command, table: 'mangle' }, { ...RUN, ...options })),
+        withEnv({ FAKE_SAVE_OUTPUT: file, ...env }, () => readTableDump({ command, table: 'mangle' }, { ...RUN, ...options }, new SaveModelBuilder())),
         (error: unknown) => {
           assert.ok(error instanceof DumpError);
           assert.equal(error.code, kinds[i]);

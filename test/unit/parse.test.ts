@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { ParseError } from '../../src/errors.js';
-import { resolveChainDirections } from '../../src/mangle/chains.js';
+import { ChainGraph, resolveChainDirections } from '../../src/mangle/chains.js';
 import { findTable, parseIptablesSave, type SaveRule } from '../../src/mangle/parse.js';
 
 const fixture = (name: string) => readFileSync(new URL(`../fixtures/${name}`, import.meta.url), 'utf8');
@@ -101,7 +101,7 @@ describe('parseIptablesSave on real captures', () => {
 
   test('chain directions follow -j and -g through several levels; ambiguous and unreached chains are named', () => {
     const mangle = findTable(parseIptablesSave(fixture('nft-v4-users.iptables-save')), 'mangle');
-    const d = resolveChainDirections(mangle, { rx: ['PREROUTING'], tx: ['POSTROUTING'] });
+    const d = resolveChainDirections(ChainGraph.of(mangle), { rx: ['PREROUTING'], tx: ['POSTROUTING'] });
     assert.deepEqual(Object.fromEntries(d.byChain), {
       PREROUTING: 'rx',
       POSTROUTING: 'tx',
@@ -125,7 +125,7 @@ describe('parseIptablesSave on real captures', () => {
 [0:0] -A B -j A
 COMMIT
 `;
-    const d = resolveChainDirections(findTable(parseIptablesSave(text), 'mangle'), { rx: ['PREROUTING'], tx: ['POSTROUTING'] });
+    const d = resolveChainDirections(ChainGraph.of(findTable(parseIptablesSave(text), 'mangle')), { rx: ['PREROUTING'], tx: ['POSTROUTING'] });
     assert.deepEqual([...d.byChain.keys()].sort(), ['A', 'B', 'PREROUTING']);
   });
 });

@@ -1,0 +1,83 @@
+/**
+ * Test helper: the agent's reading path (Collector -> RuleMemory ->
+ * TableReading -> Accumulator) over dumps given as text or fixture files,
+ * with a users document, and totals as bigints for deepEqual.
+ */
+import { Accumulator, type Totals } from '../src/attribution/accumulator.js';
+import { buildMarkMap, type MarkMap } from '../src/attribution/mark-map.js';
+import { Collector, fileSource, type SourceReport, type TableSource } from '../src/collector.js';
+import { parseUsersDocument } from '../src/config-manager/users-document.js';
+import { IptablesSaveParser } from '../src/mangle/parse.js';
+
+export const ROOTS = { rx: ['PREROUTING'], tx: ['POSTROUTING'] };
+
+export function exact(totals: Totals): { rxPackets: bigint; txPackets: bigint; rxBytes: bigint; txBytes: bigint } {
+  return {
+    rxPackets: BigInt(totals.rxPackets),
+    txPackets: BigInt(totals.txPackets),
+    rxBytes: BigInt(totals.rxBytes),
+    txBytes: BigInt(totals.txBytes),
+  };
+}
+
+export const t = (rxPackets: bigint, txPackets: bigint, rxBytes: bigint, txBytes: bigint) => ({ rxPackets, txPackets, rxBytes, txBytes });
+
+export class TestGateway {
+  readonly accumulator = new Accumulator();
+  map: MarkMap;
+  /** Per source: the dump text the next reading sees. */
+  private readonly texts = new Map<string, string>();
+  private readonly collector: Collector;
+
+  constructor(usersDocument: object, sources: string[] = ['ipv4']) {
+    this.map = buildMarkMap(parseUsersDocument(JSON.stringify(usersDocument), 'test users'));
+    this.accumulator.setUsers(this.map.users, 0);
+    const textSources: TableSource[] = sources.map((name) => ({
+      name,
+      read: async (visitor) => {
+        const parser = new IptablesSaveParser(visitor);
+        parser.push(this.texts.get(name) ?? '');
+        parser.end();
+      },
+    }));
+    this.collector = new Collector(textSources, { table: 'mangle', roots: ROOTS }, this.accumulator, () => this.map);
+  }
+
+  /** One reading of every source whose text is given. */
+  async read(texts: Record<string, string>): Promise<SourceReport[]> {
+    for (const [name, text] of Object.entries(texts)) this.texts.set(name, text);
+    return this.collector.collect();
+  }
+
+  sync(usersDocument: object, now: number): void {
+    this.map = buildMarkMap(parseUsersDocument(JSON.stringify(usersDocument), 'test users'));
+    this.accumulator.setUsers(this.map.users, now);
+  }
+
+  totals(code: string) {
+    const series = [...this.accumulator.users()].find((s) => s.user.user_code === code);
+    if (!series) throw new Error(`${code} is not exported`);
+    return exact(series.totals);
+  }
+
+  all(): Record<string, ReturnType<typeof exact>> {
+    return Object.fromEntries([...this.accumulator.users()].map((s) => [s.user.user_code, exact(s.totals)]));
+  }
+
+  unattributed() {
+    return exact(this.accumulator.unattributed);
+  }
+}
+
+/** Reads fixture files once through a fresh gateway. */
+export async function readFixtures(usersDocument: object, fixtures: [source: string, path: string][]) {
+  const gateway = new TestGateway(usersDocument, []);
+  const collector = new Collector(
+    fixtures.map(([name, path]) => fileSource(name, path)),
+    { table: 'mangle', roots: ROOTS },
+    gateway.accumulator,
+    () => gateway.map,
+  );
+  const reports = await collector.collect();
+  return { gateway, reports };
+}
