@@ -16,7 +16,7 @@ import { InterfaceReader } from './interfaces.js';
 import type { Logger } from './log.js';
 import type { CommandRunner } from './mangle/dump.js';
 import type { Settings } from './settings.js';
-import { TelemetryPipeline } from './telemetry/pipeline.js';
+import { SDK_EXPORT_FAILURE, TelemetryPipeline } from './telemetry/pipeline.js';
 import { buildResource } from './telemetry/resource.js';
 import { SelfStats } from './telemetry/self-stats.js';
 import { VERSION } from './version.js';
@@ -75,7 +75,9 @@ export class Agent {
     }
     diag.setLogger(
       {
-        error: (msg, ...args) => log.error(`opentelemetry: ${msg}`, { detail: args.map(String).join(' ') }),
+        error: (msg, ...args) => {
+          if (!SDK_EXPORT_FAILURE.test(msg)) log.error(`opentelemetry: ${msg}`, { detail: args.map(String).join(' ') });
+        },
         warn: (msg, ...args) => log.warn(`opentelemetry: ${msg}`, { detail: args.map(String).join(' ') }),
         info: () => {},
         debug: () => {},

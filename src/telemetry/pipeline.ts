@@ -19,6 +19,9 @@ import type { Logger } from '../log.js';
 import { registerInstruments, type TelemetryView } from './instruments.js';
 import { METER_NAME } from './semconv.js';
 
+/** SDK messages about a failed or timed-out push: the pipeline reports those itself, once per outage. */
+export const SDK_EXPORT_FAILURE = /metrics export (failed|timed out)/;
+
 export interface PipelineOptions {
   resource: Resource;
   exportIntervalMs: number;
@@ -38,6 +41,7 @@ interface Generation {
 
 export class TelemetryPipeline {
   private current: Generation;
+  private readonly health: ExportHealth = { failing: false };
 
   constructor(private readonly options: PipelineOptions) {
     this.current = this.build();
@@ -63,7 +67,7 @@ export class TelemetryPipeline {
 
   private build(): Generation {
     const { options } = this;
-    const exporter = new GatedExporter(options.createExporter?.() ?? createOtlpExporter(), options);
+    const exporter = new GatedExporter(options.createExporter?.() ?? createOtlpExporter(), options, this.health);
     const reader = new PeriodicExportingMetricReader({
       exporter,
       exportIntervalMillis: options.exportIntervalMs,
@@ -81,17 +85,27 @@ export function createOtlpExporter(): PushMetricExporter {
   return new OTLPMetricExporter({ temporalityPreference: AggregationTemporalityPreference.CUMULATIVE });
 }
 
-/** Counts failed pushes, and can be closed so a retired provider exports nothing more. */
+/** Whether pushes are failing now: shared by every generation, so an outage is logged once, not per provider. */
+interface ExportHealth {
+  failing: boolean;
+}
+
+/**
+ * Counts failed pushes and logs an outage when it starts and when it ends; a
+ * push that has not answered within the export timeout counts as failed (the
+ * SDK's reader gives up on it then). Can be closed so a retired provider
+ * exports nothing more.
+ */
 class GatedExporter implements PushMetricExporter {
   private closed = false;
-  private failing = false;
 
   readonly selectAggregationTemporality?: PushMetricExporter['selectAggregationTemporality'];
   readonly selectAggregation?: PushMetricExporter['selectAggregation'];
 
   constructor(
     private readonly inner: PushMetricExporter,
-    private readonly options: Pick<PipelineOptions, 'view' | 'log'>,
+    private readonly options: Pick<PipelineOptions, 'view' | 'log' | 'exportTimeoutMs'>,
+    private readonly health: ExportHealth,
   ) {
     // Optional in the interface: pass on only what the wrapped exporter has.
     this.selectAggregationTemporality = inner.selectAggregationTemporality?.bind(inner);
@@ -107,22 +121,37 @@ class GatedExporter implements PushMetricExporter {
       resultCallback({ code: ExportResultCode.SUCCESS });
       return;
     }
-    this.inner.export(metrics, (result) => {
-      if (result.code !== ExportResultCode.SUCCESS) {
-        this.options.view.stats.exportFailures += 1;
-        if (!this.failing) {
-          this.options.log.error(
-            'OTLP push failed; totals are cumulative, so the next successful push carries everything: check that the collector at OTEL_EXPORTER_OTLP_ENDPOINT is up',
-            { error: result.error ?? new Error('unknown export error') },
-          );
-        }
-        this.failing = true;
-      } else if (this.failing) {
-        this.failing = false;
-        this.options.log.info('OTLP push succeeded again');
-      }
+    let settled = false;
+    const settle = (result: ExportResult) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      this.record(result);
       resultCallback(result);
-    });
+    };
+    const timer = setTimeout(
+      () => settle({ code: ExportResultCode.FAILED, error: new Error(`no answer within ${this.options.exportTimeoutMs} ms`) }),
+      this.options.exportTimeoutMs,
+    );
+    timer.unref();
+    this.inner.export(metrics, settle);
+  }
+
+  private record(result: ExportResult): void {
+    const { log, view } = this.options;
+    if (result.code === ExportResultCode.SUCCESS) {
+      if (this.health.failing) log.info('OTLP push succeeded again');
+      this.health.failing = false;
+      return;
+    }
+    view.stats.exportFailures += 1;
+    if (!this.health.failing) {
+      log.error(
+        'OTLP push failed; it is retried every export interval, and since totals are cumulative the next successful push carries everything: check that the collector at OTEL_EXPORTER_OTLP_ENDPOINT is up',
+        { error: result.error ?? new Error('unknown export error') },
+      );
+    }
+    this.health.failing = true;
   }
 
   forceFlush(): Promise<void> {
