@@ -90,6 +90,7 @@ export class Agent {
       exportIntervalMs: settings.export.intervalMs,
       exportTimeoutMs: settings.export.timeoutMs,
       cardinalityLimit: settings.limits.maxUsers + 1,
+      protocol: settings.export.protocol,
       createExporter: options.createExporter,
       log,
       view: {

@@ -171,7 +171,7 @@ async function snapshot(args: string[]): Promise<number> {
   const sources = inputs.length > 0 ? inputs : tableSources(settings);
   const collector = new Collector(
     sources,
-    { table: settings.iptables.table, roots: { rx: settings.attribution.rxChains, tx: settings.attribution.txChains } },
+    { table: settings.iptables.table, roots: { rx: settings.attribution.rxChains, tx: settings.attribution.txChains }, remember: false },
     accumulator,
     () => markMap,
   );
@@ -186,9 +186,17 @@ async function snapshot(args: string[]): Promise<number> {
   }
   if (failed) return 1;
   const render = format === 'json' ? renderJson : renderTable;
+  // Written in pieces of about 64 KiB: neither one giant string nor a write per user.
+  let pending = '';
+  const flush = async () => {
+    if (!process.stdout.write(pending)) await new Promise((resolve) => process.stdout.once('drain', resolve));
+    pending = '';
+  };
   for (const chunk of render({ users: accumulator.users(), unattributed: accumulator.unattributed })) {
-    if (!process.stdout.write(chunk)) await new Promise((resolve) => process.stdout.once('drain', resolve));
+    pending += chunk;
+    if (pending.length >= 65536) await flush();
   }
+  await flush();
   return 0;
 }
 

@@ -49,6 +49,8 @@ export type SourceReport =
 export interface CollectorOptions {
   table: string;
   roots: DirectionRoots;
+  /** Keep every rule's counters between readings (the agent); off for a single reading (snapshot). */
+  remember?: boolean;
 }
 
 export class Collector {
@@ -61,7 +63,7 @@ export class Collector {
     private readonly accumulator: Accumulator,
     private readonly markMap: () => MarkMap,
   ) {
-    for (const source of sources) this.memories.set(source.name, new RuleMemory());
+    if (options.remember !== false) for (const source of sources) this.memories.set(source.name, new RuleMemory());
   }
 
   /** Reads every source (in parallel) and adds what it read to the totals. */
@@ -72,14 +74,14 @@ export class Collector {
   private async collectSource(source: TableSource): Promise<SourceReport> {
     const started = performance.now();
     const seconds = () => (performance.now() - started) / 1000;
-    const memory = this.memories.get(source.name)!;
+    const memory = this.memories.get(source.name);
     try {
       const reading = new TableReading(this.options.table, this.markMap(), memory);
       await source.read(reading);
       // Only a complete reading counts: its deltas and its counters are adopted together.
       const directions = resolveChainDirections(reading.graph, this.options.roots);
       const report = reading.finish(directions, (user, direction, packets, bytes) => this.accumulator.add(user, direction, packets, bytes));
-      memory.commit();
+      memory?.commit();
       return { source: source.name, ok: true, durationSeconds: seconds(), ...report };
     } catch (error) {
       const wrapped =

@@ -15,10 +15,13 @@ convict.addParser([
   { extension: ['yml', 'yaml'], parse: (text: string) => YAML.parse(text) as unknown },
 ]);
 
+export const EXPORT_PROTOCOLS = ['http/protobuf', 'http/json'] as const;
+export type ExportProtocol = (typeof EXPORT_PROTOCOLS)[number];
+
 export interface Settings {
   users: { file: string; url: string; removedGraceMs: number };
   collect: { intervalMs: number; timeoutMs: number; maxOutputBytes: number };
-  export: { intervalMs: number; timeoutMs: number };
+  export: { intervalMs: number; timeoutMs: number; protocol: ExportProtocol };
   iptables: { ipv6: boolean; saveCommand: string; save6Command: string; table: string };
   attribution: { rxChains: string[]; txChains: string[] };
   interfaces: { names: string[] };
@@ -107,6 +110,12 @@ const schema = {
       default: 10000,
       env: 'OTEL_METRIC_EXPORT_TIMEOUT',
     },
+    protocol: {
+      doc: 'OTLP encoding over HTTP: http/protobuf (smaller and cheaper for many users) or http/json. Also read from OTEL_EXPORTER_OTLP_PROTOCOL.',
+      format: [...EXPORT_PROTOCOLS],
+      default: 'http/protobuf',
+      env: 'OTEL_EXPORTER_OTLP_METRICS_PROTOCOL',
+    },
   },
   iptables: {
     ipv6: {
@@ -184,7 +193,10 @@ export interface LoadSettingsOptions {
 
 /** Loads and validates settings; every problem becomes one SettingsError naming the key. */
 export function loadSettings(options: LoadSettingsOptions = {}): Settings {
-  const config = convict(schema as never, { env: options.env ?? process.env, args: [] }) as convict.Config<Settings>;
+  const env = { ...(options.env ?? process.env) };
+  // The signal-specific variable wins over the general one, as the OpenTelemetry spec has it.
+  env.OTEL_EXPORTER_OTLP_METRICS_PROTOCOL ??= env.OTEL_EXPORTER_OTLP_PROTOCOL;
+  const config = convict(schema as never, { env, args: [] }) as convict.Config<Settings>;
   const file = options.file;
   try {
     if (file) {

@@ -4,7 +4,6 @@
  * and ip -> user for rules whose mark the pool lacks. Users are numbered by
  * their place in `users`, so a reading can sum per user in arrays.
  */
-import { hostAddress } from '../address.js';
 import type { User, UsersSnapshot } from '../config-manager/users-document.js';
 
 /** The key of a user's series: its address and code (both are series attributes). */
@@ -35,14 +34,16 @@ export function buildMarkMap(snapshot: UsersSnapshot): MarkMap {
   const byMark = new Map<number, number>();
   const conflicts: MarkMap['conflicts'] = [];
   for (const entry of snapshot.marks) {
-    const owners: number[] = [];
-    for (const address of [...entry.sips, ...entry.dips]) {
-      const host = hostAddress(address);
-      const owner = host === undefined ? undefined : byIp.get(host);
-      if (owner !== undefined && !owners.includes(owner)) owners.push(owner);
+    let owner = NO_USER;
+    let others: number[] | undefined;
+    for (const host of entry.hosts) {
+      const user = byIp.get(host);
+      if (user === undefined || user === owner) continue;
+      if (owner === NO_USER) owner = user;
+      else if (!others?.includes(user)) (others ??= []).push(user);
     }
-    byMark.set(entry.mark_id, owners[0] ?? NO_USER);
-    if (owners.length > 1) conflicts.push({ mark_id: entry.mark_id, users: owners.map((i) => users[i]!.user_code) });
+    byMark.set(entry.mark_id, owner);
+    if (others) conflicts.push({ mark_id: entry.mark_id, users: [owner, ...others].map((i) => users[i]!.user_code) });
   }
   return { users, keys: users.map(userKey), byMark, byIp, conflicts };
 }

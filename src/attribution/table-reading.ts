@@ -70,12 +70,13 @@ export class TableReading implements SaveVisitor {
   private lastChain = '';
   private lastSums: ChainSums | undefined;
 
+  /** Without a memory every rule counts whole: a single reading, as `snapshot` takes. */
   constructor(
     private readonly tableName: string,
     private readonly map: MarkMap,
-    private readonly memory: RuleMemory,
+    private readonly memory?: RuleMemory,
   ) {
-    memory.begin();
+    memory?.begin();
   }
 
   table(name: string): void {
@@ -100,7 +101,11 @@ export class TableReading implements SaveVisitor {
     }
     sums.markRules += 1;
     const delta = this.delta;
-    this.memory.observe(rule, delta);
+    if (this.memory) this.memory.observe(rule, delta);
+    else {
+      delta.packets = rule.packets;
+      delta.bytes = rule.bytes;
+    }
     if (delta.packets === 0 && delta.bytes === 0) return;
 
     const pooled = this.map.byMark.get(rule.mark);

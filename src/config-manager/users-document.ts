@@ -1,9 +1,10 @@
 /**
  * Pure validation of the users document (DESIGN.md, "Users document"). A
  * document is accepted whole or rejected whole with one UsersDocumentError
- * that names the source and the field.
+ * that names the source and the field. A gateway's document lists tens of
+ * thousands of users, so the happy path builds no strings for error messages.
  */
-import { canonicalIp, isAddressOrPrefix } from '../address.js';
+import { hostAddress, isAddressOrPrefix } from '../address.js';
 import { UsersDocumentError } from '../errors.js';
 import { parseU32 } from '../mangle/parse.js';
 
@@ -17,6 +18,8 @@ export interface MarkEntry {
   mark_id: number;
   sips: string[];
   dips: string[];
+  /** The single hosts among sips and dips, canonical (what a user_intra_ip is compared with). */
+  hosts: string[];
 }
 
 /** A validated users document: what a 'sync' carries. */
@@ -33,53 +36,50 @@ export function parseUsersDocument(text: string, source: string): UsersSnapshot 
   } catch (error) {
     throw new UsersDocumentError(source, undefined, `not valid JSON (${(error as Error).message})`, { cause: error });
   }
-  if (!isObject(doc)) throw new UsersDocumentError(source, undefined, 'must be a JSON object with a "users" array');
-  if (!Array.isArray(doc.users)) throw new UsersDocumentError(source, 'users', 'must be an array');
+  const fail = (field: string | undefined, problem: string): never => {
+    throw new UsersDocumentError(source, field, problem);
+  };
+  if (!isObject(doc)) fail(undefined, 'must be a JSON object with a "users" array');
+  const { users: rawUsers, marks: rawMarks } = doc as Record<string, unknown>;
+  if (!Array.isArray(rawUsers)) return fail('users', 'must be an array');
 
-  const users: User[] = [];
+  const users: User[] = new Array(rawUsers.length);
   const byIp = new Map<string, number>();
-  doc.users.forEach((entry: unknown, i: number) => {
-    const at = `users[${i}]`;
-    if (!isObject(entry)) throw new UsersDocumentError(source, at, 'must be an object');
-    const code = entry.user_code;
-    if (typeof code !== 'string' || code.trim() === '') {
-      throw new UsersDocumentError(source, `${at}.user_code`, `must be a non-empty string, got ${show(code)}`);
-    }
-    const rawIp = entry.user_intra_ip;
-    const ip = typeof rawIp === 'string' ? canonicalIp(rawIp) : undefined;
-    if (ip === undefined) {
-      throw new UsersDocumentError(source, `${at}.user_intra_ip`, `must be an IPv4 or IPv6 address, got ${show(rawIp)}`);
-    }
+  for (let i = 0; i < rawUsers.length; i++) {
+    const entry: unknown = rawUsers[i];
+    if (!isObject(entry)) fail(`users[${i}]`, 'must be an object');
+    const { user_code: code, user_intra_ip: rawIp } = entry as Record<string, unknown>;
+    if (typeof code !== 'string' || code.trim() === '') fail(`users[${i}].user_code`, `must be a non-empty string, got ${show(code)}`);
+    // A bare address (no prefix): hostAddress returns it canonical.
+    const ip = typeof rawIp === 'string' && !rawIp.includes('/') ? hostAddress(rawIp) : undefined;
+    if (ip === undefined) return fail(`users[${i}].user_intra_ip`, `must be an IPv4 or IPv6 address, got ${show(rawIp)}`);
     const earlier = byIp.get(ip);
-    if (earlier !== undefined) {
-      throw new UsersDocumentError(source, `${at}.user_intra_ip`, `${ip} is already the address of users[${earlier}]`);
-    }
+    if (earlier !== undefined) fail(`users[${i}].user_intra_ip`, `${ip} is already the address of users[${earlier}]`);
     byIp.set(ip, i);
-    users.push({ user_code: code, user_intra_ip: ip });
-  });
+    users[i] = { user_code: code as string, user_intra_ip: ip };
+  }
 
   const marks: MarkEntry[] = [];
-  if (doc.marks !== undefined) {
-    if (!Array.isArray(doc.marks)) throw new UsersDocumentError(source, 'marks', 'must be an array when present');
+  if (rawMarks !== undefined) {
+    if (!Array.isArray(rawMarks)) fail('marks', 'must be an array when present');
     const seen = new Map<number, number>();
-    doc.marks.forEach((entry: unknown, i: number) => {
-      const at = `marks[${i}]`;
-      if (!isObject(entry)) throw new UsersDocumentError(source, at, 'must be an object');
-      const id = markId(entry.mark_id);
+    const list = rawMarks as unknown[];
+    for (let i = 0; i < list.length; i++) {
+      const entry: unknown = list[i];
+      if (!isObject(entry)) fail(`marks[${i}]`, 'must be an object');
+      const { mark_id: rawId, sips: rawSips, dips: rawDips } = entry as Record<string, unknown>;
+      const id = markId(rawId);
       if (id === undefined) {
-        throw new UsersDocumentError(
-          source,
-          `${at}.mark_id`,
-          `must be an integer from 0 to 4294967295 (or a string such as "0x65"), got ${show(entry.mark_id)}`,
-        );
+        return fail(`marks[${i}].mark_id`, `must be an integer from 0 to 4294967295 (or a string such as "0x65"), got ${show(rawId)}`);
       }
       const earlier = seen.get(id);
-      if (earlier !== undefined) {
-        throw new UsersDocumentError(source, `${at}.mark_id`, `mark ${id} is already defined by marks[${earlier}]`);
-      }
+      if (earlier !== undefined) fail(`marks[${i}].mark_id`, `mark ${id} is already defined by marks[${earlier}]`);
       seen.set(id, i);
-      marks.push({ mark_id: id, sips: addressList(entry.sips, source, `${at}.sips`), dips: addressList(entry.dips, source, `${at}.dips`) });
-    });
+      const hosts: string[] = [];
+      const sips = addressList(rawSips, hosts, (j, problem) => fail(`marks[${i}].sips${j}`, problem));
+      const dips = addressList(rawDips, hosts, (j, problem) => fail(`marks[${i}].dips${j}`, problem));
+      marks.push({ mark_id: id, sips, dips, hosts });
+    }
   }
   return { source, users, marks };
 }
@@ -90,15 +90,17 @@ function markId(value: unknown): number | undefined {
   return undefined;
 }
 
-function addressList(value: unknown, source: string, field: string): string[] {
+/** Checks a list of addresses or prefixes; the single hosts among them are added to `hosts`. */
+function addressList(value: unknown, hosts: string[], fail: (index: string, problem: string) => never): string[] {
   if (value === undefined) return [];
-  if (!Array.isArray(value)) throw new UsersDocumentError(source, field, `must be an array of addresses, got ${show(value)}`);
-  return value.map((item: unknown, i: number) => {
-    if (typeof item !== 'string' || !isAddressOrPrefix(item)) {
-      throw new UsersDocumentError(source, `${field}[${i}]`, `must be an IP address or prefix, got ${show(item)}`);
-    }
-    return item;
-  });
+  if (!Array.isArray(value)) return fail('', `must be an array of addresses, got ${show(value)}`);
+  for (let j = 0; j < value.length; j++) {
+    const item: unknown = value[j];
+    const host = typeof item === 'string' ? hostAddress(item) : undefined;
+    if (host !== undefined) hosts.push(host);
+    else if (typeof item !== 'string' || !isAddressOrPrefix(item)) fail(`[${j}]`, `must be an IP address or prefix, got ${show(item)}`);
+  }
+  return value as string[];
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

@@ -7,7 +7,8 @@
  * outside the SDK, so a rebuild loses nothing and no counter goes back.
  */
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
-import { OTLPMetricExporter, AggregationTemporalityPreference } from '@opentelemetry/exporter-metrics-otlp-http';
+import { AggregationTemporalityPreference, OTLPMetricExporter as JsonExporter } from '@opentelemetry/exporter-metrics-otlp-http';
+import { OTLPMetricExporter as ProtobufExporter } from '@opentelemetry/exporter-metrics-otlp-proto';
 import type { Resource } from '@opentelemetry/resources';
 import {
   MeterProvider,
@@ -16,6 +17,7 @@ import {
   type ResourceMetrics,
 } from '@opentelemetry/sdk-metrics';
 import type { Logger } from '../log.js';
+import type { ExportProtocol } from '../settings.js';
 import { registerInstruments, type TelemetryView } from './instruments.js';
 import { METER_NAME } from './semconv.js';
 
@@ -30,6 +32,8 @@ export interface PipelineOptions {
   cardinalityLimit: number;
   view: TelemetryView;
   log: Logger;
+  /** The OTLP/HTTP encoding of the default exporter. */
+  protocol: ExportProtocol;
   /** Defaults to the OTLP/HTTP exporter configured from the standard OTEL_EXPORTER_OTLP_* variables. */
   createExporter?: () => PushMetricExporter;
 }
@@ -67,7 +71,7 @@ export class TelemetryPipeline {
 
   private build(): Generation {
     const { options } = this;
-    const exporter = new GatedExporter(options.createExporter?.() ?? createOtlpExporter(), options, this.health);
+    const exporter = new GatedExporter(options.createExporter?.() ?? createOtlpExporter(options.protocol), options, this.health);
     const reader = new PeriodicExportingMetricReader({
       exporter,
       exportIntervalMillis: options.exportIntervalMs,
@@ -80,9 +84,11 @@ export class TelemetryPipeline {
   }
 }
 
-export function createOtlpExporter(): PushMetricExporter {
+/** The OTLP/HTTP exporter; endpoint, headers, compression and timeout come from the OTEL_EXPORTER_OTLP_* variables. */
+export function createOtlpExporter(protocol: ExportProtocol): PushMetricExporter {
   // Cumulative whatever OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE says: the contract is monotonic totals.
-  return new OTLPMetricExporter({ temporalityPreference: AggregationTemporalityPreference.CUMULATIVE });
+  const config = { temporalityPreference: AggregationTemporalityPreference.CUMULATIVE };
+  return protocol === 'http/json' ? new JsonExporter(config) : new ProtobufExporter(config);
 }
 
 /** Whether pushes are failing now: shared by every generation, so an outage is logged once, not per provider. */

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { buildMarkMap } from '../../src/attribution/mark-map.js';
+import { parseUsersDocument } from '../../src/config-manager/users-document.js';
 import { readFixtures, t, TestGateway } from '../gateway.js';
 
 const FIXTURES = 'test/fixtures';
@@ -71,8 +72,7 @@ describe('attribution of real captures', () => {
   });
 
   test('a pool entry naming two users is reported as a conflict and counted for the first', () => {
-    const gw = new TestGateway(USERS);
-    const map = buildMarkMap({ source: 'x', users: [...gw.map.users], marks: [{ mark_id: 7, sips: ['10.8.0.3'], dips: ['10.8.0.2/32'] }] });
+    const map = buildMarkMap(parseUsersDocument(JSON.stringify({ users: USERS.users, marks: [{ mark_id: 7, sips: ['10.8.0.3'], dips: ['10.8.0.2/32'] }] }), 'x'));
     assert.deepEqual(map.conflicts, [{ mark_id: 7, users: ['bob', 'alice'] }]);
     assert.equal(map.users[map.byMark.get(7)!]!.user_code, 'bob');
   });

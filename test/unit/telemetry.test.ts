@@ -38,6 +38,7 @@ function setup() {
     exportIntervalMs: 3_600_000,
     exportTimeoutMs: 5_000,
     cardinalityLimit: 100,
+    protocol: 'http/json',
     log: createLogger('silent'),
     view: { users: () => accumulator.users(), unattributed: () => accumulator.unattributed, interfaces: () => [], stats },
     createExporter: () => {
