@@ -177,6 +177,7 @@ describe('markmeter run in a namespace lab', { concurrency: false }, () => {
     await traffic('unattributed', '10.8.0.4', '192.0.2.7', 2, 300);
     await exportsMatch(['alice', 'bob', 'carol']);
     assert.deepEqual(exported('alice'), { rxPackets: 8, txPackets: 8, rxBytes: 1324, txBytes: 1324 });
+    assert.deepEqual([...receiver.encodings], ['protobuf'], 'http/protobuf is the default export protocol');
   });
 
   test('after iptables -Z the totals keep rising: nothing is lost, nothing goes back', async (t) => {

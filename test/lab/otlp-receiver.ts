@@ -8,12 +8,13 @@
  * It prints `{"listening":PORT}` once ready, then one JSON line per export
  * request (`{"body":...}`); a line `status 503` on its stdin makes it answer
  * 503 from then on (a collector that is down), `status 200` heals it.
- * The OTLP JSON encoding is what @opentelemetry/exporter-metrics-otlp-http
- * sends; gzip content-encoding is accepted too.
+ * Both OTLP/HTTP encodings are accepted (JSON, and protobuf decoded into the
+ * JSON shape), and gzip content-encoding too.
  */
 import { createServer } from 'node:http';
 import { createInterface } from 'node:readline';
 import { gunzipSync } from 'node:zlib';
+import { decodeMetricsRequest } from './otlp-protobuf.js';
 
 let status = 200;
 createInterface({ input: process.stdin }).on('line', (line) => {
@@ -36,7 +37,9 @@ const server = createServer((request, response) => {
     }
     let raw = Buffer.concat(chunks);
     if (request.headers['content-encoding'] === 'gzip') raw = gunzipSync(raw);
-    process.stdout.write(`${JSON.stringify({ body: JSON.parse(raw.toString('utf8')) })}\n`);
+    const protobuf = request.headers['content-type']?.startsWith('application/x-protobuf');
+    const body = protobuf ? decodeMetricsRequest(raw) : JSON.parse(raw.toString('utf8'));
+    process.stdout.write(`${JSON.stringify({ body, bytes: raw.length, encoding: protobuf ? 'protobuf' : 'json' })}\n`);
     response.writeHead(200, { 'content-type': 'application/json' }).end('{}');
   });
 });

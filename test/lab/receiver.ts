@@ -37,6 +37,8 @@ export function pointsOf(body: unknown): Point[] {
 export class NamespacedReceiver {
   /** Every accepted export request, in arrival order. */
   readonly requests: Point[][] = [];
+  /** The encodings the requests came in (`json`, `protobuf`). */
+  readonly encodings = new Set<string>();
   refused = 0;
   private readonly waiters = new Set<() => void>();
 
@@ -56,7 +58,7 @@ export class NamespacedReceiver {
         if (!receiver) reject(new Error(`OTLP receiver exited with ${code} before listening: ${stderr}`));
       });
       lines.on('line', (line) => {
-        const message = JSON.parse(line) as { listening?: number; body?: unknown; refused?: number };
+        const message = JSON.parse(line) as { listening?: number; body?: unknown; refused?: number; encoding?: string };
         if (message.listening !== undefined) {
           receiver = new NamespacedReceiver(child, `http://127.0.0.1:${message.listening}`);
           resolve(receiver);
@@ -64,6 +66,7 @@ export class NamespacedReceiver {
           receiver.refused += 1;
         } else if (receiver) {
           receiver.requests.push(pointsOf(message.body));
+          if (message.encoding) receiver.encodings.add(message.encoding);
           for (const wake of receiver.waiters) wake();
         }
       });
