@@ -140,9 +140,12 @@ export class Agent {
   private async tick(): Promise<void> {
     if (this.collecting) {
       this.stats.count(this.stats.collections, 'all skipped');
-      this.log.warn('collection still running when the next was due: this tick is skipped (raise collect.intervalMs?)');
+      this.problem('overlap', 'skipping', () =>
+        this.log.warn('a reading was still running when the next was due: ticks are skipped until it ends (raise collect.intervalMs or collect.timeoutMs?)'),
+      );
       return;
     }
+    this.problem('overlap', '', () => {});
     await this.collectOnce();
     const expired = this.accumulator.expireRemoved(Date.now(), this.options.settings.users.removedGraceMs);
     if (expired.length > 0) {
@@ -208,7 +211,17 @@ export class Agent {
     else this.log.info(`${key}: back to normal`);
   }
 
-  private onSync(snapshot: UsersSnapshot): void {
+  private onSync(document: UsersSnapshot): void {
+    // Past limits.maxUsers the SDK would fold series into an overflow series: refuse, count and say so.
+    const { maxUsers } = this.options.settings.limits;
+    const refused = Math.max(0, document.users.length - maxUsers);
+    const snapshot = refused > 0 ? { ...document, users: document.users.slice(0, maxUsers) } : document;
+    if (refused > 0) {
+      this.log.warn(`the users document lists ${document.users.length} users, more than limits.maxUsers (${maxUsers}): the last ${refused} are not exported and their traffic counts as unattributed; raise limits.maxUsers`, {
+        source: document.source,
+      });
+    }
+    this.stats.usersRefused = refused;
     this.markMap = buildMarkMap(snapshot);
     this.accumulator.setUsers(snapshot.users, Date.now());
     this.stats.count(this.stats.usersSyncs, 'ok');

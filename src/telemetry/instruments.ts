@@ -56,6 +56,7 @@ export function registerInstruments(meter: Meter, view: TelemetryView): void {
     unattributedBytes: counter(SELF_METRICS.unattributedBytes),
     syncs: counter(SELF_METRICS.usersSyncs),
     users: gauge(SELF_METRICS.users),
+    usersRefused: gauge(SELF_METRICS.usersRefused),
     exportFailures: counter(SELF_METRICS.exportFailures),
   };
 
@@ -95,6 +96,7 @@ export function registerInstruments(meter: Meter, view: TelemetryView): void {
     observe(self.unattributedBytes, unattributed.rxBytes, { [ATTR_DIRECTION]: 'rx' });
     observe(self.unattributedBytes, unattributed.txBytes, { [ATTR_DIRECTION]: 'tx' });
     observe(self.users, stats.usersLoaded);
+    observe(self.usersRefused, stats.usersRefused);
     observe(self.exportFailures, stats.exportFailures);
   }, observables);
 }

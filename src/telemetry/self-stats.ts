@@ -21,6 +21,8 @@ export class SelfStats {
   /** result -> count. */
   readonly usersSyncs = new Map<string, number>();
   usersLoaded = 0;
+  /** Users of the last document beyond limits.maxUsers. */
+  usersRefused = 0;
   exportFailures = 0;
 
   count(map: Map<string, number>, key: string, by = 1): void {

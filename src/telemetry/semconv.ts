@@ -43,6 +43,7 @@ export const SELF_METRICS = {
   unattributedPackets: spec('markmeter_unattributed_packets', '{packet}', 'Packets of MARK rules that no user owns, by direction.'),
   unattributedBytes: spec('markmeter_unattributed_bytes', 'By', 'Bytes of MARK rules that no user owns, by direction.'),
   usersSyncs: spec('markmeter_users_syncs', '{sync}', 'Users document loads, by result (ok, error).'),
-  users: spec('markmeter_users', '{user}', 'Users in the last good users document.'),
+  users: spec('markmeter_users', '{user}', 'Users in the last good users document that are exported.'),
+  usersRefused: spec('markmeter_users_refused', '{user}', 'Users of the last document beyond limits.maxUsers, not exported.'),
   exportFailures: spec('markmeter_export_failures', '{export}', 'OTLP pushes that failed (the next push carries the same cumulative totals).'),
 } as const;
