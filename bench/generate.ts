@@ -19,7 +19,13 @@ export function userIp(i: number): string {
   return `10.${64 + Math.floor(i / 65536)}.${Math.floor(i / 256) % 256}.${i % 256}`;
 }
 
-export function generateGateway(users: number, seed = 1): GeneratedGateway {
+export interface GenerateOptions {
+  seed?: number;
+  /** Give every 5000th rule a counter above 2^53 (exact in snapshot; an OTLP export carries doubles). */
+  huge?: boolean;
+}
+
+export function generateGateway(users: number, { seed = 1, huge = true }: GenerateOptions = {}): GeneratedGateway {
   let state = seed >>> 0 || 1;
   const next = () => {
     // xorshift32: fast, deterministic, good enough for counters.
@@ -31,7 +37,7 @@ export function generateGateway(users: number, seed = 1): GeneratedGateway {
     return state;
   };
   const counter = (i: number): [bigint, bigint] => {
-    if (i % 5000 === 1) return [9007199254740993n + BigInt(i), 18000000000000000000n + BigInt(i)];
+    if (huge && i % 5000 === 1) return [9007199254740993n + BigInt(i), 18000000000000000000n + BigInt(i)];
     const packets = BigInt(next() % 10_000_000);
     return [packets, packets * BigInt(64 + (next() % 1400))];
   };

@@ -1,0 +1,289 @@
+/**
+ * `npm run bench`: the speed and memory targets of a large gateway, measured
+ * (not asserted by timed tests: this machine is shared and noisy). Generates a
+ * 100,000-rule mangle dump with its 50,000-user document, prints a table, and
+ * exits non-zero when a target is missed. The whole-process comparison with
+ * iptables-legacy-save needs root (a throwaway network namespace holds the rules).
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import type { PushMetricExporter, ResourceMetrics } from '@opentelemetry/sdk-metrics';
+import { Accumulator } from '../src/attribution/accumulator.js';
+import { buildMarkMap } from '../src/attribution/mark-map.js';
+import { Collector, type TableSource } from '../src/collector.js';
+import { parseUsersDocument } from '../src/config-manager/users-document.js';
+import { createLogger } from '../src/log.js';
+import { IptablesSaveParser } from '../src/mangle/parse.js';
+import type { ExportProtocol } from '../src/settings.js';
+import { createOtlpExporter, TelemetryPipeline } from '../src/telemetry/pipeline.js';
+import { SelfStats } from '../src/telemetry/self-stats.js';
+import { generateGateway } from './generate.js';
+
+const USERS = 50_000;
+const CLI = resolve('dist/cli.js');
+const ROOTS = { rx: ['PREROUTING'], tx: ['POSTROUTING'] };
+const dir = mkdtempSync(join(tmpdir(), 'markmeter-bench-'));
+const rows: { figure: string; value: string; target: string; ok: boolean | undefined }[] = [];
+const row = (figure: string, value: string, target = '', ok?: boolean) => {
+  rows.push({ figure, value, target, ok });
+  process.stderr.write(`${ok === false ? 'MISSED ' : ''}${figure}: ${value}${target ? ` (target ${target})` : ''}\n`);
+};
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
+
+/** A table source that replays a dump in 64 KiB chunks, as the save command's pipe delivers it. */
+function replay(name: string, text: () => string): TableSource {
+  return {
+    name,
+    read: async (visitor) => {
+      const parser = new IptablesSaveParser(visitor);
+      const dump = text();
+      for (let i = 0; i < dump.length; i += 65536) parser.push(dump.slice(i, i + 65536));
+      parser.end();
+    },
+  };
+}
+
+async function collection(gateway: ReturnType<typeof generateGateway>): Promise<void> {
+  const snapshot = parseUsersDocument(gateway.usersDocument, 'bench');
+  const map = buildMarkMap(snapshot);
+  const accumulator = new Accumulator();
+  accumulator.setUsers(snapshot.users, 0);
+  const collector = new Collector([replay('ipv4', () => gateway.dump)], { table: 'mangle', roots: ROOTS }, accumulator, () => map);
+  const times: number[] = [];
+  for (let i = 0; i < 40; i++) {
+    const started = performance.now();
+    const [report] = await collector.collect();
+    times.push(performance.now() - started);
+    if (!report?.ok) throw report?.error;
+  }
+  const cold = times[0]!;
+  const warm = median(times.slice(5));
+  row('collection, first reading (cold JIT, rules new)', `${cold.toFixed(1)} ms`);
+  row(`collection, ${gateway.rules} rules (median of 35)`, `${warm.toFixed(1)} ms, ${((warm * 1e6) / gateway.rules).toFixed(0)} ns/rule, ${(gateway.dump.length / 1e6 / (warm / 1000)).toFixed(0)} MB/s`, '<= 60 ms', warm <= 60);
+}
+
+async function steadyState(): Promise<void> {
+  const small = generateGateway(500, { seed: 7 });
+  const snapshot = parseUsersDocument(small.usersDocument, 'bench');
+  const map = buildMarkMap(snapshot);
+  const accumulator = new Accumulator();
+  accumulator.setUsers(snapshot.users, 0);
+  // Counters move between readings, like a live table's.
+  let round = 0;
+  const text = () => small.dump.replace(/^\[(\d+):/gm, (_m, p: string) => `[${Number(p) + round}:`);
+  const collector = new Collector([replay('ipv4', text)], { table: 'mangle', roots: ROOTS }, accumulator, () => map);
+  const gc = (globalThis as { gc?: () => void }).gc;
+  const heap = () => {
+    gc?.();
+    return process.memoryUsage().heapUsed;
+  };
+  for (; round < 200; round++) await collector.collect();
+  const before = heap();
+  for (; round < 10_200; round++) await collector.collect();
+  const after = heap();
+  const growth = after - before;
+  row('steady state: heap before / after 10,000 collections (1,002 rules)', `${mb(before)} / ${mb(after)}`, gc ? 'grows < 2 MB' : 'run with --expose-gc', gc ? growth < 2e6 : false);
+}
+
+function snapshotRun(dump: string, users: string): { ms: number; rssKiB: number; stdout: string } {
+  const rssFile = join(dir, 'maxrss');
+  const started = performance.now();
+  const result = spawnSync(process.execPath, ['--import', resolve('bench/maxrss.mjs'), CLI, 'snapshot', '--input', dump, '--users', users, '--format', 'json'], {
+    env: { ...process.env, MARKMETER_MAXRSS_FILE: rssFile, MARKMETER_LOG_LEVEL: 'error' },
+    maxBuffer: 256 << 20,
+    encoding: 'utf8',
+  });
+  const ms = performance.now() - started;
+  if (result.status !== 0) throw new Error(`snapshot failed: ${result.stderr}`);
+  return { ms, rssKiB: Number(readFileSync(rssFile, 'utf8')), stdout: result.stdout };
+}
+
+function wholeProcess(gateway: ReturnType<typeof generateGateway>): void {
+  const dump = join(dir, 'mangle.dump');
+  const empty = join(dir, 'empty.dump');
+  const users = join(dir, 'users.json');
+  writeFileSync(dump, gateway.dump);
+  writeFileSync(empty, '*mangle\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n');
+  writeFileSync(users, gateway.usersDocument);
+
+  const full: number[] = [];
+  const none: number[] = [];
+  let rss = 0;
+  let stdout = '';
+  for (let i = 0; i < 5; i++) {
+    none.push(snapshotRun(empty, users).ms);
+    const run = snapshotRun(dump, users);
+    full.push(run.ms);
+    rss = Math.max(rss, run.rssKiB);
+    stdout = run.stdout;
+  }
+  const cost = median(full) - median(none);
+
+  // Exact at scale: every user's printed totals equal the dump's counters summed per user.
+  const line = /\{"user_code":"(u\d+)","user_intra_ip":"[^"]+","rx_packets":(\d+),"tx_packets":(\d+),"rx_bytes":(\d+),"tx_bytes":(\d+)\}/g;
+  let exact = 0;
+  for (const m of stdout.matchAll(line)) {
+    const want = gateway.expected.get(m[1]!);
+    if (want && [want.rxPackets, want.txPackets, want.rxBytes, want.txBytes].every((v, k) => BigInt(v) === BigInt(m[k + 2]!))) exact += 1;
+  }
+  row(`snapshot --input: users printed exactly`, `${exact} of ${USERS}`, `${USERS}`, exact === USERS);
+  row('snapshot --input, 100,000 rules minus an empty dump (median of 5)', `${cost.toFixed(0)} ms (${median(full).toFixed(0)} - ${median(none).toFixed(0)})`);
+  row('snapshot --input peak RSS', `${(rss / 1024).toFixed(0)} MB`, '<= 200 MB', rss / 1024 <= 200);
+
+  const baseline = legacySave(dump);
+  if (baseline === undefined) {
+    row('iptables-legacy-save -c -t mangle, same rules', 'not measured: needs root, ip and iptables-legacy', 'measured', false);
+    return;
+  }
+  row('iptables-legacy-save -c -t mangle, same rules (median of 5)', `${baseline.toFixed(0)} ms`);
+  row('snapshot cost / iptables-legacy-save', `${(cost / baseline).toFixed(2)}x`, '<= 1.0x', cost / baseline <= 1.0);
+}
+
+/** Loads the dump into iptables-legacy in a throwaway namespace and times iptables-legacy-save there. */
+function legacySave(dump: string): number | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  const ns = `mmbench-${process.pid}`;
+  try {
+    execFileSync('ip', ['netns', 'add', ns]);
+    execFileSync('ip', ['netns', 'exec', ns, 'iptables-legacy-restore', '-c'], { input: readFileSync(dump) });
+    const times: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const started = performance.now();
+      execFileSync('ip', ['netns', 'exec', ns, 'iptables-legacy-save', '-c', '-t', 'mangle'], { maxBuffer: 256 << 20, stdio: ['ignore', 'pipe', 'ignore'] });
+      times.push(performance.now() - started);
+    }
+    return median(times);
+  } catch (error) {
+    process.stderr.write(`legacy baseline failed: ${(error as Error).message}\n`);
+    return undefined;
+  } finally {
+    spawnSync('ip', ['netns', 'del', ns]);
+  }
+}
+
+/** Counts the data points the SDK hands over, then passes them on. */
+class CountingExporter implements PushMetricExporter {
+  /** User data points of the last export, and overflow points among them. */
+  points = 0;
+  overflow = 0;
+  constructor(private readonly inner: PushMetricExporter) {}
+  export(metrics: ResourceMetrics, done: Parameters<PushMetricExporter['export']>[1]): void {
+    this.points = 0;
+    this.overflow = 0;
+    for (const scope of metrics.scopeMetrics) {
+      for (const metric of scope.metrics) {
+        if (!metric.descriptor.name.startsWith('net_user_')) continue;
+        for (const point of metric.dataPoints) {
+          if (point.attributes['otel.metric.overflow'] !== undefined) this.overflow += 1;
+          else this.points += 1;
+        }
+      }
+    }
+    this.inner.export(metrics, done);
+  }
+  forceFlush(): Promise<void> {
+    return this.inner.forceFlush();
+  }
+  shutdown(): Promise<void> {
+    return this.inner.shutdown();
+  }
+}
+
+async function exportCost(): Promise<void> {
+  let received = 0;
+  const server = createServer((request, response) => {
+    request.on('data', (chunk: Buffer) => (received += chunk.length));
+    request.on('end', () => response.writeHead(200, { 'content-type': 'application/json' }).end('{}'));
+  });
+  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+  const port = (server.address() as { port: number }).port;
+  process.env.OTEL_EXPORTER_OTLP_ENDPOINT = `http://127.0.0.1:${port}`;
+
+  const accumulator = new Accumulator();
+  const gateway = generateGateway(USERS, { huge: false, seed: 3 });
+  const snapshot = parseUsersDocument(gateway.usersDocument, 'bench');
+  accumulator.setUsers(snapshot.users, 0);
+  for (const [i, user] of snapshot.users.entries()) {
+    const totals = gateway.expected.get(user.user_code)!;
+    accumulator.add(`${user.user_intra_ip} ${user.user_code}`, 'rx', totals.rxPackets, totals.rxBytes);
+    accumulator.add(`${user.user_intra_ip} ${user.user_code}`, 'tx', BigInt(totals.txPackets) + BigInt(i % 2), totals.txBytes);
+  }
+  const variants: [string, ExportProtocol, boolean][] = [
+    ['http/json', 'http/json', false],
+    ['http/json + gzip', 'http/json', true],
+    ['http/protobuf', 'http/protobuf', false],
+    ['http/protobuf + gzip', 'http/protobuf', true],
+  ];
+  for (const [name, protocol, gzip] of variants) {
+    if (gzip) process.env.OTEL_EXPORTER_OTLP_COMPRESSION = 'gzip';
+    else delete process.env.OTEL_EXPORTER_OTLP_COMPRESSION;
+    let counting: CountingExporter | undefined;
+    const pipeline = new TelemetryPipeline({
+      resource: resourceFromAttributes({ 'service.name': 'markmeter-bench' }),
+      exportIntervalMs: 3_600_000,
+      exportTimeoutMs: 30_000,
+      cardinalityLimit: USERS + 1,
+      protocol,
+      log: createLogger('error'),
+      view: { users: () => accumulator.users(), unattributed: () => accumulator.unattributed, interfaces: () => [], stats: new SelfStats() },
+      createExporter: () => (counting = new CountingExporter(createOtlpExporter(protocol))),
+    });
+    await pipeline.flush(); // warm-up: JIT and the first collection
+    const cpu: number[] = [];
+    let bytes = 0;
+    for (let i = 0; i < 3; i++) {
+      received = 0;
+      const before = process.cpuUsage();
+      await pipeline.flush();
+      const used = process.cpuUsage(before);
+      cpu.push((used.user + used.system) / 1000);
+      bytes = received;
+    }
+    const complete = counting!.points === 4 * USERS && counting!.overflow === 0;
+    await pipeline.shutdown();
+    row(`export ${name}: CPU per export / payload`, `${median(cpu).toFixed(0)} ms / ${mb(bytes)}`, `${4 * USERS} series`, complete);
+  }
+  server.close();
+}
+
+async function main(): Promise<void> {
+  if (!existsSyncSafe(CLI)) throw new Error(`${CLI} is missing: npm run build first`);
+  const gateway = generateGateway(USERS);
+  row('generated', `${gateway.rules} rules, ${USERS} users, dump ${mb(gateway.dump.length)}, users document ${mb(gateway.usersDocument.length)}`);
+  await collection(gateway);
+  wholeProcess(gateway);
+  await exportCost();
+  await steadyState();
+
+  const width = Math.max(...rows.map((r) => r.figure.length));
+  process.stdout.write(`\nmarkmeter bench (node ${process.version}, ${process.arch})\n\n`);
+  for (const r of rows) {
+    const mark = r.ok === undefined ? '  ' : r.ok ? 'ok' : '!!';
+    process.stdout.write(`${mark} ${r.figure.padEnd(width)}  ${r.value}${r.target ? `   [target ${r.target}]` : ''}\n`);
+  }
+  const missed = rows.filter((r) => r.ok === false);
+  process.stdout.write(missed.length ? `\n${missed.length} target(s) missed\n` : '\nall targets met\n');
+  rmSync(dir, { recursive: true, force: true });
+  process.exitCode = missed.length ? 1 : 0;
+}
+
+function existsSyncSafe(path: string): boolean {
+  try {
+    readFileSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`bench failed: ${(error as Error).stack ?? String(error)}\n`);
+  rmSync(dir, { recursive: true, force: true });
+  process.exitCode = 2;
+});
