@@ -36,7 +36,8 @@ export class ChainGraph {
 
   /** Records the rule's jump when it targets a chain of the table (not a target like MARK or RETURN). */
   addRule(rule: Pick<RuleView, 'chain' | 'jump'>): void {
-    if (rule.jump === undefined || !this.chains.has(rule.jump)) return;
+    // MARK, the target of nearly every rule, is never a chain: skip the lookup.
+    if (rule.jump === undefined || rule.jump === 'MARK' || !this.chains.has(rule.jump)) return;
     let targets = this.jumps.get(rule.chain);
     if (!targets) this.jumps.set(rule.chain, (targets = new Set()));
     targets.add(rule.jump);

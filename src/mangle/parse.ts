@@ -168,6 +168,9 @@ interface OpenTable {
 export class IptablesSaveParser {
   private current: OpenTable | undefined;
   private lastChain: SaveChain | undefined;
+  /** Memoized next positions of NEEDLES in memoText (-1: not searched yet). */
+  private memoText = '';
+  private readonly memo = [-1, -1, -1];
   /** The unfinished last line of the chunks so far. */
   private rest = '';
   private lineNo = 0;
@@ -317,60 +320,77 @@ export class IptablesSaveParser {
     return parseDigits(text, from, to);
   }
 
-  /** Reads the options markmeter needs (-s, -d, -j, -g, the MARK value), skipping quoted strings whole. */
-  private options(rule: RuleView, text: string, i: number, end: number, lineStart: number): void {
-    let negate = false;
-    while (i < end) {
-      while (i < end && text.charCodeAt(i) === SPACE) i++;
-      if (i >= end) break;
-      if (text.charCodeAt(i) === QUOTE) {
-        i = this.skipQuoted(text, i, end, lineStart);
-        negate = false;
-        continue;
+  /**
+   * Reads the options markmeter needs: -s and -d (iptables-save prints them
+   * first, each maybe negated by `! `), the -j/-g target (the first one outside
+   * quoted strings) and the MARK value (printed right after `MARK`). The target
+   * is found with memoized indexOf searches rather than token by token.
+   */
+  private options(rule: RuleView, text: string, start: number, end: number, lineStart: number): void {
+    let i = start;
+    for (let k = 0; k < 2 && i < end; k++) {
+      const negated = text.charCodeAt(i) === 33 /* ! */ && text.charCodeAt(i + 1) === SPACE;
+      const at = negated ? i + 2 : i;
+      const letter = text.charCodeAt(at + 1);
+      if (text.charCodeAt(at) !== DASH || text.charCodeAt(at + 2) !== SPACE || (letter !== 115 /* s */ && letter !== 100) /* d */) break;
+      const valueStart = at + 3;
+      let valueEnd = text.indexOf(' ', valueStart);
+      if (valueEnd === -1 || valueEnd > end) valueEnd = end;
+      if (valueEnd === valueStart) this.fail(`-${String.fromCharCode(letter)} without a value`, text, lineStart, end);
+      if (!negated && letter === 115) {
+        rule.sourceStart = valueStart;
+        rule.sourceEnd = valueEnd;
+      } else if (!negated) {
+        rule.destinationStart = valueStart;
+        rule.destinationEnd = valueEnd;
       }
-      let tokenEnd = text.indexOf(' ', i);
-      if (tokenEnd === -1 || tokenEnd > end) tokenEnd = end;
-      const length = tokenEnd - i;
-      if (length === 1 && text.charCodeAt(i) === 33 /* ! */) {
-        negate = true;
-        i = tokenEnd;
-        continue;
-      }
-      const option = text.charCodeAt(i) === DASH ? optionAt(text, i, length) : NOT_AN_OPTION;
-      if (option !== NOT_AN_OPTION) {
-        let valueStart = tokenEnd;
-        while (valueStart < end && text.charCodeAt(valueStart) === SPACE) valueStart++;
-        let valueEnd = text.indexOf(' ', valueStart);
-        if (valueEnd === -1 || valueEnd > end) valueEnd = end;
-        if (valueEnd === valueStart) this.fail(`${text.slice(i, tokenEnd)} without a value`, text, lineStart, end);
-        switch (option) {
-          case SOURCE:
-            if (!negate) {
-              rule.sourceStart = valueStart;
-              rule.sourceEnd = valueEnd;
-            }
-            break;
-          case DESTINATION:
-            if (!negate) {
-              rule.destinationStart = valueStart;
-              rule.destinationEnd = valueEnd;
-            }
-            break;
-          case JUMP:
-          case GOTO:
-            rule.jump = valueEnd - valueStart === 4 && text.startsWith('MARK', valueStart) ? 'MARK' : text.slice(valueStart, valueEnd);
-            rule.goto = option === GOTO;
-            break;
-          default: // --set-xmark, --set-mark
-            if (rule.jump === 'MARK') this.markValue(rule, text, valueStart, valueEnd, lineStart, end);
-        }
-        i = valueEnd;
-        negate = false;
-        continue;
-      }
-      negate = false;
-      i = tokenEnd;
+      i = valueEnd + 1;
     }
+    let from = Math.min(i, end) - 1; // the space before the next option
+    for (;;) {
+      const jump = this.next(JUMP_NEEDLE, text, from);
+      const goto = this.next(GOTO_NEEDLE, text, from);
+      const quote = this.next(QUOTE_NEEDLE, text, from);
+      const target = Math.min(jump, goto);
+      if (quote < target && quote < end) {
+        from = this.skipQuoted(text, quote, end, lineStart);
+        continue;
+      }
+      if (target >= end) return; // no target: a counting-only rule
+      const valueStart = target + 4;
+      let valueEnd = text.indexOf(' ', valueStart);
+      if (valueEnd === -1 || valueEnd > end) valueEnd = end;
+      if (valueEnd === valueStart) this.fail(`${goto < jump ? '-g' : '-j'} without a value`, text, lineStart, end);
+      rule.goto = goto < jump;
+      if (valueEnd - valueStart === 4 && text.startsWith('MARK', valueStart)) {
+        rule.jump = 'MARK';
+        const option = valueEnd + 1;
+        const length = text.startsWith('--set-xmark ', option) ? 12 : text.startsWith('--set-mark ', option) ? 11 : 0;
+        if (length > 0) {
+          let markEnd = text.indexOf(' ', option + length);
+          if (markEnd === -1 || markEnd > end) markEnd = end;
+          this.markValue(rule, text, option + length, markEnd, lineStart, end);
+        }
+      } else {
+        rule.jump = text.slice(valueStart, valueEnd);
+      }
+      return;
+    }
+  }
+
+  /** The next position of a needle in `text` at or after `from` (Infinity when none), memoized per text. */
+  private next(needle: number, text: string, from: number): number {
+    if (this.memoText !== text) {
+      this.memoText = text;
+      this.memo.fill(-1);
+    }
+    let at = this.memo[needle]!;
+    if (at !== Infinity && at < from) {
+      const found = text.indexOf(NEEDLES[needle]!, from);
+      at = found === -1 ? Infinity : found;
+      this.memo[needle] = at;
+    }
+    return at;
   }
 
   private skipQuoted(text: string, i: number, end: number, lineStart: number): number {
@@ -394,32 +414,10 @@ export class IptablesSaveParser {
   }
 }
 
-const NOT_AN_OPTION = 0;
-const SOURCE = 1;
-const DESTINATION = 2;
-const JUMP = 3;
-const GOTO = 4;
-const SET_MARK = 5;
-
-/** Which of the options markmeter reads starts at text[i] (a token of `length` starting with '-'), without cutting a string. */
-function optionAt(text: string, i: number, length: number): number {
-  if (length === 2) {
-    switch (text.charCodeAt(i + 1)) {
-      case 115 /* s */:
-        return SOURCE;
-      case 100 /* d */:
-        return DESTINATION;
-      case 106 /* j */:
-        return JUMP;
-      case 103 /* g */:
-        return GOTO;
-      default:
-        return NOT_AN_OPTION;
-    }
-  }
-  if ((length === 11 && text.startsWith('--set-xmark', i)) || (length === 10 && text.startsWith('--set-mark', i))) return SET_MARK;
-  return NOT_AN_OPTION;
-}
+const JUMP_NEEDLE = 0;
+const GOTO_NEEDLE = 1;
+const QUOTE_NEEDLE = 2;
+const NEEDLES = [' -j ', ' -g ', '"'];
 
 function isDigit(c: number): boolean {
   return c >= 48 && c <= 57;
