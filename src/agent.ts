@@ -8,7 +8,7 @@ import { diag, DiagLogLevel } from '@opentelemetry/api';
 import type { PushMetricExporter } from '@opentelemetry/sdk-metrics';
 import { Accumulator } from './attribution/accumulator.js';
 import { buildMarkMap, EMPTY_MARK_MAP, type MarkMap } from './attribution/mark-map.js';
-import { Collector, commandSource, type SourceReport, type TableSource } from './collector.js';
+import { Collector, tableSources, type SourceReport } from './collector.js';
 import { ConfigManager } from './config-manager/config-manager.js';
 import { FileUsersSource } from './config-manager/file-source.js';
 import type { UsersSnapshot } from './config-manager/users-document.js';
@@ -27,14 +27,6 @@ export interface AgentOptions {
   runner?: CommandRunner;
   createExporter?: () => PushMetricExporter;
   sysfsRoot?: string;
-}
-
-/** The table sources the settings ask for: IPv4 always, IPv6 when iptables.ipv6 is on. */
-export function tableSources(settings: Settings, runner?: CommandRunner): TableSource[] {
-  const run = { timeoutMs: settings.collect.timeoutMs, maxOutputBytes: settings.collect.maxOutputBytes };
-  const sources = [commandSource('ipv4', settings.iptables.saveCommand, settings.iptables.table, run, runner)];
-  if (settings.iptables.ipv6) sources.push(commandSource('ipv6', settings.iptables.save6Command, settings.iptables.table, run, runner));
-  return sources;
 }
 
 export class Agent {

@@ -2,10 +2,9 @@
 /** The command line: `markmeter run` (the agent) and `markmeter snapshot` (one reading, printed). */
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { Agent, tableSources } from './agent.js';
 import { Accumulator } from './attribution/accumulator.js';
 import { buildMarkMap, EMPTY_MARK_MAP } from './attribution/mark-map.js';
-import { Collector, fileSource, type TableSource } from './collector.js';
+import { Collector, fileSource, tableSources, type TableSource } from './collector.js';
 import { parseUsersDocument } from './config-manager/users-document.js';
 import { MarkmeterError, UsageError, UsersDocumentError } from './errors.js';
 import { createLogger } from './log.js';
@@ -91,6 +90,8 @@ async function run(args: string[]): Promise<number> {
   }
   const settings = loadSettings({ file: values.config as string | undefined });
   const log = createLogger(settings.log.level);
+  // Loaded here, not at the top: snapshot has no use for the OpenTelemetry SDK.
+  const { Agent } = await import('./agent.js');
   const agent = new Agent({ settings, log });
   await agent.start();
 

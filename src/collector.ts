@@ -14,11 +14,20 @@ import { MarkmeterError } from './errors.js';
 import { resolveChainDirections, type DirectionRoots } from './mangle/chains.js';
 import { readTableDump, type CommandRunner, type RunOptions } from './mangle/dump.js';
 import { IptablesSaveParser, type SaveVisitor } from './mangle/parse.js';
+import type { Settings } from './settings.js';
 
 /** Where one table's dump comes from (`name` is `ipv4` or `ipv6`): read() parses it into the visitor. */
 export interface TableSource {
   name: string;
   read(visitor: SaveVisitor): Promise<void>;
+}
+
+/** The table sources the settings ask for: IPv4 always, IPv6 when iptables.ipv6 is on. */
+export function tableSources(settings: Settings, runner?: CommandRunner): TableSource[] {
+  const run = { timeoutMs: settings.collect.timeoutMs, maxOutputBytes: settings.collect.maxOutputBytes };
+  const sources = [commandSource('ipv4', settings.iptables.saveCommand, settings.iptables.table, run, runner)];
+  if (settings.iptables.ipv6) sources.push(commandSource('ipv6', settings.iptables.save6Command, settings.iptables.table, run, runner));
+  return sources;
 }
 
 export function commandSource(name: string, command: string, table: string, options: RunOptions, runner?: CommandRunner): TableSource {

@@ -4,6 +4,7 @@
  * and ip -> user for rules whose mark the pool lacks. Users are numbered by
  * their place in `users`, so a reading can sum per user in arrays.
  */
+import { hostAddress } from '../address.js';
 import type { User, UsersSnapshot } from '../config-manager/users-document.js';
 
 /** The key of a user's series: its address and code (both are series attributes). */
@@ -36,8 +37,9 @@ export function buildMarkMap(snapshot: UsersSnapshot): MarkMap {
   for (const entry of snapshot.marks) {
     let owner = NO_USER;
     let others: number[] | undefined;
-    for (const host of entry.hosts) {
-      const user = byIp.get(host);
+    for (const address of entry.sips.concat(entry.dips)) {
+      const host = hostAddress(address);
+      const user = host === undefined ? undefined : byIp.get(host);
       if (user === undefined || user === owner) continue;
       if (owner === NO_USER) owner = user;
       else if (!others?.includes(user)) (others ??= []).push(user);

@@ -18,8 +18,6 @@ export interface MarkEntry {
   mark_id: number;
   sips: string[];
   dips: string[];
-  /** The single hosts among sips and dips, canonical (what a user_intra_ip is compared with). */
-  hosts: string[];
 }
 
 /** A validated users document: what a 'sync' carries. */
@@ -75,10 +73,9 @@ export function parseUsersDocument(text: string, source: string): UsersSnapshot 
       const earlier = seen.get(id);
       if (earlier !== undefined) fail(`marks[${i}].mark_id`, `mark ${id} is already defined by marks[${earlier}]`);
       seen.set(id, i);
-      const hosts: string[] = [];
-      const sips = addressList(rawSips, hosts, (j, problem) => fail(`marks[${i}].sips${j}`, problem));
-      const dips = addressList(rawDips, hosts, (j, problem) => fail(`marks[${i}].dips${j}`, problem));
-      marks.push({ mark_id: id, sips, dips, hosts });
+      const sips = addressList(rawSips, (j, problem) => fail(`marks[${i}].sips${j}`, problem));
+      const dips = addressList(rawDips, (j, problem) => fail(`marks[${i}].dips${j}`, problem));
+      marks.push({ mark_id: id, sips, dips });
     }
   }
   return { source, users, marks };
@@ -90,15 +87,13 @@ function markId(value: unknown): number | undefined {
   return undefined;
 }
 
-/** Checks a list of addresses or prefixes; the single hosts among them are added to `hosts`. */
-function addressList(value: unknown, hosts: string[], fail: (index: string, problem: string) => never): string[] {
+/** Checks a list of addresses or prefixes. */
+function addressList(value: unknown, fail: (index: string, problem: string) => never): string[] {
   if (value === undefined) return [];
   if (!Array.isArray(value)) return fail('', `must be an array of addresses, got ${show(value)}`);
   for (let j = 0; j < value.length; j++) {
     const item: unknown = value[j];
-    const host = typeof item === 'string' ? hostAddress(item) : undefined;
-    if (host !== undefined) hosts.push(host);
-    else if (typeof item !== 'string' || !isAddressOrPrefix(item)) fail(`[${j}]`, `must be an IP address or prefix, got ${show(item)}`);
+    if (typeof item !== 'string' || !isAddressOrPrefix(item)) fail(`[${j}]`, `must be an IP address or prefix, got ${show(item)}`);
   }
   return value as string[];
 }
