@@ -41,6 +41,16 @@ describe('loadSettings', () => {
     assert.deepEqual(s.interfaces.names, ['wg0', 'wg1']);
   });
 
+  test('export.protocol: protobuf by default; the signal-specific OTLP variable wins over the general one', () => {
+    assert.equal(loadSettings({ env: {} }).export.protocol, 'http/protobuf');
+    assert.equal(loadSettings({ env: { OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' } }).export.protocol, 'http/json');
+    assert.equal(
+      loadSettings({ env: { OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_EXPORTER_OTLP_METRICS_PROTOCOL: 'http/protobuf' } }).export.protocol,
+      'http/protobuf',
+    );
+    assert.throws(() => loadSettings({ env: { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' } }), /export\.protocol/);
+  });
+
   const bad: [string, string, string, RegExp][] = [
     ['a misspelt key', 'b.json', '{"collect": {"intervalMS": 1000}}', /collect\.intervalMS.*not declared/],
     ['a string where a number belongs', 'c.json', '{"collect": {"intervalMs": "soon"}}', /collect\.intervalMs: must be a positive integer/],
