@@ -39,17 +39,26 @@ export class RuleMemory {
   /** chain -> mark -> the rules with that chain and mark. */
   private readonly rules = new Map<string, Map<number, RuleState>>();
   private reading = 0;
+  /** Rules come grouped by chain: the last chain's map, to skip a lookup per rule. */
+  private lastChain = '';
+  private lastByMark: Map<number, RuleState> | undefined;
 
   /** Starts a reading. */
   begin(): void {
     this.reading += 1;
+    this.lastByMark = undefined;
   }
 
   /** The rule's increase since the last complete reading, written into `out` (reused: no allocation). */
   observe(rule: RuleView, out: CounterDelta): void {
     const mark = rule.mark ?? -1;
-    let byMark = this.rules.get(rule.chain);
-    if (!byMark) this.rules.set(rule.chain, (byMark = new Map()));
+    let byMark = this.lastByMark;
+    if (byMark === undefined || rule.chain !== this.lastChain) {
+      byMark = this.rules.get(rule.chain);
+      if (!byMark) this.rules.set(rule.chain, (byMark = new Map()));
+      this.lastChain = rule.chain;
+      this.lastByMark = byMark;
+    }
     const first = byMark.get(mark);
     let state = first;
     while (
@@ -115,6 +124,7 @@ export class RuleMemory {
       }
       if (byMark.size === 0) this.rules.delete(chain);
     }
+    this.lastByMark = undefined;
   }
 
   /** How many rules are remembered (for tests and the memory benchmark). */

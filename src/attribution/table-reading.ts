@@ -90,8 +90,11 @@ export class TableReading implements SaveVisitor {
   rule(rule: RuleView): void {
     if (!this.inTable) return;
     this.rules += 1;
-    this.graph.addRule(rule);
-    if (rule.mark === undefined) return; // only MARK rules are user traffic
+    if (rule.mark === undefined) {
+      // Only MARK rules are user traffic; the others may be jumps the directions need.
+      this.graph.addRule(rule);
+      return;
+    }
     let sums = this.lastSums;
     if (sums === undefined || rule.chain !== this.lastChain) {
       sums = this.sums.get(rule.chain);
