@@ -16,6 +16,7 @@
  *                                                              and (probe, default) that `ip netns add` really works
  *   requireLab(t): Promise<boolean>         true when the lab can run; otherwise in CI (CI set, not 'false'/'0')
  *                                           THROWS with the reason, elsewhere t.skip()s with a loud stderr message
+ *                                           (labGate(support, t, ci) is that decision, for a given support)
  *   withLab(t, fn, opts?): Promise<T | undefined>   requireLab + Lab.create + fn(lab) + destroy in finally
  *   Lab.create(opts?: {onStep?, sweep?}): Promise<Lab>   builds the lab; on failure destroys what exists and throws
  *   lab.id, lab.ns.{users,gw,far}           namespace names
@@ -525,12 +526,21 @@ export function inCI(): boolean {
  * CI never skips kernel tests); elsewhere it writes a loud message to stderr and skips the test.
  * `t` may be a test's context (skipped) or anything with a name (e.g. a suite's before hook).
  */
-export async function requireLab(t?: { name?: string; skip?: (message?: string) => void }): Promise<boolean> {
-  const support = await labSupport();
+export async function requireLab(t?: GateTarget): Promise<boolean> {
+  return labGate(await labSupport(), t);
+}
+
+export interface GateTarget {
+  name?: string;
+  skip?: (message?: string) => void;
+}
+
+/** requireLab's decision for a given support result (exported to test it): true, throw, or skip. */
+export function labGate(support: LabSupport, t?: GateTarget, ci = inCI(), log: (line: string) => void = (line) => process.stderr.write(line)): boolean {
   if (support.ok) return true;
   const what = t?.name ? `"${t.name}"` : 'kernel-level test';
-  if (inCI()) throw new Error(`kernel-level test ${what} cannot run in CI: ${support.reason}`);
-  process.stderr.write(`\n!!! SKIPPING ${what}: ${support.reason} (in CI this fails) !!!\n\n`);
+  if (ci) throw new Error(`kernel-level test ${what} cannot run in CI: ${support.reason}`);
+  log(`\n!!! SKIPPING ${what}: ${support.reason} (in CI this fails) !!!\n\n`);
   t?.skip?.(support.reason);
   return false;
 }

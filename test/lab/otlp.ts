@@ -4,9 +4,13 @@
  *   parseOtlpJson(text)                 -> the body, with int64 fields kept exact (as decimal strings)
  *   flattenRequest(bodyOrText)          -> OtlpPoint[]: one per number data point (sum and gauge)
  *   latestPoint(requests, metric, attrs?, {subset?}) -> the point of that series in the latest request carrying it
- *   latestValue(requests, metric, attrs?)           -> its value (bigint for asInt, number for asDouble)
+ *   latestValue(requests, metric, attrs?)           -> its exact value (bigint for asInt, number for asDouble)
  *   seriesKeys(requests | points, metric?)          -> sorted `metric{k="v",...}` keys
- *   seriesKey(metric, attrs), toSafeNumber(value), attributesToObject(kvs)
+ *   seriesKey(metric, attrs), toSafeNumber(value), attributesToObject(kvs), int64(v, what)
+ *
+ * A point carries its value twice: `exact` (bigint for asInt, number for asDouble: compare this one
+ * when exactness matters) and `value` (always a number, for `===` against plain numbers; for an asInt
+ * beyond 2^53 it is Number(exact), i.e. rounded).
  *
  * `requests` is any list of flattened requests (OtlpPoint[][]), e.g. a receiver's `requests`.
  *
@@ -52,7 +56,9 @@ export interface OtlpPoint {
   /** Attribute values as strings (ints in decimal, bools as 'true'/'false'). */
   attributes: Record<string, string>;
   /** asInt as an exact bigint, asDouble as a number. */
-  value: bigint | number;
+  exact: bigint | number;
+  /** The value as a number: exact up to 2^53 (beyond that Number(exact), rounded). */
+  value: number;
   startTimeUnixNano: bigint;
   timeUnixNano: bigint;
   resource: Record<string, string>;
@@ -104,14 +110,14 @@ export function parseOtlpJson(text: string): unknown {
 }
 
 /** An int64 field (string or number) as an exact bigint; throws when a number was already rounded. */
-export function int64(value: string | number | undefined, what: string): bigint {
+export function int64(value: string | number | undefined, what: string, lossy = false): bigint {
   if (value === undefined) return 0n;
   if (typeof value === 'string') {
     if (!/^-?\d+$/.test(value)) throw new Error(`${what}: ${JSON.stringify(value)} is not an int64`);
     return BigInt(value);
   }
   if (!Number.isInteger(value)) throw new Error(`${what}: ${value} is not an integer`);
-  if (!Number.isSafeInteger(value)) {
+  if (!lossy && !Number.isSafeInteger(value)) {
     throw new Error(`${what}: ${value} is beyond 2^53 and may have been rounded by JSON.parse: flatten the raw text (parseOtlpJson) instead`);
   }
   return BigInt(value);
@@ -125,34 +131,36 @@ export function toSafeNumber(value: bigint | number): number {
   return n;
 }
 
-function anyValueToString(v: AnyValue | undefined, what: string): string {
+function anyValueToString(v: AnyValue | undefined, what: string, lossy = false): string {
   if (!v) return '';
   if (v.stringValue !== undefined) return v.stringValue;
-  if (v.intValue !== undefined) return int64(v.intValue, what).toString();
+  if (v.intValue !== undefined) return int64(v.intValue, what, lossy).toString();
   if (v.doubleValue !== undefined) return String(Number(v.doubleValue));
   if (v.boolValue !== undefined) return String(v.boolValue);
   if (v.bytesValue !== undefined) return v.bytesValue;
-  if (v.arrayValue) return JSON.stringify((v.arrayValue.values ?? []).map((x) => anyValueToString(x, what)));
-  if (v.kvlistValue) return JSON.stringify(attributesToObject(v.kvlistValue.values, what));
+  if (v.arrayValue) return JSON.stringify((v.arrayValue.values ?? []).map((x) => anyValueToString(x, what, lossy)));
+  if (v.kvlistValue) return JSON.stringify(attributesToObject(v.kvlistValue.values, what, lossy));
   return '';
 }
 
 /** OTLP KeyValue list -> plain object of string values. */
-export function attributesToObject(kvs: readonly KeyValue[] | undefined, what = 'attribute'): Record<string, string> {
+export function attributesToObject(kvs: readonly KeyValue[] | undefined, what = 'attribute', lossy = false): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const kv of kvs ?? []) out[kv.key] = anyValueToString(kv.value, `${what} ${kv.key}`);
+  for (const kv of kvs ?? []) out[kv.key] = anyValueToString(kv.value, `${what} ${kv.key}`, lossy);
   return out;
 }
 
 /**
  * Flattens one export request into its number data points (sum and gauge; histograms and summaries
- * are left out). Pass the raw body text to keep int64 values exact beyond 2^53.
+ * are left out). Pass the raw body text to keep int64 values exact beyond 2^53: given an already
+ * parsed object, an int64 NUMBER beyond 2^53 throws (it may have been rounded), unless `lossy`.
  */
-export function flattenRequest(bodyOrText: unknown): OtlpPoint[] {
+export function flattenRequest(bodyOrText: unknown, options: { lossy?: boolean } = {}): OtlpPoint[] {
+  const lossy = options.lossy ?? false;
   const body = (typeof bodyOrText === 'string' ? parseOtlpJson(bodyOrText) : bodyOrText) as ExportRequest | null;
   const points: OtlpPoint[] = [];
   for (const rm of body?.resourceMetrics ?? []) {
-    const resource = attributesToObject(rm.resource?.attributes, 'resource attribute');
+    const resource = attributesToObject(rm.resource?.attributes, 'resource attribute', lossy);
     for (const sm of rm.scopeMetrics ?? []) {
       const scope = { name: sm.scope?.name ?? '', ...(sm.scope?.version !== undefined ? { version: sm.scope.version } : {}) };
       for (const metric of sm.metrics ?? []) {
@@ -161,9 +169,9 @@ export function flattenRequest(bodyOrText: unknown): OtlpPoint[] {
         const data = metric.sum ?? metric.gauge!;
         for (const dp of data.dataPoints ?? []) {
           const what = `${metric.name}`;
-          let value: bigint | number;
-          if (dp.asInt !== undefined) value = int64(dp.asInt, `${what} asInt`);
-          else if (dp.asDouble !== undefined) value = Number(dp.asDouble);
+          let exact: bigint | number;
+          if (dp.asInt !== undefined) exact = int64(dp.asInt, `${what} asInt`, lossy);
+          else if (dp.asDouble !== undefined) exact = Number(dp.asDouble);
           else throw new Error(`${what}: data point without asInt or asDouble: ${JSON.stringify(dp)}`);
           points.push({
             metric: metric.name,
@@ -172,10 +180,11 @@ export function flattenRequest(bodyOrText: unknown): OtlpPoint[] {
             ...(metric.sum
               ? { monotonic: metric.sum.isMonotonic ?? false, ...(metric.sum.aggregationTemporality !== undefined ? { temporality: metric.sum.aggregationTemporality } : {}) }
               : {}),
-            attributes: attributesToObject(dp.attributes, `${what} attribute`),
-            value,
-            startTimeUnixNano: int64(dp.startTimeUnixNano, `${what} startTimeUnixNano`),
-            timeUnixNano: int64(dp.timeUnixNano, `${what} timeUnixNano`),
+            attributes: attributesToObject(dp.attributes, `${what} attribute`, lossy),
+            exact,
+            value: Number(exact),
+            startTimeUnixNano: int64(dp.startTimeUnixNano, `${what} startTimeUnixNano`, lossy),
+            timeUnixNano: int64(dp.timeUnixNano, `${what} timeUnixNano`, lossy),
             resource,
             scope,
           });
@@ -220,14 +229,14 @@ export function latestPoint(
   return undefined;
 }
 
-/** The value of latestPoint(...): bigint for asInt, number for asDouble. */
+/** The exact value of latestPoint(...): bigint for asInt, number for asDouble. */
 export function latestValue(
   requests: Iterable<readonly OtlpPoint[]>,
   metric: string,
   attrs?: Record<string, string>,
   options: MatchOptions = {},
 ): bigint | number | undefined {
-  return latestPoint(requests, metric, attrs, options)?.value;
+  return latestPoint(requests, metric, attrs, options)?.exact;
 }
 
 /** A stable key of a series: `metric{a="1",b="x"}` with sorted attribute keys. */

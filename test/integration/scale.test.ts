@@ -1,0 +1,99 @@
+/**
+ * Scale: 20,000 users (40,002 rules) through the real agent process and OTLP
+ * to the test receiver, every series exact; and `snapshot --input` on the
+ * generated dump equal to the dump's counters summed per user, exactly (also
+ * above 2^53). No root needed: a fake save command prints the dump.
+ */
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import { generateGateway, userIp } from '../../bench/generate.js';
+import { endProcess } from '../lab/namespaces.js';
+import { NamespacedReceiver } from '../lab/receiver.js';
+
+const USERS = 20_000;
+const CLI = resolve('dist/cli.js');
+const FAKE = resolve('test/bin/fake-iptables-save');
+
+let dir: string;
+before(async () => {
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first (npm test does)`);
+  dir = await mkdtemp(join(tmpdir(), 'markmeter-scale-'));
+});
+after(() => rm(dir, { recursive: true, force: true }));
+
+describe(`${USERS} users`, () => {
+  test('every user\'s four series reach the collector with exact values', { timeout: 120_000 }, async () => {
+    const gateway = generateGateway(USERS, { huge: false });
+    const dump = join(dir, 'dump.txt');
+    const users = join(dir, 'users.json');
+    await writeFile(dump, gateway.dump);
+    await writeFile(users, gateway.usersDocument);
+    const receiver = await NamespacedReceiver.start();
+    const agent = spawn(process.execPath, [CLI, 'run'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: {
+        ...process.env,
+        MARKMETER_USERS_FILE: users,
+        MARKMETER_IPTABLES_SAVE: FAKE,
+        FAKE_SAVE_OUTPUT: dump,
+        MARKMETER_IPV6: 'false',
+        MARKMETER_INTERFACES: 'none0',
+        MARKMETER_COLLECT_INTERVAL_MS: '1000',
+        OTEL_METRIC_EXPORT_INTERVAL: '1500',
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      },
+    });
+    let log = '';
+    agent.stderr.on('data', (chunk: Buffer) => (log += chunk.toString()));
+    try {
+      const wanted = [...gateway.expected].map(([code, totals], i) => ({ code, ip: userIp(i), totals }));
+      const complete = () => {
+        const last = receiver.requests.at(-1);
+        if (!last) return false;
+        const byKey = new Map(last.filter((p) => p.metric.startsWith('net_user_')).map((p) => [`${p.metric} ${p.attributes.user_code} ${p.attributes.user_intra_ip}`, p.value]));
+        return wanted.every(
+          ({ code, ip, totals }) =>
+            byKey.get(`net_user_rx_packets ${code} ${ip}`) === Number(totals.rxPackets) &&
+            byKey.get(`net_user_tx_packets ${code} ${ip}`) === Number(totals.txPackets) &&
+            byKey.get(`net_user_rx_bytes ${code} ${ip}`) === Number(totals.rxBytes) &&
+            byKey.get(`net_user_tx_bytes ${code} ${ip}`) === Number(totals.txBytes),
+        );
+      };
+      await receiver.waitFor(complete, 60_000, () => `not every user arrived exactly; agent log: ${log.slice(-2000)}`);
+      const last = receiver.requests.at(-1)!;
+      assert.equal(last.filter((p) => p.metric.startsWith('net_user_')).length, 4 * USERS, 'no overflow series, no extra series');
+      assert.ok(last.every((p) => p.attributes['otel.metric.overflow'] === undefined));
+    } finally {
+      await endProcess(agent);
+      await receiver.stop();
+    }
+  });
+
+  test('snapshot --input prints each user\'s summed counters exactly, also above 2^53', { timeout: 120_000 }, async () => {
+    const gateway = generateGateway(USERS, { huge: true });
+    const dump = join(dir, 'dump-huge.txt');
+    const users = join(dir, 'users-huge.json');
+    await writeFile(dump, gateway.dump);
+    await writeFile(users, gateway.usersDocument);
+    const { stdout } = await promisify(execFile)(process.execPath, [CLI, 'snapshot', '--input', dump, '--users', users, '--format', 'json'], { maxBuffer: 64 << 20 });
+    // Read the digits as bigints: JSON.parse would round counters above 2^53.
+    const line = /\{"user_code":"(u\d+)","user_intra_ip":"[^"]+","rx_packets":(\d+),"tx_packets":(\d+),"rx_bytes":(\d+),"tx_bytes":(\d+)\}/g;
+    const seen = new Map<string, bigint[]>();
+    for (const m of stdout.matchAll(line)) seen.set(m[1]!, [BigInt(m[2]!), BigInt(m[3]!), BigInt(m[4]!), BigInt(m[5]!)]);
+    assert.equal(seen.size, USERS);
+    let huge = 0;
+    for (const [code, totals] of gateway.expected) {
+      const want = [totals.rxPackets, totals.txPackets, totals.rxBytes, totals.txBytes].map(BigInt);
+      assert.deepEqual(seen.get(code), want, code);
+      if (want.some((v) => v > 2n ** 53n)) huge += 1;
+    }
+    assert.ok(huge >= 4, 'some users have counters above 2^53');
+    assert.match(stdout, /"unattributed":\{"rx_packets":0,"tx_packets":0,"rx_bytes":0,"tx_bytes":0\}/);
+  });
+});
