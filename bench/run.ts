@@ -36,14 +36,19 @@ const row = (figure: string, value: string, target = '', ok?: boolean) => {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
 
-/** A table source that replays a dump in 64 KiB chunks, as the save command's pipe delivers it. */
+/**
+ * A table source that replays a dump in 64 KiB chunks, decoded from bytes as
+ * the save command's pipe delivers them (flat strings: slices of one big
+ * string would be slower to scan than what the agent really gets).
+ */
 function replay(name: string, text: () => string): TableSource {
   return {
     name,
     read: async (visitor) => {
       const parser = new IptablesSaveParser(visitor);
-      const dump = text();
-      for (let i = 0; i < dump.length; i += 65536) parser.push(dump.slice(i, i + 65536));
+      const bytes = Buffer.from(text());
+      const decoder = new TextDecoder();
+      for (let i = 0; i < bytes.length; i += 65536) parser.push(decoder.decode(bytes.subarray(i, i + 65536), { stream: true }));
       parser.end();
     },
   };

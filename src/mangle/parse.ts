@@ -196,13 +196,22 @@ export class IptablesSaveParser {
   constructor(private readonly visitor: SaveVisitor) {}
 
   push(chunk: string): this {
-    const text = this.rest === '' ? chunk : this.rest + chunk;
     let start = 0;
-    for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', start)) {
-      this.line(text, start, nl);
+    let nl = chunk.indexOf('\n');
+    if (this.rest !== '' && nl !== -1) {
+      // The line begun in the last chunk is joined on its own, so the scan below
+      // runs on the chunk itself: a flat string, not a concatenation (much faster to scan).
+      const line = this.rest + chunk.slice(0, nl);
+      this.rest = '';
+      this.line(line, 0, line.length);
+      start = nl + 1;
+      nl = chunk.indexOf('\n', start);
+    }
+    for (; nl !== -1; nl = chunk.indexOf('\n', start)) {
+      this.line(chunk, start, nl);
       start = nl + 1;
     }
-    this.rest = start === 0 ? text : text.slice(start);
+    if (start < chunk.length) this.rest += chunk.slice(start);
     if (this.rest.length > MAX_LINE) throw new ParseError('line longer than 1 MiB: not iptables-save output', this.lineNo + 1, this.rest.slice(0, 80));
     return this;
   }
