@@ -29,6 +29,9 @@ export interface AgentOptions {
   sysfsRoot?: string;
 }
 
+/** How long stop() waits for the last push: a stopping container gets about 10 s before SIGKILL. */
+const LAST_PUSH_MS = 3000;
+
 export class Agent {
   readonly accumulator = new Accumulator();
   readonly stats = new SelfStats();
@@ -115,12 +118,10 @@ export class Agent {
     this.configManager?.stop();
     await this.collecting;
     await this.collectOnce();
-    try {
-      await this.pipeline.flush();
-    } catch (error) {
-      this.log.error('last OTLP push failed', { error });
+    const pushWithinMs = Math.min(this.options.settings.export.timeoutMs, LAST_PUSH_MS);
+    if (!(await this.pipeline.finish(pushWithinMs))) {
+      this.log.error(`the last push did not succeed within ${pushWithinMs} ms (is the collector down?): stopping without it`);
     }
-    await this.pipeline.shutdown().catch((error: unknown) => this.log.warn('meter provider shutdown failed', { error }));
     this.log.info('markmeter stopped');
   }
 

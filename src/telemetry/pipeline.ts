@@ -69,6 +69,19 @@ export class TelemetryPipeline {
     await this.current.provider.shutdown();
   }
 
+  /**
+   * The last push, then shutdown, both bounded: a collector that is down must
+   * not hold up a stopping container. Resolves whether the last push made it.
+   */
+  async finish(pushWithinMs: number): Promise<boolean> {
+    const { provider, exporter } = this.current;
+    const pushed = await within(provider.forceFlush().then(() => !this.health.failing), pushWithinMs);
+    // Closed, the exporter answers the shutdown's own flush at once.
+    exporter.close();
+    await within(provider.shutdown(), 1000);
+    return pushed === true;
+  }
+
   private build(): Generation {
     const { options } = this;
     const exporter = new GatedExporter(options.createExporter?.() ?? createOtlpExporter(options.protocol), options, this.health);
@@ -89,6 +102,13 @@ export function createOtlpExporter(protocol: ExportProtocol): PushMetricExporter
   // Cumulative whatever OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE says: the contract is monotonic totals.
   const config = { temporalityPreference: AggregationTemporalityPreference.CUMULATIVE };
   return protocol === 'http/json' ? new JsonExporter(config) : new ProtobufExporter(config);
+}
+
+/** The promise's value, or undefined when it has not settled within `ms` (a rejection counts as undefined too). */
+function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms)));
+  return Promise.race([promise.catch(() => undefined), timeout]).finally(() => clearTimeout(timer));
 }
 
 /** Whether pushes are failing now: shared by every generation, so an outage is logged once, not per provider. */

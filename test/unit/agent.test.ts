@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { AggregationTemporality, InMemoryMetricExporter } from '@opentelemetry/sdk-metrics';
+import { AggregationTemporality, InMemoryMetricExporter, type PushMetricExporter } from '@opentelemetry/sdk-metrics';
 import { Agent } from '../../src/agent.js';
 import { createLogger } from '../../src/log.js';
 import type { CommandRunner } from '../../src/mangle/dump.js';
@@ -24,7 +24,7 @@ before(async () => {
 });
 after(() => rm(dir, { recursive: true, force: true }));
 
-async function agentWith(env: Record<string, string>, runner: CommandRunner) {
+async function agentWith(env: Record<string, string>, runner: CommandRunner, exporter: PushMetricExporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE)) {
   const users = join(dir, `users-${Math.random()}.json`);
   await writeFile(
     users,
@@ -36,9 +36,8 @@ async function agentWith(env: Record<string, string>, runner: CommandRunner) {
     }),
   );
   const settings = loadSettings({ env: { MARKMETER_USERS_FILE: users, MARKMETER_IPV6: 'false', MARKMETER_INTERFACES: 'none0', ...env } });
-  const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
   const agent = new Agent({ settings, log: createLogger('silent'), runner, createExporter: () => exporter });
-  return { agent, exporter };
+  return { agent, exporter: exporter as InMemoryMetricExporter };
 }
 
 describe('Agent', () => {
@@ -70,5 +69,15 @@ describe('Agent', () => {
     const metrics = exporter.getMetrics().at(-1)!.scopeMetrics[0]!.metrics;
     const refused = metrics.find((m) => m.descriptor.name === 'markmeter_users_refused');
     assert.equal(refused?.dataPoints[0]?.value, 1);
+  });
+
+  test('stop() does not wait long for a collector that never answers', async () => {
+    const silent: PushMetricExporter = { export: () => {}, forceFlush: async () => {}, shutdown: async () => {} };
+    const { agent } = await agentWith({}, async (_f, _a, _o, onOutput) => onOutput(DUMP), silent);
+    await agent.start();
+    const started = Date.now();
+    await agent.stop();
+    const took = Date.now() - started;
+    assert.ok(took < 5000, `stop() took ${took} ms`);
   });
 });
