@@ -27,13 +27,19 @@ before(async () => {
 });
 after(() => rm(dir, { recursive: true, force: true }));
 
+/** A generated gateway written to files: its dump and its users document. */
+async function writeGateway(name: string, huge: boolean) {
+  const gateway = generateGateway(USERS, { huge });
+  const dump = join(dir, `${name}.dump`);
+  const users = join(dir, `${name}.users.json`);
+  await writeFile(dump, gateway.dump);
+  await writeFile(users, gateway.usersDocument);
+  return { gateway, dump, users };
+}
+
 describe(`${USERS} users`, () => {
   test('every user\'s four series reach the collector with exact values', { timeout: 120_000 }, async () => {
-    const gateway = generateGateway(USERS, { huge: false });
-    const dump = join(dir, 'dump.txt');
-    const users = join(dir, 'users.json');
-    await writeFile(dump, gateway.dump);
-    await writeFile(users, gateway.usersDocument);
+    const { gateway, dump, users } = await writeGateway('exported', false);
     const receiver = await NamespacedReceiver.start();
     const agent = spawn(process.execPath, [CLI, 'run'], {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -76,11 +82,7 @@ describe(`${USERS} users`, () => {
   });
 
   test('snapshot --input prints each user\'s summed counters exactly, also above 2^53', { timeout: 120_000 }, async () => {
-    const gateway = generateGateway(USERS, { huge: true });
-    const dump = join(dir, 'dump-huge.txt');
-    const users = join(dir, 'users-huge.json');
-    await writeFile(dump, gateway.dump);
-    await writeFile(users, gateway.usersDocument);
+    const { gateway, dump, users } = await writeGateway('snapshot', true);
     const { stdout } = await promisify(execFile)(process.execPath, [CLI, 'snapshot', '--input', dump, '--users', users, '--format', 'json'], { maxBuffer: 64 << 20 });
     // Read the digits as bigints: JSON.parse would round counters above 2^53.
     const line = /\{"user_code":"(u\d+)","user_intra_ip":"[^"]+","rx_packets":(\d+),"tx_packets":(\d+),"rx_bytes":(\d+),"tx_bytes":(\d+)\}/g;
