@@ -11,6 +11,7 @@ import { buildMarkMap, EMPTY_MARK_MAP, type MarkMap } from './attribution/mark-m
 import { Collector, tableSources, type SourceReport } from './collector.js';
 import { ConfigManager } from './config-manager/config-manager.js';
 import { FileUsersSource } from './config-manager/file-source.js';
+import { HttpUsersSource } from './config-manager/http-source.js';
 import type { UsersSnapshot } from './config-manager/users-document.js';
 import { InterfaceReader } from './interfaces.js';
 import type { Logger } from './log.js';
@@ -60,8 +61,20 @@ export class Agent {
       (iface, error) => log.warn(`interface ${iface} not found; its totals are skipped until it appears`, { iface, error }),
       options.sysfsRoot,
     );
-    if (settings.users.file) {
-      this.configManager = new ConfigManager(new FileUsersSource(settings.users.file));
+    const source = settings.users.url
+      ? new HttpUsersSource({
+          url: settings.users.url,
+          pollMs: settings.users.pollMs,
+          timeoutMs: settings.users.timeoutMs,
+          token: settings.users.token,
+          tokenFile: settings.users.tokenFile,
+          caFile: settings.users.caFile,
+        })
+      : settings.users.file
+        ? new FileUsersSource(settings.users.file)
+        : undefined;
+    if (source) {
+      this.configManager = new ConfigManager(source);
       this.configManager.on('sync', (snapshot) => this.onSync(snapshot));
       this.configManager.on('error', (error) => {
         this.stats.count(this.stats.usersSyncs, 'error');
@@ -101,13 +114,13 @@ export class Agent {
     const { settings } = this.options;
     this.log.info('markmeter starting', {
       version: VERSION,
-      users_file: settings.users.file || null,
+      users_source: settings.users.url ? new URL(settings.users.url).origin : settings.users.file || null,
       collect_interval_ms: settings.collect.intervalMs,
       export_interval_ms: settings.export.intervalMs,
       ipv6: settings.iptables.ipv6,
     });
     if (this.configManager) await this.configManager.start();
-    else this.log.warn('users.file is not set: every MARK rule is counted as unattributed until a users document is configured');
+    else this.log.warn('neither users.file nor users.url is set: every MARK rule is counted as unattributed until a users document is configured');
     await this.collectOnce();
     this.timer = setInterval(() => void this.tick(), settings.collect.intervalMs);
   }

@@ -19,7 +19,7 @@ export const EXPORT_PROTOCOLS = ['http/protobuf', 'http/json'] as const;
 export type ExportProtocol = (typeof EXPORT_PROTOCOLS)[number];
 
 export interface Settings {
-  users: { file: string; url: string; removedGraceMs: number };
+  users: { file: string; url: string; pollMs: number; timeoutMs: number; token: string; tokenFile: string; caFile: string; removedGraceMs: number };
   collect: { intervalMs: number; timeoutMs: number; maxOutputBytes: number };
   export: { intervalMs: number; timeoutMs: number; protocol: ExportProtocol };
   iptables: { ipv6: boolean; saveCommand: string; save6Command: string; table: string };
@@ -65,10 +65,41 @@ const schema = {
       env: 'MARKMETER_USERS_FILE',
     },
     url: {
-      doc: 'Users document to poll over HTTP (not available yet: use users.file).',
+      doc: 'Users document to poll over HTTP(S) instead of a file (If-None-Match/ETag, backoff on failure).',
       format: String,
       default: '',
       env: 'MARKMETER_USERS_URL',
+    },
+    pollMs: {
+      doc: 'How often users.url is polled, in milliseconds (doubling after each failure, up to 16 times).',
+      format: 'positive-int',
+      default: 30000,
+      env: 'MARKMETER_USERS_POLL_MS',
+    },
+    timeoutMs: {
+      doc: 'How long one fetch of users.url may take, in milliseconds.',
+      format: 'positive-int',
+      default: 10000,
+      env: 'MARKMETER_USERS_TIMEOUT_MS',
+    },
+    token: {
+      doc: 'Bearer token sent to users.url (prefer users.tokenFile: it stays out of env listings).',
+      format: String,
+      default: '',
+      env: 'MARKMETER_USERS_TOKEN',
+      sensitive: true,
+    },
+    tokenFile: {
+      doc: 'File holding the bearer token for users.url, read on every poll (so a rotated token is used).',
+      format: String,
+      default: '',
+      env: 'MARKMETER_USERS_TOKEN_FILE',
+    },
+    caFile: {
+      doc: 'PEM file of the CA that signed the users.url server certificate (default: the system CAs).',
+      format: String,
+      default: '',
+      env: 'MARKMETER_USERS_CA_FILE',
     },
     removedGraceMs: {
       doc: "How long a removed user's series keep being exported before they stop.",
@@ -214,10 +245,11 @@ export function loadSettings(options: LoadSettingsOptions = {}): Settings {
     });
   }
   const settings = config.getProperties();
-  if (settings.users.url) {
-    throw new SettingsError(
-      'settings: users.url (polling the users document over HTTP) is not available in this version; set users.file instead',
-    );
+  if (settings.users.url && settings.users.file) {
+    throw new SettingsError('settings: users.file and users.url are both set; set one: the users document has one source');
+  }
+  if (settings.users.url && !/^https?:\/\//.test(settings.users.url)) {
+    throw new SettingsError(`settings: users.url must be an http:// or https:// URL, got ${JSON.stringify(settings.users.url)}`);
   }
   return settings;
 }

@@ -6,7 +6,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { UsersDocumentError } from '../errors.js';
-import type { UsersSource } from './file-source.js';
+import type { UsersSource } from './source.js';
 import { parseUsersDocument, type UsersSnapshot } from './users-document.js';
 
 interface ConfigManagerEvents {
@@ -76,8 +76,7 @@ export class ConfigManager extends EventEmitter<ConfigManagerEvents> {
     } catch (error) {
       // One error per outage, not one per poll.
       if (!this.readFailing) {
-        const code = (error as NodeJS.ErrnoException).code ?? String(error);
-        this.emit('error', new UsersDocumentError(this.source.name, undefined, `cannot be read (${code}): check the path in users.file`, { cause: error }));
+        this.emit('error', new UsersDocumentError(this.source.name, undefined, (error as Error).message, { cause: error }));
       }
       this.readFailing = true;
       return;

@@ -7,14 +7,7 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
-
-export interface UsersSource {
-  /** Names the source in errors and logs. */
-  readonly name: string;
-  read(): Promise<string>;
-  /** Calls `onChange` (possibly more than once per change) when the document may have changed; returns a stop function. */
-  watch(onChange: () => void): () => void;
-}
+import type { UsersSource } from './source.js';
 
 export class FileUsersSource implements UsersSource {
   readonly name: string;
@@ -26,8 +19,13 @@ export class FileUsersSource implements UsersSource {
     this.name = path;
   }
 
-  read(): Promise<string> {
-    return readFile(this.path, 'utf8');
+  async read(): Promise<string> {
+    try {
+      return await readFile(this.path, 'utf8');
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code ?? String(error);
+      throw new Error(`cannot be read (${code}): check the path in users.file`, { cause: error });
+    }
   }
 
   watch(onChange: () => void): () => void {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -79,5 +80,29 @@ describe('Agent', () => {
     await agent.stop();
     const took = Date.now() - started;
     assert.ok(took < 5000, `stop() took ${took} ms`);
+  });
+
+  test('users.url: the agent loads its users over HTTP', async () => {
+    const body = JSON.stringify({ users: [{ user_code: 'erin', user_intra_ip: '10.8.0.2' }] });
+    const server = createServer((_request, response) => response.writeHead(200, { etag: '"e"' }).end(body));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const settings = loadSettings({
+        env: { MARKMETER_USERS_URL: `http://127.0.0.1:${(server.address() as { port: number }).port}/users`, MARKMETER_IPV6: 'false', MARKMETER_INTERFACES: 'none0' },
+      });
+      const agent = new Agent({
+        settings,
+        log: createLogger('silent'),
+        runner: async (_f, _a, _o, onOutput) => onOutput(DUMP),
+        createExporter: () => new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE),
+      });
+      await agent.start();
+      await agent.stop();
+      const erin = [...agent.accumulator.users()].find((u) => u.user.user_code === 'erin');
+      assert.equal(erin?.totals.rxPackets, 3);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
   });
 });

@@ -78,8 +78,10 @@ describe('loadSettings', () => {
     assert.throws(() => loadSettings({ env: { MARKMETER_COLLECT_INTERVAL_MS: 'abc' } }), /collect\.intervalMs/);
   });
 
-  test('users.url is refused with a message saying what to use', () => {
-    assert.throws(() => loadSettings({ env: { MARKMETER_USERS_URL: 'http://127.0.0.1:1/users' } }), /set users\.file instead/);
+  test('users.url and users.file are one or the other; users.url must be http(s)', () => {
+    assert.equal(loadSettings({ env: { MARKMETER_USERS_URL: 'https://cm.example/users.json' } }).users.url, 'https://cm.example/users.json');
+    assert.throws(() => loadSettings({ env: { MARKMETER_USERS_URL: 'http://127.0.0.1:1/u', MARKMETER_USERS_FILE: '/x.json' } }), /set one/);
+    assert.throws(() => loadSettings({ env: { MARKMETER_USERS_URL: 'ftp://127.0.0.1/u' } }), /http:\/\/ or https:\/\//);
   });
 
   test('every setting is documented with a doc string and an env var', () => {

@@ -1,0 +1,9 @@
+/** Where the users document comes from: a file (file-source.ts) or an HTTP URL (http-source.ts). */
+export interface UsersSource {
+  /** Names the source in errors and logs (never with credentials). */
+  readonly name: string;
+  /** The document's text; rejects with an Error whose message says what is wrong and what to do. */
+  read(): Promise<string>;
+  /** Calls `onChange` (possibly more than once per change) when the document may have changed; returns a stop function. */
+  watch(onChange: () => void): () => void;
+}
