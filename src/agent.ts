@@ -15,6 +15,7 @@ import { HttpUsersSource } from './config-manager/http-source.js';
 import type { UsersSnapshot } from './config-manager/users-document.js';
 import { InterfaceReader } from './interfaces.js';
 import type { Logger } from './log.js';
+import { choiceMessage, type BackendSelector } from './mangle/backend.js';
 import type { CommandRunner } from './mangle/dump.js';
 import type { Settings } from './settings.js';
 import { SDK_EXPORT_FAILURE, TelemetryPipeline } from './telemetry/pipeline.js';
@@ -42,6 +43,7 @@ export class Agent {
   private readonly configManager: ConfigManager | undefined;
   private readonly pipeline: TelemetryPipeline;
   private readonly log: Logger;
+  private readonly backend: BackendSelector;
   private timer: NodeJS.Timeout | undefined;
   private collecting: Promise<void> | undefined;
   /** Per source: the last error message logged, so a failure repeating every interval is logged once. */
@@ -50,8 +52,10 @@ export class Agent {
   constructor(private readonly options: AgentOptions) {
     const { settings, log } = options;
     this.log = log;
+    const { sources, selector } = tableSources(settings, { runner: options.runner, onBackend: (choice, previous) => log.info(choiceMessage(choice, previous), { backend: choice.backend, rules: choice.rules }) });
+    this.backend = selector;
     this.collector = new Collector(
-      tableSources(settings, options.runner),
+      sources,
       { table: settings.iptables.table, roots: { rx: settings.attribution.rxChains, tx: settings.attribution.txChains } },
       this.accumulator,
       () => this.markMap,
@@ -190,6 +194,8 @@ export class Agent {
       return;
     }
     this.problem(report.source, '', () => {});
+    // An empty IPv4 table may mean the tunnel client writes the other backend: look again.
+    if (report.source === 'ipv4' && report.rules === 0) this.backend.recheck();
     const count = (reason: string) => report.skipped.filter((s) => s.reason === reason).reduce((n, s) => n + s.rules, 0);
     stats.sources.set(report.source, {
       durationSeconds: report.durationSeconds,

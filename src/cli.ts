@@ -4,10 +4,11 @@ import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { Accumulator } from './attribution/accumulator.js';
 import { buildMarkMap, EMPTY_MARK_MAP } from './attribution/mark-map.js';
+import { choiceMessage } from './mangle/backend.js';
 import { Collector, fileSource, tableSources, type TableSource } from './collector.js';
 import { parseUsersDocument } from './config-manager/users-document.js';
 import { MarkmeterError, UsageError, UsersDocumentError } from './errors.js';
-import { createLogger } from './log.js';
+import { createLogger, stderrSink } from './log.js';
 import { renderJson, renderTable } from './report.js';
 import { describeSettings, loadSettings } from './settings.js';
 import { VERSION } from './version.js';
@@ -147,7 +148,8 @@ async function snapshot(args: string[]): Promise<number> {
   const format = (values.format as string | undefined) ?? 'table';
   if (format !== 'table' && format !== 'json') throw new UsageError(`--format must be table or json, got ${JSON.stringify(format)}`);
   const settings = loadSettings({ file: values.config as string | undefined });
-  const log = createLogger(settings.log.level);
+  // stdout is the report: logs go to stderr.
+  const log = createLogger(settings.log.level, {}, stderrSink);
 
   const usersFile = (values.users as string | undefined) ?? settings.users.file;
   const accumulator = new Accumulator();
@@ -169,7 +171,7 @@ async function snapshot(args: string[]): Promise<number> {
   const inputs: TableSource[] = [];
   if (values.input) inputs.push(fileSource('ipv4', values.input as string));
   if (values.input6) inputs.push(fileSource('ipv6', values.input6 as string));
-  const sources = inputs.length > 0 ? inputs : tableSources(settings);
+  const sources = inputs.length > 0 ? inputs : tableSources(settings, { onBackend: (choice) => log.info(choiceMessage(choice, undefined), { backend: choice.backend, rules: choice.rules }) }).sources;
   const collector = new Collector(
     sources,
     { table: settings.iptables.table, roots: { rx: settings.attribution.rxChains, tx: settings.attribution.txChains }, remember: false },

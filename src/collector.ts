@@ -15,6 +15,7 @@ import { resolveChainDirections, type DirectionRoots } from './mangle/chains.js'
 import { readTableDump, type CommandRunner, type RunOptions } from './mangle/dump.js';
 import { IptablesSaveParser, type SaveVisitor } from './mangle/parse.js';
 import type { Settings } from './settings.js';
+import { BackendSelector, detectBackend, type Backend, type BackendChoice } from './mangle/backend.js';
 
 /** Where one table's dump comes from (`name` is `ipv4` or `ipv6`): read() parses it into the visitor. */
 export interface TableSource {
@@ -22,16 +23,43 @@ export interface TableSource {
   read(visitor: SaveVisitor): Promise<void>;
 }
 
-/** The table sources the settings ask for: IPv4 always, IPv6 when iptables.ipv6 is on. */
-export function tableSources(settings: Settings, runner?: CommandRunner): TableSource[] {
+/**
+ * The table sources the settings ask for: IPv4 always, IPv6 when iptables.ipv6
+ * is on. Their save commands are iptables.saveCommand / save6Command when set,
+ * else those of iptables.backend (detected with `auto`: see the selector).
+ */
+export function tableSources(
+  settings: Settings,
+  options: { runner?: CommandRunner; onBackend?: (choice: BackendChoice, previous: Backend | undefined) => void } = {},
+): { sources: TableSource[]; selector: BackendSelector } {
+  const { runner } = options;
   const run = { timeoutMs: settings.collect.timeoutMs, maxOutputBytes: settings.collect.maxOutputBytes };
-  const sources = [commandSource('ipv4', settings.iptables.saveCommand, settings.iptables.table, run, runner)];
-  if (settings.iptables.ipv6) sources.push(commandSource('ipv6', settings.iptables.save6Command, settings.iptables.table, run, runner));
-  return sources;
+  const { table } = settings.iptables;
+  const selector = new BackendSelector(
+    settings.iptables.backend,
+    () => detectBackend(table, run, runner),
+    options.onBackend ?? (() => {}),
+  );
+  const command = (family: 'ipv4' | 'ipv6') => {
+    const explicit = family === 'ipv4' ? settings.iptables.saveCommand : settings.iptables.save6Command;
+    return explicit ? () => Promise.resolve(explicit) : () => selector.command(family);
+  };
+  const sources = [commandSource('ipv4', command('ipv4'), table, run, runner)];
+  if (settings.iptables.ipv6) sources.push(commandSource('ipv6', command('ipv6'), table, run, runner));
+  return { sources, selector };
 }
 
-export function commandSource(name: string, command: string, table: string, options: RunOptions, runner?: CommandRunner): TableSource {
-  return { name, read: (visitor) => readTableDump({ command, table }, options, visitor, runner) };
+export function commandSource(
+  name: string,
+  command: string | (() => Promise<string>),
+  table: string,
+  options: RunOptions,
+  runner?: CommandRunner,
+): TableSource {
+  return {
+    name,
+    read: async (visitor) => readTableDump({ command: typeof command === 'string' ? command : await command(), table }, options, visitor, runner),
+  };
 }
 
 /** A saved `iptables-save -c` dump (for `snapshot --input`), streamed. */

@@ -15,13 +15,19 @@ export interface Logger {
   child(fields: LogFields): Logger;
 }
 
-interface Sink {
+export interface Sink {
   out: (line: string) => void;
   err: (line: string) => void;
 }
 
 const processSink: Sink = {
   out: (line) => process.stdout.write(line),
+  err: (line) => process.stderr.write(line),
+};
+
+/** Every level on stderr: for commands whose stdout is their output (snapshot). */
+export const stderrSink: Sink = {
+  out: (line) => process.stderr.write(line),
   err: (line) => process.stderr.write(line),
 };
 

@@ -9,6 +9,7 @@ import { existsSync } from 'node:fs';
 import YAML from 'yaml';
 import { SettingsError } from './errors.js';
 import { LOG_LEVELS, type LogLevel } from './log.js';
+import type { BackendSetting } from './mangle/backend.js';
 
 convict.addParser([
   { extension: 'json', parse: JSON.parse },
@@ -22,7 +23,7 @@ export interface Settings {
   users: { file: string; url: string; pollMs: number; timeoutMs: number; token: string; tokenFile: string; caFile: string; removedGraceMs: number };
   collect: { intervalMs: number; timeoutMs: number; maxOutputBytes: number };
   export: { intervalMs: number; timeoutMs: number; protocol: ExportProtocol };
-  iptables: { ipv6: boolean; saveCommand: string; save6Command: string; table: string };
+  iptables: { ipv6: boolean; backend: BackendSetting; saveCommand: string; save6Command: string; table: string };
   attribution: { rxChains: string[]; txChains: string[] };
   interfaces: { names: string[] };
   limits: { maxUsers: number };
@@ -155,16 +156,22 @@ const schema = {
       default: true,
       env: 'MARKMETER_IPV6',
     },
+    backend: {
+      doc: 'Which iptables backend holds the rules: nft, legacy, or auto (the one whose table holds more rules; detected again when it comes back empty).',
+      format: ['auto', 'nft', 'legacy'],
+      default: 'auto',
+      env: 'MARKMETER_IPTABLES_BACKEND',
+    },
     saveCommand: {
-      doc: 'The IPv4 save command (a program name on PATH or a path), run as: <cmd> -c -t <table>.',
+      doc: 'The IPv4 save command (a program on PATH or a path), run as: <cmd> -c -t <table>; empty: that of iptables.backend.',
       format: String,
-      default: 'iptables-save',
+      default: '',
       env: 'MARKMETER_IPTABLES_SAVE',
     },
     save6Command: {
-      doc: 'The IPv6 save command, run as: <cmd> -c -t <table>.',
+      doc: 'The IPv6 save command, run as: <cmd> -c -t <table>; empty: that of iptables.backend.',
       format: String,
-      default: 'ip6tables-save',
+      default: '',
       env: 'MARKMETER_IP6TABLES_SAVE',
     },
     table: {

@@ -86,7 +86,7 @@ function toDumpError(file: string, args: readonly string[], options: RunOptions,
     return new DumpError(
       'missing_binary',
       command,
-      `${file} was not found: install iptables (both backends) in this image or set iptables.saveCommand / iptables.save6Command`,
+      `${file} was not found: install iptables (Debian's package has both backends) in this image, or set iptables.backend or iptables.saveCommand / iptables.save6Command`,
       { cause: error },
     );
   }
