@@ -4,6 +4,7 @@
  * the tables into monotonic totals; the telemetry pipeline pushes them on its
  * own timer; stop() takes a last reading, pushes it and shuts down.
  */
+import type { Server } from 'node:http';
 import { diag, DiagLogLevel } from '@opentelemetry/api';
 import type { PushMetricExporter } from '@opentelemetry/sdk-metrics';
 import { Accumulator } from './attribution/accumulator.js';
@@ -13,6 +14,7 @@ import { ConfigManager } from './config-manager/config-manager.js';
 import { FileUsersSource } from './config-manager/file-source.js';
 import { HttpUsersSource } from './config-manager/http-source.js';
 import type { UsersSnapshot } from './config-manager/users-document.js';
+import { startHealthServer } from './health.js';
 import { InterfaceReader } from './interfaces.js';
 import type { Logger } from './log.js';
 import { choiceMessage, type BackendSelector } from './mangle/backend.js';
@@ -44,6 +46,9 @@ export class Agent {
   private readonly pipeline: TelemetryPipeline;
   private readonly log: Logger;
   private readonly backend: BackendSelector;
+  private health: Server | undefined;
+  /** When every source last read successfully in one collection. */
+  private lastSuccessAt: number | undefined;
   private timer: NodeJS.Timeout | undefined;
   private collecting: Promise<void> | undefined;
   /** Per source: the last error message logged, so a failure repeating every interval is logged once. */
@@ -116,6 +121,13 @@ export class Agent {
 
   async start(): Promise<void> {
     const { settings } = this.options;
+    if (settings.health.listen) {
+      this.health = await startHealthServer(settings.health.listen, {
+        lastSuccessAt: () => this.lastSuccessAt,
+        usersLoaded: () => this.configManager?.current() !== undefined,
+        collectIntervalMs: settings.collect.intervalMs,
+      });
+    }
     this.log.info('markmeter starting', {
       version: VERSION,
       users_source: settings.users.url ? new URL(settings.users.url).origin : settings.users.file || null,
@@ -139,6 +151,7 @@ export class Agent {
     if (!(await this.pipeline.finish(pushWithinMs))) {
       this.log.error(`the last push did not succeed within ${pushWithinMs} ms (is the collector down?): stopping without it`);
     }
+    this.health?.close();
     this.log.info('markmeter stopped');
   }
 
@@ -168,6 +181,7 @@ export class Agent {
     this.collecting = (async () => {
       const [reports] = await Promise.all([this.collector.collect(), this.interfaces.read()]);
       for (const report of reports) this.record(report);
+      if (reports.every((r) => r.ok)) this.lastSuccessAt = Date.now();
     })().finally(() => {
       this.collecting = undefined;
     });

@@ -27,6 +27,7 @@ export interface Settings {
   attribution: { rxChains: string[]; txChains: string[] };
   interfaces: { names: string[] };
   limits: { maxUsers: number };
+  health: { listen: string };
   log: { level: LogLevel };
 }
 
@@ -209,6 +210,14 @@ const schema = {
       format: 'positive-int',
       default: 50000,
       env: 'MARKMETER_MAX_USERS',
+    },
+  },
+  health: {
+    listen: {
+      doc: 'host:port of the /healthz and /readyz listener; empty disables it.',
+      format: String,
+      default: '127.0.0.1:9469',
+      env: 'MARKMETER_HEALTH_LISTEN',
     },
   },
   log: {

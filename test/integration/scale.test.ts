@@ -50,6 +50,7 @@ describe(`${USERS} users`, () => {
         FAKE_SAVE_OUTPUT: dump,
         MARKMETER_IPV6: 'false',
         MARKMETER_INTERFACES: 'none0',
+        MARKMETER_HEALTH_LISTEN: '',
         MARKMETER_COLLECT_INTERVAL_MS: '1000',
         OTEL_METRIC_EXPORT_INTERVAL: '1500',
         OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,

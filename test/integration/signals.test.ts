@@ -33,6 +33,7 @@ test('SIGHUP reloads the users document at once; SIGTERM exits 0', { timeout: 30
       FAKE_SAVE_OUTPUT: resolve('test/fixtures/nft-v4-users.iptables-save'),
       MARKMETER_IPV6: 'false',
       MARKMETER_INTERFACES: 'none0',
+      MARKMETER_HEALTH_LISTEN: '',
       OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9',
     },
   });

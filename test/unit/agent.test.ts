@@ -36,7 +36,7 @@ async function agentWith(env: Record<string, string>, runner: CommandRunner, exp
       ],
     }),
   );
-  const settings = loadSettings({ env: { MARKMETER_USERS_FILE: users, MARKMETER_IPV6: 'false', MARKMETER_INTERFACES: 'none0', ...env } });
+  const settings = loadSettings({ env: { MARKMETER_USERS_FILE: users, MARKMETER_IPV6: 'false', MARKMETER_INTERFACES: 'none0', MARKMETER_HEALTH_LISTEN: '127.0.0.1:0', ...env } });
   const agent = new Agent({ settings, log: createLogger('silent'), runner, createExporter: () => exporter });
   return { agent, exporter: exporter as InMemoryMetricExporter };
 }
@@ -88,7 +88,7 @@ describe('Agent', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
       const settings = loadSettings({
-        env: { MARKMETER_USERS_URL: `http://127.0.0.1:${(server.address() as { port: number }).port}/users`, MARKMETER_IPV6: 'false', MARKMETER_INTERFACES: 'none0' },
+        env: { MARKMETER_USERS_URL: `http://127.0.0.1:${(server.address() as { port: number }).port}/users`, MARKMETER_IPV6: 'false', MARKMETER_INTERFACES: 'none0', MARKMETER_HEALTH_LISTEN: '' },
       });
       const agent = new Agent({
         settings,
