@@ -94,8 +94,9 @@ async function run(args: string[]): Promise<number> {
   // Loaded here, not at the top: snapshot has no use for the OpenTelemetry SDK.
   const { Agent } = await import('./agent.js');
   const agent = new Agent({ settings, log });
-  await agent.start();
-
+  // The handlers are in place before start-up gets to wait on anything, so a
+  // signal during start-up is handled (after it), never the default way.
+  const starting = agent.start();
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: NodeJS.Signals) => {
@@ -112,7 +113,7 @@ async function run(args: string[]): Promise<number> {
         resolve(1);
       }, 10_000);
       deadline.unref();
-      agent.stop().then(
+      starting.then(() => agent.stop()).then(
         () => resolve(0),
         (error: unknown) => {
           log.error('shutdown failed', { error });
@@ -124,7 +125,11 @@ async function run(args: string[]): Promise<number> {
     process.on('SIGINT', stop);
     process.on('SIGHUP', () => {
       log.info('SIGHUP received: reloading the users document');
-      void agent.reloadUsers();
+      void starting.then(() => agent.reloadUsers());
+    });
+    starting.catch((error: unknown) => {
+      log.error('markmeter could not start', { error });
+      resolve(1);
     });
   });
 }
