@@ -1,0 +1,108 @@
+/**
+ * Structure of the deployment files in docker/: they parse, the sidecar
+ * shares the tunnel client's namespace with two capabilities and no
+ * privileged flag, the collector wires otlp -> prometheusremotewrite, and
+ * Prometheus' configuration passes promtool. (No Docker engine runs here:
+ * nothing is built or started.)
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import YAML from 'yaml';
+
+const read = (path: string) => readFile(join('docker', path), 'utf8');
+type Service = Record<string, unknown> & { cap_add?: string[]; volumes?: string[]; command?: string[]; image?: string };
+
+describe('docker/', () => {
+  test('Dockerfile: multi-stage on Node LTS slim, non-root with file capabilities, HEALTHCHECK on /readyz, markmeter run', async () => {
+    const dockerfile = await read('Dockerfile');
+    const froms = [...dockerfile.matchAll(/^FROM (\S+)/gm)].map((m) => m[1]);
+    assert.equal(froms.length, 2);
+    assert.ok(froms.every((f) => /^node:(22|24)-bookworm-slim/.test(f!)), froms.join());
+    assert.match(dockerfile, /^USER node$/m);
+    for (const binary of ['xtables-nft-multi', 'xtables-legacy-multi']) {
+      assert.match(dockerfile, new RegExp(`setcap cap_net_admin,cap_net_raw\\+ep /usr/sbin/${binary}`));
+    }
+    assert.match(dockerfile, /^HEALTHCHECK .*\n?.*\/readyz/m);
+    assert.match(dockerfile, /^ENTRYPOINT \["node", "\/app\/dist\/cli\.js"\]$/m);
+    assert.match(dockerfile, /^CMD \["run"/m);
+    assert.doesNotMatch(dockerfile.replace(/^#.*$/gm, ''), /privileged/);
+  });
+
+  test('compose.yaml: the sidecar in the client\'s namespace, NET_ADMIN and NET_RAW only, read-only, users document read-only', async () => {
+    const compose = YAML.parse(await read('compose.yaml')) as { services: Record<string, Service> };
+    const { services } = compose;
+    assert.deepEqual(Object.keys(services).sort(), ['grafana', 'markmeter', 'otel-collector', 'prometheus', 'tunnel-client']);
+    const sidecar = services.markmeter!;
+    assert.equal(sidecar.network_mode, 'service:tunnel-client');
+    assert.deepEqual([...(sidecar.cap_add ?? [])].sort(), ['NET_ADMIN', 'NET_RAW']);
+    assert.equal(sidecar.privileged, undefined);
+    assert.equal(sidecar.read_only, true);
+    assert.ok(sidecar.volumes?.some((v) => v.endsWith(':/etc/markmeter:ro')));
+    assert.match(String((sidecar.environment as Record<string, string>).OTEL_EXPORTER_OTLP_ENDPOINT), /^http:\/\/otel-collector:4318$/);
+    assert.match(services['otel-collector']!.image!, /opentelemetry-collector-contrib/);
+    assert.ok(services.prometheus!.command?.includes('--web.enable-remote-write-receiver'));
+    assert.ok(services.grafana!.volumes?.some((v) => v.includes('grafana/provisioning')));
+    for (const [name, service] of Object.entries(services)) assert.notEqual(service.privileged, true, `${name} is not privileged`);
+  });
+
+  test('otel-collector.yaml: otlp over http on 0.0.0.0 -> memory_limiter, batch -> prometheusremotewrite with queue and retry', async () => {
+    const config = YAML.parse(await read('otel-collector.yaml')) as {
+      receivers: { otlp: { protocols: { http: { endpoint: string } } } };
+      exporters: { prometheusremotewrite: { endpoint: string; remote_write_queue: { enabled: boolean }; retry_on_failure: { enabled: boolean } } };
+      service: { pipelines: { metrics: { receivers: string[]; processors: string[]; exporters: string[] } } };
+    };
+    assert.equal(config.receivers.otlp.protocols.http.endpoint, '0.0.0.0:4318');
+    const pipeline = config.service.pipelines.metrics;
+    assert.deepEqual(pipeline.receivers, ['otlp']);
+    assert.deepEqual(pipeline.processors, ['memory_limiter', 'batch']);
+    assert.deepEqual(pipeline.exporters, ['prometheusremotewrite']);
+    assert.match(config.exporters.prometheusremotewrite.endpoint, /\/api\/v1\/write$/);
+    assert.equal(config.exporters.prometheusremotewrite.remote_write_queue.enabled, true);
+    assert.equal(config.exporters.prometheusremotewrite.retry_on_failure.enabled, true);
+  });
+
+  test('Grafana: provisioned datasource, and a dashboard with the user and agent variables and rates over $__rate_interval', async () => {
+    const datasource = YAML.parse(await read('grafana/provisioning/datasources/prometheus.yaml')) as { datasources: { uid: string; url: string }[] };
+    const dashboard = JSON.parse(await read('grafana/dashboards/markmeter.json')) as {
+      templating: { list: { name: string; definition: string; multi: boolean; includeAll: boolean }[] };
+      panels: { title: string; datasource: { uid: string }; targets: { expr: string }[] }[];
+    };
+    const user = dashboard.templating.list.find((v) => v.name === 'user')!;
+    assert.equal(user.definition, 'label_values(net_user_rx_packets_total, user_code)');
+    assert.ok(user.multi && user.includeAll);
+    assert.ok(dashboard.templating.list.some((v) => v.name === 'instance'));
+    for (const panel of dashboard.panels) {
+      assert.equal(panel.datasource.uid, datasource.datasources[0]!.uid, panel.title);
+      for (const { expr } of panel.targets) if (expr.includes('rate(')) assert.match(expr, /\[\$__rate_interval\]/, panel.title);
+    }
+    const titles = dashboard.panels.map((p) => p.title).join(' | ');
+    for (const wanted of [/RX packets/, /TX packets/, /RX bits/, /TX bits/, /Top 10/, /Interface total/, /collection errors/, /reading duration/, /syncs/]) {
+      assert.match(titles, wanted);
+    }
+  });
+
+  test('promtool check config: prometheus.yml with its rules', async (t) => {
+    try {
+      await promisify(execFile)('promtool', ['--version']);
+    } catch {
+      if (process.env.CI && !['false', '0'].includes(process.env.CI)) throw new Error('promtool is not installed (apt-get install prometheus)');
+      t.skip('promtool is not installed');
+      return;
+    }
+    // The file names the rules where the container mounts them: point it at the repository's copy.
+    const dir = await mkdtemp(join(tmpdir(), 'markmeter-prom-'));
+    try {
+      const config = (await read('prometheus/prometheus.yml')).replace('/etc/prometheus/rules.yml', resolve('docker/prometheus/rules.yml'));
+      await writeFile(join(dir, 'prometheus.yml'), config);
+      const { stdout } = await promisify(execFile)('promtool', ['check', 'config', join(dir, 'prometheus.yml')]);
+      assert.match(stdout, /SUCCESS: 9 rules found/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
