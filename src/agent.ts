@@ -47,6 +47,7 @@ export class Agent {
   private readonly log: Logger;
   private readonly backend: BackendSelector;
   private health: Server | undefined;
+  private metricsServer: Server | undefined;
   /** When every source last read successfully in one collection. */
   private lastSuccessAt: number | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -108,6 +109,7 @@ export class Agent {
       exportTimeoutMs: settings.export.timeoutMs,
       cardinalityLimit: settings.limits.maxUsers + 1,
       protocol: settings.export.protocol,
+      prometheus: settings.export.prometheus.port > 0 ? settings.export.prometheus : undefined,
       createExporter: options.createExporter,
       log,
       view: {
@@ -135,6 +137,7 @@ export class Agent {
       export_interval_ms: settings.export.intervalMs,
       ipv6: settings.iptables.ipv6,
     });
+    this.metricsServer = await this.pipeline.servePrometheus();
     if (this.configManager) await this.configManager.start();
     else this.log.warn('neither users.file nor users.url is set: every MARK rule is counted as unattributed until a users document is configured');
     await this.collectOnce();
@@ -152,6 +155,7 @@ export class Agent {
       this.log.error(`the last push did not succeed within ${pushWithinMs} ms (is the collector down?): stopping without it`);
     }
     this.health?.close();
+    this.metricsServer?.close();
     this.log.info('markmeter stopped');
   }
 

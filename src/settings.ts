@@ -22,7 +22,7 @@ export type ExportProtocol = (typeof EXPORT_PROTOCOLS)[number];
 export interface Settings {
   users: { file: string; url: string; pollMs: number; timeoutMs: number; token: string; tokenFile: string; caFile: string; removedGraceMs: number };
   collect: { intervalMs: number; timeoutMs: number; maxOutputBytes: number };
-  export: { intervalMs: number; timeoutMs: number; protocol: ExportProtocol };
+  export: { intervalMs: number; timeoutMs: number; protocol: ExportProtocol; prometheus: { port: number; host: string } };
   iptables: { ipv6: boolean; backend: BackendSetting; saveCommand: string; save6Command: string; table: string };
   attribution: { rxChains: string[]; txChains: string[] };
   interfaces: { names: string[] };
@@ -148,6 +148,20 @@ const schema = {
       format: [...EXPORT_PROTOCOLS],
       default: 'http/protobuf',
       env: 'OTEL_EXPORTER_OTLP_METRICS_PROTOCOL',
+    },
+    prometheus: {
+      port: {
+        doc: 'Also serve /metrics on this port for Prometheus to scrape (for sites without a collector); 0: off. OTLP push stays on.',
+        format: 'port',
+        default: 0,
+        env: 'MARKMETER_PROMETHEUS_PORT',
+      },
+      host: {
+        doc: 'Address the /metrics listener binds to (0.0.0.0 to be scraped from other hosts).',
+        format: String,
+        default: '127.0.0.1',
+        env: 'MARKMETER_PROMETHEUS_HOST',
+      },
     },
   },
   iptables: {

@@ -6,9 +6,11 @@
  * building a new provider. All state worth keeping (totals, self-stats) lives
  * outside the SDK, so a rebuild loses nothing and no counter goes back.
  */
+import { createServer, type Server } from 'node:http';
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import { AggregationTemporalityPreference, OTLPMetricExporter as JsonExporter } from '@opentelemetry/exporter-metrics-otlp-http';
 import { OTLPMetricExporter as ProtobufExporter } from '@opentelemetry/exporter-metrics-otlp-proto';
+import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import type { Resource } from '@opentelemetry/resources';
 import {
   MeterProvider,
@@ -34,6 +36,8 @@ export interface PipelineOptions {
   log: Logger;
   /** The OTLP/HTTP encoding of the default exporter. */
   protocol: ExportProtocol;
+  /** Also serve /metrics for Prometheus to scrape (the pipeline's own listener survives rebuilds). */
+  prometheus?: { host: string; port: number };
   /** Defaults to the OTLP/HTTP exporter configured from the standard OTEL_EXPORTER_OTLP_* variables. */
   createExporter?: () => PushMetricExporter;
 }
@@ -41,6 +45,8 @@ export interface PipelineOptions {
 interface Generation {
   provider: MeterProvider;
   exporter: GatedExporter;
+  /** The pull reader of this generation, when export.prometheus.port is set. */
+  prometheus: PrometheusExporter | undefined;
 }
 
 export class TelemetryPipeline {
@@ -91,9 +97,32 @@ export class TelemetryPipeline {
       exportTimeoutMillis: Math.min(options.exportTimeoutMs, options.exportIntervalMs),
       cardinalityLimits: { default: options.cardinalityLimit },
     });
-    const provider = new MeterProvider({ resource: options.resource, readers: [reader] });
+    const prometheus = options.prometheus ? new PrometheusExporter({ preventServerStart: true }) : undefined;
+    const provider = new MeterProvider({ resource: options.resource, readers: prometheus ? [reader, prometheus] : [reader] });
     registerInstruments(provider.getMeter(METER_NAME), options.view);
-    return { provider, exporter };
+    return { provider, exporter, prometheus };
+  }
+
+  /**
+   * Starts the /metrics listener: it answers from whichever provider is
+   * current, so a rebuild does not need a new port.
+   */
+  async servePrometheus(): Promise<Server | undefined> {
+    const config = this.options.prometheus;
+    if (!config) return undefined;
+    const server = createServer((request, response) => {
+      if ((request.url ?? '').split('?')[0] !== '/metrics') {
+        response.writeHead(404).end('not found: try /metrics\n');
+        return;
+      }
+      this.current.prometheus!.getMetricsRequestHandler(request, response);
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (error) => reject(new Error(`export.prometheus.port ${config.port}: ${(error as Error).message}`, { cause: error })));
+      server.listen(config.port, config.host, resolve);
+    });
+    server.unref();
+    return server;
   }
 }
 
