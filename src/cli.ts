@@ -10,13 +10,14 @@ import { parseUsersDocument } from './config-manager/users-document.js';
 import { MarkmeterError, UsageError, UsersDocumentError } from './errors.js';
 import { createLogger, stderrSink } from './log.js';
 import { renderJson, renderTable } from './report.js';
-import { describeSettings, loadSettings } from './settings.js';
+import { describeSettings, loadSettings, settingOrigins } from './settings.js';
 import { VERSION } from './version.js';
 
 const USAGE = `markmeter ${VERSION}: per-user packet and byte counters from iptables MARK rules, pushed over OTLP
 
 Usage:
   markmeter run [--config FILE]
+  markmeter check [--config FILE]
   markmeter snapshot [--config FILE] [--users FILE] [--input FILE] [--input6 FILE] [--format table|json]
   markmeter --version
 
@@ -60,6 +61,8 @@ async function main(argv: string[]): Promise<number> {
       return run(rest);
     case 'snapshot':
       return snapshot(rest);
+    case 'check':
+      return check(rest);
     case '--version':
     case '-v':
       process.stdout.write(`${VERSION}\n`);
@@ -132,6 +135,41 @@ async function run(args: string[]): Promise<number> {
       resolve(1);
     });
   });
+}
+
+const CHECK_HELP = `Usage: markmeter check [--config FILE]
+
+Diagnostics to run first: the settings (and where each non-default one comes
+from), which iptables backend holds the mangle rules, whether the users
+document loads, how many MARK rules the users own (and the marks nobody owns),
+whether the configured interfaces exist, and whether the OTLP endpoint accepts
+an export. Exits 0 only when every check passes; a failure says what to do.
+
+Options:
+  --config FILE   settings file (JSON or YAML)
+  -h, --help      this help`;
+
+async function check(args: string[]): Promise<number> {
+  const { values } = parse(args, { config: { type: 'string' } }, CHECK_HELP);
+  if (values.help) {
+    process.stdout.write(`${CHECK_HELP}\n`);
+    return 0;
+  }
+  const file = values.config as string | undefined;
+  const print = (ok: boolean, name: string, detail: string) => process.stdout.write(`${ok ? 'ok  ' : 'FAIL'}  ${name}: ${detail}\n`);
+  let settings;
+  try {
+    settings = loadSettings({ file });
+  } catch (error) {
+    print(false, 'settings', (error as Error).message);
+    return 1;
+  }
+  const origins = settingOrigins(settings, file);
+  print(true, 'settings', `valid${file ? ` (${file})` : ''}${origins.length ? `; not default: ${origins.map((o) => `${o.key}=${JSON.stringify(o.value)} (${o.origin})`).join(', ')}` : '; all defaults'}`);
+  const { runChecks } = await import('./check.js');
+  const results = await runChecks(settings);
+  for (const result of results) print(result.ok, result.name, result.detail);
+  return results.every((r) => r.ok) ? 0 : 1;
 }
 
 async function snapshot(args: string[]): Promise<number> {

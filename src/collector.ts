@@ -88,6 +88,8 @@ export interface CollectorOptions {
   roots: DirectionRoots;
   /** Keep every rule's counters between readings (the agent); off for a single reading (snapshot). */
   remember?: boolean;
+  /** List the marks of rules no user owns (markmeter check). */
+  listUnowned?: boolean;
 }
 
 export class Collector {
@@ -113,7 +115,7 @@ export class Collector {
     const seconds = () => (performance.now() - started) / 1000;
     const memory = this.memories.get(source.name);
     try {
-      const reading = new TableReading(this.options.table, this.markMap(), memory);
+      const reading = new TableReading(this.options.table, this.markMap(), memory, { listUnowned: this.options.listUnowned });
       await source.read(reading);
       // Only a complete reading counts: its deltas and its counters are adopted together.
       const directions = resolveChainDirections(reading.graph, this.options.roots);

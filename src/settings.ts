@@ -5,7 +5,7 @@
  * Not to be confused with the tunnel client's users document (config-manager/).
  */
 import convict from 'convict';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import YAML from 'yaml';
 import { SettingsError } from './errors.js';
 import { LOG_LEVELS, type LogLevel } from './log.js';
@@ -299,5 +299,27 @@ export function describeSettings(): { key: string; env: string; default: unknown
     }
   };
   walk(schema, '');
+  return rows;
+}
+
+/** The settings that differ from their defaults, and where each came from (an env var or the file). */
+export function settingOrigins(settings: Settings, file: string | undefined, env: NodeJS.ProcessEnv = process.env): { key: string; value: unknown; origin: string }[] {
+  let fromFile: unknown = {};
+  if (file) {
+    try {
+      fromFile = YAML.parse(readFileSync(file, 'utf8')) ?? {};
+    } catch {
+      fromFile = {};
+    }
+  }
+  const at = (object: unknown, key: string): unknown =>
+    key.split('.').reduce<unknown>((node, part) => (node && typeof node === 'object' ? (node as Record<string, unknown>)[part] : undefined), object);
+  const rows: { key: string; value: unknown; origin: string }[] = [];
+  for (const row of describeSettings()) {
+    const value = at(settings, row.key);
+    if (JSON.stringify(value) === JSON.stringify(row.default)) continue;
+    const origin = row.env && env[row.env] !== undefined ? `env ${row.env}` : at(fromFile, row.key) !== undefined ? `file ${file}` : 'derived';
+    rows.push({ key: row.key, value: row.key === 'users.token' ? '(hidden)' : value, origin });
+  }
   return rows;
 }

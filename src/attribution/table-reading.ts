@@ -24,6 +24,8 @@ export interface ReadingReport {
   markRules: number;
   /** MARK rules not counted because their chain is reached from both directions or from none. */
   skipped: { chain: string; reason: 'ambiguous' | 'unreached'; rules: number }[];
+  /** With listUnowned: MARK rules no user owns and their marks. */
+  unowned?: { rules: number; marks: number[] };
 }
 
 const UNATTRIBUTED = 0;
@@ -70,13 +72,19 @@ export class TableReading implements SaveVisitor {
   private lastChain = '';
   private lastSums: ChainSums | undefined;
 
+  /** Marks of rules no user owns, when asked for (`markmeter check`): found also on idle rules. */
+  private readonly unowned: Set<number> | undefined;
+  private unownedRules = 0;
+
   /** Without a memory every rule counts whole: a single reading, as `snapshot` takes. */
   constructor(
     private readonly tableName: string,
     private readonly map: MarkMap,
     private readonly memory?: RuleMemory,
+    options: { listUnowned?: boolean } = {},
   ) {
     memory?.begin();
+    this.unowned = options.listUnowned ? new Set() : undefined;
   }
 
   table(name: string): void {
@@ -109,19 +117,27 @@ export class TableReading implements SaveVisitor {
       delta.packets = rule.packets;
       delta.bytes = rule.bytes;
     }
-    if (delta.packets === 0 && delta.bytes === 0) return;
+    const idle = delta.packets === 0 && delta.bytes === 0;
+    if (idle && this.unowned === undefined) return;
 
     const pooled = this.map.byMark.get(rule.mark);
+    let tx: number;
+    let rx: number;
     if (pooled !== undefined) {
-      sums.add(pooled === NO_USER ? UNATTRIBUTED : pooled + 1, delta.packets, delta.bytes);
-      return;
+      tx = rx = pooled === NO_USER ? UNATTRIBUTED : pooled + 1;
+    } else {
+      // The pool lacks the mark: the rule's own addresses decide, the user's side
+      // first (its source on upload, its destination on download).
+      const source = this.userAt(rule.text, rule.sourceStart, rule.sourceEnd);
+      const destination = this.userAt(rule.text, rule.destinationStart, rule.destinationEnd);
+      tx = source ?? destination ?? UNATTRIBUTED;
+      rx = destination ?? source ?? UNATTRIBUTED;
     }
-    // The pool lacks the mark: the rule's own addresses decide, the user's side
-    // first (its source on upload, its destination on download).
-    const source = this.userAt(rule.text, rule.sourceStart, rule.sourceEnd);
-    const destination = this.userAt(rule.text, rule.destinationStart, rule.destinationEnd);
-    const tx = source ?? destination ?? UNATTRIBUTED;
-    const rx = destination ?? source ?? UNATTRIBUTED;
+    if (this.unowned !== undefined && (tx === UNATTRIBUTED || rx === UNATTRIBUTED)) {
+      this.unownedRules += 1;
+      this.unowned.add(rule.mark);
+    }
+    if (idle) return;
     if (tx === rx) sums.add(tx, delta.packets, delta.bytes);
     else sums.byDirection.push({ rx, tx, packets: delta.packets, bytes: delta.bytes });
   }
@@ -129,6 +145,7 @@ export class TableReading implements SaveVisitor {
   /** Gives every chain its direction and hands the per-user deltas to `sink`. */
   finish(directions: ChainDirections, sink: DeltaSink): ReadingReport {
     const report: ReadingReport = { rules: this.rules, markRules: 0, skipped: [] };
+    if (this.unowned) report.unowned = { rules: this.unownedRules, marks: [...this.unowned].sort((a, b) => a - b) };
     const keyOf = (slot: number) => (slot === UNATTRIBUTED ? null : this.map.keys[slot - 1]!);
     for (const [chain, sums] of this.sums) {
       report.markRules += sums.markRules;

@@ -1,0 +1,93 @@
+/**
+ * `markmeter check` inside a namespace lab: healthy (exit 0), then each
+ * failure it claims to detect (exit 1 with the message that says what to do).
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { Lab, labSupport } from '../lab/netns.js';
+import { NamespacedReceiver } from '../lab/otlp-receiver.js';
+
+const CLI = resolve('dist/cli.js');
+
+describe('markmeter check', { concurrency: false }, () => {
+  let lab: Lab | undefined;
+  let dir: string;
+  let receiver: NamespacedReceiver;
+  let ready = false;
+
+  const USERS = { users: [{ user_code: 'alice', user_intra_ip: '10.8.0.2' }], marks: [{ mark_id: 101, sips: ['10.8.0.2'], dips: ['192.0.2.7'] }] };
+
+  /** Runs check in a namespace with settings (written as JSON) and env; returns the exit code and output. */
+  async function check(settings: object, env: Record<string, string> = {}, ns = lab!.ns.gw) {
+    const file = join(dir, `settings-${Math.random().toString(36).slice(2)}.json`);
+    await writeFile(file, JSON.stringify(settings));
+    const result = await lab!.run(ns, process.execPath, [CLI, 'check', '--config', file], {
+      env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, MARKMETER_IPV6: 'false', ...env },
+    });
+    return { code: result.code, out: result.stdout + result.stderr };
+  }
+
+  const healthy = () => ({ users: { file: join(dir, 'users.json') }, interfaces: { names: ['gu0'] }, health: { listen: '' } });
+
+  before(async () => {
+    const support = await labSupport();
+    if (!support.ok) {
+      if (process.env.CI) throw new Error(`kernel-level test cannot run in CI: ${support.reason}`);
+      process.stderr.write(`\n!!! SKIPPING markmeter check tests: ${support.reason} !!!\n\n`);
+      return;
+    }
+    if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first (npm test does)`);
+    dir = await mkdtemp(join(tmpdir(), 'markmeter-check-'));
+    await writeFile(join(dir, 'users.json'), JSON.stringify(USERS));
+    lab = await Lab.create();
+    await lab.exec(lab.ns.gw, 'iptables', ['-t', 'mangle', '-A', 'POSTROUTING', '-s', '10.8.0.2', '-d', '192.0.2.7', '-j', 'MARK', '--set-mark', '101']);
+    await lab.exec(lab.ns.gw, 'iptables', ['-t', 'mangle', '-A', 'PREROUTING', '-s', '192.0.2.7', '-d', '10.8.0.2', '-j', 'MARK', '--set-mark', '101']);
+    receiver = await NamespacedReceiver.start(lab, 'gw');
+    ready = true;
+  });
+
+  after(async () => {
+    await lab?.destroy();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  test('a healthy gateway: every check passes, exit 0', async (t) => {
+    if (!ready) return t.skip('lab not available');
+    const { code, out } = await check(healthy());
+    assert.equal(code, 0, out);
+    assert.match(out, /^ok {4}settings: valid .*not default: .*users\.file=.*\(file /m);
+    assert.match(out, /^ok {4}iptables: nft 2 rules, legacy 0 rules in the mangle table; auto reads nft$/m);
+    assert.match(out, /^ok {4}users document: .*users\.json: 1 users, 1 marks$/m);
+    assert.match(out, /^ok {4}attribution \(ipv4\): 2 MARK rules, 2 attributed$/m);
+    assert.match(out, /^ok {4}interfaces: gu0$/m);
+    assert.match(out, /^ok {4}otlp endpoint: http:\/\/127\.0\.0\.1:\d+\/v1\/metrics accepted an export \(HTTP 200\)$/m);
+  });
+
+  const failures: [string, () => object, Record<string, string>, RegExp][] = [
+    ['settings that do not validate', () => ({ colect: {} }), {}, /^FAIL {2}settings: .*colect/m],
+    ['a broken users document', () => ({ ...healthy(), users: { file: join(dir, 'broken.json') } }), {}, /^FAIL {2}users document: .*broken\.json.*cannot be read \(ENOENT\)/m],
+    ['a missing interface', () => ({ ...healthy(), interfaces: { names: ['wg0'] } }), {}, /^FAIL {2}interfaces: not found: wg0: fix interfaces\.names \(this namespace has: .*gu0/m],
+    ['a collector that is down', healthy, { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9' }, /^FAIL {2}otlp endpoint: http:\/\/127\.0\.0\.1:9\/v1\/metrics: cannot connect \(ECONNREFUSED\): start the collector/m],
+    ['a mark no user owns', () => ({ ...healthy(), users: { file: join(dir, 'nobody.json') } }), {}, /^FAIL {2}attribution \(ipv4\): 2 MARK rules, 0 attributed; 2 owned by no user \(marks 101\): add those users or marks/m],
+  ];
+  for (const [name, settings, env, message] of failures) {
+    test(`${name}: exit 1 with the message`, async (t) => {
+      if (!ready) return t.skip('lab not available');
+      await writeFile(join(dir, 'nobody.json'), JSON.stringify({ users: [{ user_code: 'zed', user_intra_ip: '10.8.0.9' }] }));
+      const { code, out } = await check(settings(), env);
+      assert.equal(code, 1, out);
+      assert.match(out, message);
+    });
+  }
+
+  test('no rules in either backend (not the tunnel client\'s namespace): exit 1', async (t) => {
+    if (!ready) return t.skip('lab not available');
+    const { code, out } = await check({ ...healthy(), interfaces: { names: ['f0'] } }, {}, lab!.ns.far);
+    assert.equal(code, 1, out);
+    assert.match(out, /^FAIL {2}iptables: nft 0 rules, legacy 0 rules in the mangle table: is the tunnel client running in this network namespace\?$/m);
+  });
+});
