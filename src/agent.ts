@@ -11,8 +11,7 @@ import { Accumulator } from './attribution/accumulator.js';
 import { buildMarkMap, EMPTY_MARK_MAP, type MarkMap } from './attribution/mark-map.js';
 import { Collector, tableSources, type SourceReport } from './collector.js';
 import { ConfigManager } from './config-manager/config-manager.js';
-import { FileUsersSource } from './config-manager/file-source.js';
-import { HttpUsersSource } from './config-manager/http-source.js';
+import { usersSource } from './config-manager/from-settings.js';
 import type { UsersSnapshot } from './config-manager/users-document.js';
 import { startHealthServer } from './health.js';
 import { InterfaceReader } from './interfaces.js';
@@ -71,18 +70,7 @@ export class Agent {
       (iface, error) => log.warn(`interface ${iface} not found; its totals are skipped until it appears`, { iface, error }),
       options.sysfsRoot,
     );
-    const source = settings.users.url
-      ? new HttpUsersSource({
-          url: settings.users.url,
-          pollMs: settings.users.pollMs,
-          timeoutMs: settings.users.timeoutMs,
-          token: settings.users.token,
-          tokenFile: settings.users.tokenFile,
-          caFile: settings.users.caFile,
-        })
-      : settings.users.file
-        ? new FileUsersSource(settings.users.file)
-        : undefined;
+    const source = usersSource(settings.users);
     if (source) {
       this.configManager = new ConfigManager(source);
       this.configManager.on('sync', (snapshot) => this.onSync(snapshot));

@@ -11,8 +11,7 @@ import { Accumulator } from './attribution/accumulator.js';
 import { buildMarkMap, EMPTY_MARK_MAP, type MarkMap } from './attribution/mark-map.js';
 import { Collector, tableSources } from './collector.js';
 import { ConfigManager } from './config-manager/config-manager.js';
-import { FileUsersSource } from './config-manager/file-source.js';
-import { HttpUsersSource } from './config-manager/http-source.js';
+import { usersSource } from './config-manager/from-settings.js';
 import { detectBackend } from './mangle/backend.js';
 import type { Settings } from './settings.js';
 
@@ -45,11 +44,7 @@ export async function runChecks(settings: Settings, env: NodeJS.ProcessEnv = pro
 
   // The users document.
   let map: MarkMap = EMPTY_MARK_MAP;
-  const source = settings.users.url
-    ? new HttpUsersSource({ ...settings.users, url: settings.users.url })
-    : settings.users.file
-      ? new FileUsersSource(settings.users.file)
-      : undefined;
+  const source = usersSource(settings.users);
   if (!source) {
     results.push({ name: 'users document', ok: false, detail: 'neither users.file nor users.url is set: every MARK rule would count as unattributed' });
   } else {

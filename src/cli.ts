@@ -18,6 +18,7 @@ const USAGE = `markmeter ${VERSION}: per-user packet and byte counters from ipta
 Usage:
   markmeter run [--config FILE]
   markmeter check [--config FILE]
+  markmeter top [--config FILE] [--users FILE] [--interval SECONDS]
   markmeter snapshot [--config FILE] [--users FILE] [--input FILE] [--input6 FILE] [--format table|json]
   markmeter --version
 
@@ -63,6 +64,8 @@ async function main(argv: string[]): Promise<number> {
       return snapshot(rest);
     case 'check':
       return check(rest);
+    case 'top':
+      return top(rest);
     case '--version':
     case '-v':
       process.stdout.write(`${VERSION}\n`);
@@ -170,6 +173,33 @@ async function check(args: string[]): Promise<number> {
   const results = await runChecks(settings);
   for (const result of results) print(result.ok, result.name, result.detail);
   return results.every((r) => r.ok) ? 0 : 1;
+}
+
+const TOP_HELP = `Usage: markmeter top [--config FILE] [--users FILE] [--interval SECONDS]
+
+A live per-user view read straight from the mangle table: RX and TX packets/s
+and bits/s per user, busiest first, with the totals, the unattributed traffic
+and the interface totals. Keys: s changes the sort, / filters by user code or
+IP (Enter keeps it, Esc clears it), q quits. When stdout is not a terminal it
+prints one plain table per interval.
+
+Options:
+  --config FILE       settings file (JSON or YAML)
+  --users FILE        users document (default: users.file / users.url of the settings)
+  --interval SECONDS  refresh interval (default 1)
+  -h, --help          this help`;
+
+async function top(args: string[]): Promise<number> {
+  const { values } = parse(args, { config: { type: 'string' }, users: { type: 'string' }, interval: { type: 'string' } }, TOP_HELP);
+  if (values.help) {
+    process.stdout.write(`${TOP_HELP}\n`);
+    return 0;
+  }
+  const seconds = Number(values.interval ?? 1);
+  if (!Number.isFinite(seconds) || seconds < 0.1) throw new UsageError(`--interval must be a number of seconds (0.1 or more), got ${JSON.stringify(values.interval)}`);
+  const settings = loadSettings({ file: values.config as string | undefined, overrides: values.users ? { 'users.file': values.users, 'users.url': '' } : {} });
+  const { runTop } = await import('./top.js');
+  return runTop({ settings, intervalMs: seconds * 1000, out: process.stdout, input: process.stdin });
 }
 
 async function snapshot(args: string[]): Promise<number> {

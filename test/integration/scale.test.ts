@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { generateGateway, userIp } from '../../bench/generate.js';
+import { generateGateway, userIp } from '../bench/generate.js';
 import { endProcess } from '../lab/namespaces.js';
 import { NamespacedReceiver } from '../lab/receiver.js';
 

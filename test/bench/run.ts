@@ -13,15 +13,15 @@ import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import type { PushMetricExporter, ResourceMetrics } from '@opentelemetry/sdk-metrics';
-import { Accumulator } from '../src/attribution/accumulator.js';
-import { buildMarkMap } from '../src/attribution/mark-map.js';
-import { Collector, type TableSource } from '../src/collector.js';
-import { parseUsersDocument } from '../src/config-manager/users-document.js';
-import { createLogger } from '../src/log.js';
-import { IptablesSaveParser } from '../src/mangle/parse.js';
-import type { ExportProtocol } from '../src/settings.js';
-import { createOtlpExporter, TelemetryPipeline } from '../src/telemetry/pipeline.js';
-import { SelfStats } from '../src/telemetry/self-stats.js';
+import { Accumulator } from '../../src/attribution/accumulator.js';
+import { buildMarkMap } from '../../src/attribution/mark-map.js';
+import { Collector, type TableSource } from '../../src/collector.js';
+import { parseUsersDocument } from '../../src/config-manager/users-document.js';
+import { createLogger } from '../../src/log.js';
+import { IptablesSaveParser } from '../../src/mangle/parse.js';
+import type { ExportProtocol } from '../../src/settings.js';
+import { createOtlpExporter, TelemetryPipeline } from '../../src/telemetry/pipeline.js';
+import { SelfStats } from '../../src/telemetry/self-stats.js';
 import { generateGateway } from './generate.js';
 
 const USERS = 50_000;
@@ -107,7 +107,7 @@ async function steadyState(): Promise<void> {
 function snapshotRun(dump: string, users: string): { ms: number; rssKiB: number; stdout: string } {
   const rssFile = join(dir, 'maxrss');
   const started = performance.now();
-  const result = spawnSync(process.execPath, ['--import', resolve('bench/maxrss.mjs'), CLI, 'snapshot', '--input', dump, '--users', users, '--format', 'json'], {
+  const result = spawnSync(process.execPath, ['--import', resolve('test/bench/maxrss.mjs'), CLI, 'snapshot', '--input', dump, '--users', users, '--format', 'json'], {
     env: { ...process.env, MARKMETER_MAXRSS_FILE: rssFile, MARKMETER_LOG_LEVEL: 'error' },
     maxBuffer: 256 << 20,
     encoding: 'utf8',

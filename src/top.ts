@@ -1,0 +1,216 @@
+/**
+ * `markmeter top`: a live per-user view read straight from the mangle table
+ * with the agent's own reading path. Rates are the growth of the monotonic
+ * totals between two readings. Pure parts (rates, sorting, filtering, the
+ * screen) are separate from the terminal loop at the bottom.
+ */
+import { Accumulator, type Totals } from './attribution/accumulator.js';
+import { buildMarkMap, EMPTY_MARK_MAP, type MarkMap } from './attribution/mark-map.js';
+import { Collector, tableSources } from './collector.js';
+import { ConfigManager } from './config-manager/config-manager.js';
+import { usersSource } from './config-manager/from-settings.js';
+import { InterfaceReader } from './interfaces.js';
+import type { Settings } from './settings.js';
+
+export interface UserRate {
+  user_code: string;
+  user_intra_ip: string;
+  rxPps: number;
+  txPps: number;
+  rxBps: number;
+  txBps: number;
+}
+
+export const SORTS = ['total', 'rx', 'tx', 'bits', 'user'] as const;
+export type SortKey = (typeof SORTS)[number];
+
+/** Pure: rates from two snapshots of totals taken `seconds` apart. */
+export function ratesBetween(before: Map<string, Totals>, after: Map<string, { user_code: string; user_intra_ip: string; totals: Totals }>, seconds: number): UserRate[] {
+  const per = (a: Totals[keyof Totals] | undefined, b: Totals[keyof Totals]) => (Number(b) - Number(a ?? b)) / seconds;
+  return [...after].map(([key, { user_code, user_intra_ip, totals }]) => {
+    const old = before.get(key);
+    return {
+      user_code,
+      user_intra_ip,
+      rxPps: per(old?.rxPackets, totals.rxPackets),
+      txPps: per(old?.txPackets, totals.txPackets),
+      rxBps: 8 * per(old?.rxBytes, totals.rxBytes),
+      txBps: 8 * per(old?.txBytes, totals.txBytes),
+    };
+  });
+}
+
+/** Pure: filter by a user code or IP substring, then sort (busiest first). */
+export function arrange(rates: UserRate[], sort: SortKey, filter: string): UserRate[] {
+  const needle = filter.toLowerCase();
+  const shown = needle ? rates.filter((r) => r.user_code.toLowerCase().includes(needle) || r.user_intra_ip.includes(needle)) : [...rates];
+  const key: Record<SortKey, (r: UserRate) => number | string> = {
+    total: (r) => r.rxPps + r.txPps,
+    rx: (r) => r.rxPps,
+    tx: (r) => r.txPps,
+    bits: (r) => r.rxBps + r.txBps,
+    user: (r) => r.user_code,
+  };
+  const k = key[sort];
+  return shown.sort((a, b) => {
+    const x = k(a);
+    const y = k(b);
+    if (typeof x === 'string') return x.localeCompare(y as string);
+    return (y as number) - x || a.user_code.localeCompare(b.user_code);
+  });
+}
+
+const rate = (n: number) => (n >= 1e9 ? `${(n / 1e9).toFixed(1)}G` : n >= 1e6 ? `${(n / 1e6).toFixed(1)}M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}k` : n.toFixed(n < 10 ? 1 : 0));
+
+export interface Screen {
+  rates: UserRate[];
+  unattributedPps: number;
+  interfacePps: { iface: string; pps: number }[];
+  problem: string;
+  sort: SortKey;
+  filter: string;
+  editing: boolean;
+  width: number;
+  height: number;
+}
+
+/** Pure: the lines of one screen (or, with height Infinity, one plain table). */
+export function render(screen: Screen): string[] {
+  const total = screen.rates.reduce((n, r) => n + r.rxPps + r.txPps, 0);
+  const lines = [
+    `markmeter top  users ${screen.rates.length}  total ${rate(total)} pkt/s  unattributed ${rate(screen.unattributedPps)} pkt/s  ${screen.interfacePps.map((i) => `${i.iface} ${rate(i.pps)} pkt/s`).join('  ')}`,
+    screen.problem ? `!! ${screen.problem}` : `sort: ${screen.sort} (s)  filter: ${screen.editing ? `${screen.filter}_` : screen.filter || '-'} (/)  quit (q)`,
+    `${'USER'.padEnd(16)} ${'IP'.padEnd(20)} ${'RX pkt/s'.padStart(9)} ${'TX pkt/s'.padStart(9)} ${'RX bit/s'.padStart(9)} ${'TX bit/s'.padStart(9)}`,
+  ];
+  for (const r of arrange(screen.rates, screen.sort, screen.filter).slice(0, Math.max(0, screen.height - lines.length))) {
+    lines.push(`${r.user_code.slice(0, 16).padEnd(16)} ${r.user_intra_ip.padEnd(20)} ${rate(r.rxPps).padStart(9)} ${rate(r.txPps).padStart(9)} ${rate(r.rxBps).padStart(9)} ${rate(r.txBps).padStart(9)}`);
+  }
+  return lines.map((l) => l.slice(0, screen.width));
+}
+
+export interface TopOptions {
+  settings: Settings;
+  intervalMs: number;
+  out: NodeJS.WriteStream;
+  input: NodeJS.ReadStream;
+}
+
+/** The live loop: a full-screen view on a terminal, one plain table per interval otherwise. */
+export async function runTop({ settings, intervalMs, out, input }: TopOptions): Promise<number> {
+  let map: MarkMap = EMPTY_MARK_MAP;
+  const accumulator = new Accumulator();
+  let problem = '';
+  const source = usersSource(settings.users);
+  const manager = source ? new ConfigManager(source) : undefined;
+  manager?.on('sync', (snapshot) => {
+    map = buildMarkMap(snapshot);
+    accumulator.setUsers(snapshot.users, Date.now());
+  });
+  manager?.on('error', (error) => (problem = error.message));
+  await manager?.start();
+  const collector = new Collector(tableSources(settings).sources, { table: settings.iptables.table, roots: { rx: settings.attribution.rxChains, tx: settings.attribution.txChains } }, accumulator, () => map);
+  const interfaces = new InterfaceReader(settings.interfaces.names, () => {});
+
+  const tty = Boolean(out.isTTY && input.isTTY);
+  let sort: SortKey = 'total';
+  let filter = '';
+  let editing = false;
+  let stopped = false;
+  let last: { at: number; users: Map<string, Totals>; unattributed: number; interfaces: Map<string, number> } | undefined;
+  let screen: Screen | undefined;
+
+  const snapshot = () => {
+    const users = new Map<string, Totals>();
+    const now = new Map<string, { user_code: string; user_intra_ip: string; totals: Totals }>();
+    for (const s of accumulator.users()) {
+      const key = `${s.user.user_intra_ip} ${s.user.user_code}`;
+      users.set(key, { ...s.totals });
+      now.set(key, { ...s.user, totals: { ...s.totals } });
+    }
+    const unattributed = Number(accumulator.unattributed.rxPackets) + Number(accumulator.unattributed.txPackets);
+    const ifaces = new Map([...interfaces.totals()].map((i) => [i.iface, Number(i.rxPackets) + Number(i.txPackets)]));
+    return { at: Date.now(), users, now, unattributed, interfaces: ifaces };
+  };
+  const draw = () => {
+    if (!screen) return;
+    screen = { ...screen, sort, filter, editing };
+    if (tty) out.write(`\x1b[H\x1b[2J${render({ ...screen, width: out.columns || 100, height: out.rows || 30 }).join('\r\n')}`);
+    else out.write(`${render({ ...screen, width: 200, height: Infinity }).join('\n')}\n\n`);
+  };
+  const tick = async () => {
+    const reports = await collector.collect();
+    await interfaces.read();
+    const failed = reports.find((r) => !r.ok);
+    problem = failed && !failed.ok ? `cannot read the ${failed.source} table: ${failed.error.message}` : problem.startsWith('cannot read the') ? '' : problem;
+    const now = snapshot();
+    if (last) {
+      const seconds = Math.max((now.at - last.at) / 1000, 0.001);
+      screen = {
+        rates: ratesBetween(last.users, now.now, seconds),
+        unattributedPps: (now.unattributed - last.unattributed) / seconds,
+        interfacePps: [...now.interfaces].map(([iface, n]) => ({ iface, pps: (n - (last!.interfaces.get(iface) ?? n)) / seconds })),
+        problem,
+        sort,
+        filter,
+        editing,
+        width: 0,
+        height: 0,
+      };
+      draw();
+    }
+    last = now;
+  };
+
+  return new Promise<number>((resolve) => {
+    let timer: NodeJS.Timeout | undefined;
+    const finish = (code: number) => {
+      if (stopped) return;
+      stopped = true;
+      clearTimeout(timer);
+      manager?.stop();
+      if (tty) {
+        input.setRawMode(false);
+        input.pause();
+        out.write('\x1b[?25h\x1b[?1049l'); // cursor back, leave the alternate screen
+      }
+      resolve(code);
+    };
+    process.once('SIGINT', () => finish(0));
+    process.once('SIGTERM', () => finish(0));
+    // The reader went away (top | head): that is the end, not an error.
+    out.on('error', () => finish(0));
+    if (tty) {
+      out.write('\x1b[?1049h\x1b[?25l'); // alternate screen, no cursor
+      input.setRawMode(true);
+      input.setEncoding('utf8');
+      input.on('data', (keys: string) => {
+        for (const key of keys) {
+          if (editing) {
+            if (key === '\r' || key === '\n') editing = false;
+            else if (key === '\x1b') {
+              editing = false;
+              filter = '';
+            } else if (key === '\x7f' || key === '\b') filter = filter.slice(0, -1);
+            else if (key >= ' ') filter += key;
+          } else if (key === 'q' || key === '\x03') return finish(0);
+          else if (key === 's') sort = SORTS[(SORTS.indexOf(sort) + 1) % SORTS.length]!;
+          else if (key === '/') {
+            editing = true;
+            filter = '';
+          }
+        }
+        draw();
+      });
+    }
+    const loop = async () => {
+      if (stopped) return;
+      try {
+        await tick();
+      } catch (error) {
+        problem = (error as Error).message;
+      }
+      if (!stopped) timer = setTimeout(() => void loop(), intervalMs);
+    };
+    void loop();
+  });
+}
