@@ -240,8 +240,8 @@ export class Agent {
       });
     }
     this.stats.usersRefused = refused;
-    this.markMap = buildMarkMap(snapshot);
-    this.accumulator.setUsers(snapshot.users, Date.now());
+    this.markMap = buildMarkMap(snapshot, this.options.settings.attribution.breakdown);
+    this.accumulator.setUsers(this.markMap.users, Date.now());
     this.stats.count(this.stats.usersSyncs, 'ok');
     this.stats.usersLoaded = snapshot.users.length;
     this.log.info('users document loaded', { source: snapshot.source, users: snapshot.users.length, marks: snapshot.marks.length });

@@ -54,7 +54,7 @@ export async function runChecks(settings: Settings, env: NodeJS.ProcessEnv = pro
     await manager.start();
     manager.stop();
     const snapshot = manager.current();
-    if (snapshot) map = buildMarkMap(snapshot);
+    if (snapshot) map = buildMarkMap(snapshot, settings.attribution.breakdown);
     results.push({
       name: 'users document',
       ok: snapshot !== undefined,

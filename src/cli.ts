@@ -235,8 +235,8 @@ async function snapshot(args: string[]): Promise<number> {
       throw new UsersDocumentError(usersFile, undefined, `cannot be read (${(error as NodeJS.ErrnoException).code ?? error})`);
     }
     const users = parseUsersDocument(text, usersFile);
-    markMap = buildMarkMap(users);
-    accumulator.setUsers(users.users, Date.now());
+    markMap = buildMarkMap(users, settings.attribution.breakdown);
+    accumulator.setUsers(markMap.users, Date.now());
   } else {
     log.warn('no users document (--users or users.file): every MARK rule is counted as unattributed');
   }

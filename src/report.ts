@@ -18,7 +18,12 @@ function values(t: Totals): Count[] {
 }
 
 function sorted(users: Iterable<UserSeries>): UserSeries[] {
-  return [...users].sort((a, b) => a.user.user_code.localeCompare(b.user.user_code) || a.user.user_intra_ip.localeCompare(b.user.user_intra_ip));
+  return [...users].sort(
+    (a, b) =>
+      a.user.user_code.localeCompare(b.user.user_code) ||
+      a.user.user_intra_ip.localeCompare(b.user.user_intra_ip) ||
+      (a.user.mark_id ?? '').localeCompare(b.user.mark_id ?? '', undefined, { numeric: true }),
+  );
 }
 
 /** JSON as DESIGN.md fixes it, written in pieces so a large report is never one giant string. */
@@ -27,7 +32,8 @@ export function* renderJson(report: TotalsReport): Generator<string> {
   yield '{"users":[';
   let first = true;
   for (const { user, totals } of sorted(report.users)) {
-    yield `${first ? '\n' : ',\n'}{"user_code":${JSON.stringify(user.user_code)},"user_intra_ip":${JSON.stringify(user.user_intra_ip)},${counters(totals)}}`;
+    const mark = user.mark_id === undefined ? '' : `"mark_id":${JSON.stringify(user.mark_id)},"peer_ip":${JSON.stringify(user.peer_ip ?? '')},`;
+    yield `${first ? '\n' : ',\n'}{"user_code":${JSON.stringify(user.user_code)},"user_intra_ip":${JSON.stringify(user.user_intra_ip)},${mark}${counters(totals)}}`;
     first = false;
   }
   yield `\n],"unattributed":{${counters(report.unattributed)}}}\n`;
@@ -35,7 +41,11 @@ export function* renderJson(report: TotalsReport): Generator<string> {
 
 export function* renderTable(report: TotalsReport): Generator<string> {
   const rows: string[][] = [['USER_CODE', 'USER_INTRA_IP', ...COLUMNS.map((c) => c.toUpperCase())]];
-  for (const { user, totals } of sorted(report.users)) rows.push([user.user_code, user.user_intra_ip, ...values(totals).map(String)]);
+  for (const { user, totals } of sorted(report.users)) {
+    // With breakdown by mark: the mark and its peer after the user.
+    const code = user.mark_id === undefined ? user.user_code : `${user.user_code} #${user.mark_id || '-'} ${user.peer_ip || ''}`.trim();
+    rows.push([code, user.user_intra_ip, ...values(totals).map(String)]);
+  }
   rows.push(['(unattributed)', '-', ...values(report.unattributed).map(String)]);
   const widths = rows[0]!.map((_, col) => Math.max(...rows.map((r) => r[col]!.length)));
   for (const row of rows) {

@@ -9,6 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import YAML from 'yaml';
 import { SettingsError } from './errors.js';
 import { LOG_LEVELS, type LogLevel } from './log.js';
+import type { Breakdown } from './attribution/mark-map.js';
 import type { BackendSetting } from './mangle/backend.js';
 
 convict.addParser([
@@ -24,7 +25,7 @@ export interface Settings {
   collect: { intervalMs: number; timeoutMs: number; maxOutputBytes: number };
   export: { intervalMs: number; timeoutMs: number; protocol: ExportProtocol; prometheus: { port: number; host: string } };
   iptables: { ipv6: boolean; backend: BackendSetting; saveCommand: string; save6Command: string; table: string };
-  attribution: { rxChains: string[]; txChains: string[] };
+  attribution: { rxChains: string[]; txChains: string[]; breakdown: Breakdown };
   interfaces: { names: string[] };
   limits: { maxUsers: number };
   health: { listen: string };
@@ -208,6 +209,12 @@ const schema = {
       format: 'chain-list',
       default: ['POSTROUTING'],
       env: 'MARKMETER_TX_CHAINS',
+    },
+    breakdown: {
+      doc: 'user: one series per user; mark: one per user and mark, with mark_id and peer_ip attributes (which destination carries the packets).',
+      format: ['user', 'mark'],
+      default: 'user',
+      env: 'MARKMETER_BREAKDOWN',
     },
   },
   interfaces: {

@@ -103,8 +103,8 @@ export async function runTop({ settings, intervalMs, out, input }: TopOptions): 
   const source = usersSource(settings.users);
   const manager = source ? new ConfigManager(source) : undefined;
   manager?.on('sync', (snapshot) => {
-    map = buildMarkMap(snapshot);
-    accumulator.setUsers(snapshot.users, Date.now());
+    map = buildMarkMap(snapshot, settings.attribution.breakdown);
+    accumulator.setUsers(map.users, Date.now());
   });
   manager?.on('error', (error) => (problem = error.message));
   await manager?.start();

@@ -4,7 +4,7 @@
  * with a users document, and totals as bigints for deepEqual.
  */
 import { Accumulator, type Totals } from '../src/attribution/accumulator.js';
-import { buildMarkMap, type MarkMap } from '../src/attribution/mark-map.js';
+import { buildMarkMap, type Breakdown, type MarkMap } from '../src/attribution/mark-map.js';
 import { Collector, fileSource, type SourceReport, type TableSource } from '../src/collector.js';
 import { parseUsersDocument } from '../src/config-manager/users-document.js';
 import { IptablesSaveParser } from '../src/mangle/parse.js';
@@ -29,8 +29,8 @@ export class TestGateway {
   private readonly texts = new Map<string, string>();
   private readonly collector: Collector;
 
-  constructor(usersDocument: object, sources: string[] = ['ipv4']) {
-    this.map = buildMarkMap(parseUsersDocument(JSON.stringify(usersDocument), 'test users'));
+  constructor(usersDocument: object, sources: string[] = ['ipv4'], breakdown: Breakdown = 'user') {
+    this.map = buildMarkMap(parseUsersDocument(JSON.stringify(usersDocument), 'test users'), breakdown);
     this.accumulator.setUsers(this.map.users, 0);
     const textSources: TableSource[] = sources.map((name) => ({
       name,
@@ -70,8 +70,8 @@ export class TestGateway {
 }
 
 /** Reads fixture files once through a fresh gateway. */
-export async function readFixtures(usersDocument: object, fixtures: [source: string, path: string][]) {
-  const gateway = new TestGateway(usersDocument, []);
+export async function readFixtures(usersDocument: object, fixtures: [source: string, path: string][], breakdown: Breakdown = 'user') {
+  const gateway = new TestGateway(usersDocument, [], breakdown);
   const collector = new Collector(
     fixtures.map(([name, path]) => fileSource(name, path)),
     { table: 'mangle', roots: ROOTS },

@@ -4,7 +4,7 @@
  * come and go with the users document: a removed user's series stays, frozen,
  * for a grace period, then is dropped.
  */
-import type { User } from '../config-manager/users-document.js';
+import type { SeriesOwner } from './mark-map.js';
 import { addCount, type Count } from '../count.js';
 import type { Direction } from '../mangle/chains.js';
 import { userKey } from './mark-map.js';
@@ -17,7 +17,7 @@ export interface Totals {
 }
 
 export interface UserSeries {
-  user: User;
+  user: SeriesOwner;
   totals: Totals;
   /** When the user left the users document (ms since epoch); unset while present. */
   removedAt?: number;
@@ -30,7 +30,7 @@ export class Accumulator {
   readonly unattributed: Totals = zeroTotals();
 
   /** Adopts the users of a new 'sync': new users start at zero, missing ones are marked removed. */
-  setUsers(users: readonly User[], now: number): void {
+  setUsers(users: readonly SeriesOwner[], now: number): void {
     const present = new Set<string>();
     for (const user of users) {
       const key = userKey(user);
@@ -58,8 +58,8 @@ export class Accumulator {
   }
 
   /** Drops users removed more than `graceMs` ago and returns them. */
-  expireRemoved(now: number, graceMs: number): User[] {
-    const expired: User[] = [];
+  expireRemoved(now: number, graceMs: number): SeriesOwner[] {
+    const expired: SeriesOwner[] = [];
     for (const [key, entry] of this.series) {
       if (entry.removedAt !== undefined && now - entry.removedAt >= graceMs) {
         this.series.delete(key);

@@ -1,22 +1,36 @@
 /**
  * Pure: the mapping the config manager's 'sync' rebuilds. mark -> user through
  * the mark pool (the user whose user_intra_ip is among the mark's sips/dips),
- * and ip -> user for rules whose mark the pool lacks. Users are numbered by
- * their place in `users`, so a reading can sum per user in arrays.
+ * and ip -> user for rules whose mark the pool lacks. The series owners are
+ * numbered by their place in `users`, so a reading can sum per owner in arrays.
+ *
+ * With `breakdown: 'mark'` the owners are a user's marks: one series per pool
+ * mark a user owns (with its mark_id and peer_ip), plus one per user for the
+ * marks the pool lacks (mark_id "", counted by the rules' addresses).
  */
 import { hostAddress } from '../address.js';
 import type { User, UsersSnapshot } from '../config-manager/users-document.js';
 
-/** The key of a user's series: its address and code (both are series attributes). */
-export function userKey(user: User): string {
-  return `${user.user_intra_ip} ${user.user_code}`;
+export type Breakdown = 'user' | 'mark';
+
+/** Who a series belongs to: a user, or (breakdown by mark) one of a user's marks. */
+export interface SeriesOwner extends User {
+  mark_id?: string;
+  peer_ip?: string;
+}
+
+/** The key of a series: its attributes. */
+export function userKey(owner: SeriesOwner): string {
+  const base = `${owner.user_intra_ip} ${owner.user_code}`;
+  return owner.mark_id === undefined ? base : `${base} ${owner.mark_id} ${owner.peer_ip ?? ''}`;
 }
 
 /** byMark's value for a mark the pool knows but no user owns. */
 export const NO_USER = -1;
 
 export interface MarkMap {
-  users: readonly User[];
+  /** The series owners: the users, or with breakdown by mark the users' marks. */
+  users: readonly SeriesOwner[];
   /** userKey of users[i], computed once. */
   keys: readonly string[];
   /** Marks the pool knows: to their user's index, or NO_USER. */
@@ -27,8 +41,8 @@ export interface MarkMap {
   conflicts: { mark_id: number; users: string[] }[];
 }
 
-export function buildMarkMap(snapshot: UsersSnapshot): MarkMap {
-  const users = snapshot.users;
+export function buildMarkMap(snapshot: UsersSnapshot, breakdown: Breakdown = 'user'): MarkMap {
+  const users: SeriesOwner[] = breakdown === 'mark' ? snapshot.users.map((u) => ({ ...u, mark_id: '', peer_ip: '' })) : snapshot.users;
   const byIp = new Map<string, number>();
   users.forEach((user, i) => byIp.set(user.user_intra_ip, i));
 
@@ -44,8 +58,15 @@ export function buildMarkMap(snapshot: UsersSnapshot): MarkMap {
       if (owner === NO_USER) owner = user;
       else if (!others?.includes(user)) (others ??= []).push(user);
     }
-    byMark.set(entry.mark_id, owner);
     if (others) conflicts.push({ mark_id: entry.mark_id, users: [owner, ...others].map((i) => users[i]!.user_code) });
+    if (breakdown === 'mark' && owner !== NO_USER) {
+      // The mark's own series; its peer is the first other host of the pool entry.
+      const user = users[owner]!;
+      const peer = entry.sips.concat(entry.dips).find((a) => hostAddress(a) !== undefined && hostAddress(a) !== user.user_intra_ip) ?? '';
+      users.push({ user_code: user.user_code, user_intra_ip: user.user_intra_ip, mark_id: String(entry.mark_id), peer_ip: hostAddress(peer) ?? peer });
+      owner = users.length - 1;
+    }
+    byMark.set(entry.mark_id, owner);
   }
   return { users, keys: users.map(userKey), byMark, byIp, conflicts };
 }

@@ -16,6 +16,8 @@ import {
   ATTR_SOURCE,
   ATTR_USER_CODE,
   ATTR_USER_INTRA_IP,
+  ATTR_MARK_ID,
+  ATTR_PEER_IP,
   INTERFACE_METRICS,
   SELF_METRICS,
   USER_METRICS,
@@ -65,7 +67,11 @@ export function registerInstruments(meter: Meter, view: TelemetryView): void {
     const observe = (instrument: Observable, value: Count | number, attributes?: Attributes) =>
       result.observe(instrument, Number(value), attributes);
     for (const { user: u, totals } of view.users()) {
-      const attributes = { [ATTR_USER_CODE]: u.user_code, [ATTR_USER_INTRA_IP]: u.user_intra_ip };
+      const attributes: Attributes = { [ATTR_USER_CODE]: u.user_code, [ATTR_USER_INTRA_IP]: u.user_intra_ip };
+      if (u.mark_id !== undefined) {
+        attributes[ATTR_MARK_ID] = u.mark_id;
+        attributes[ATTR_PEER_IP] = u.peer_ip ?? '';
+      }
       observe(user.rxPackets, totals.rxPackets, attributes);
       observe(user.txPackets, totals.txPackets, attributes);
       observe(user.rxBytes, totals.rxBytes, attributes);

@@ -3,6 +3,9 @@
 export const ATTR_USER_CODE = 'user_code';
 export const ATTR_USER_INTRA_IP = 'user_intra_ip';
 export const ATTR_IFACE = 'iface';
+/** With attribution.breakdown = mark: the series' mark and the peer of its pool entry. */
+export const ATTR_MARK_ID = 'mark_id';
+export const ATTR_PEER_IP = 'peer_ip';
 export const ATTR_DIRECTION = 'direction';
 export const ATTR_SOURCE = 'source';
 export const ATTR_KIND = 'kind';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { buildMarkMap } from '../../src/attribution/mark-map.js';
 import { parseUsersDocument } from '../../src/config-manager/users-document.js';
-import { readFixtures, t, TestGateway } from '../gateway.js';
+import { exact, readFixtures, t, TestGateway } from '../gateway.js';
 
 const FIXTURES = 'test/fixtures';
 
@@ -93,5 +93,33 @@ COMMIT
     assert.deepEqual(gw.totals('bob'), t(2n, 0n, 200n, 0n));
     // A prefix is no single user.
     assert.deepEqual(gw.unattributed(), t(4n, 0n, 400n, 0n));
+  });
+
+  test('breakdown by mark: a user with two marks has two series (with mark_id and peer_ip) whose sum is the user\'s total', async () => {
+    const fixtures: [string, string][] = [
+      ['ipv4', `${FIXTURES}/nft-v4-users.iptables-save`],
+      ['ipv6', `${FIXTURES}/nft-v6-users.iptables-save`],
+    ];
+    const byUser = (await readFixtures(USERS, fixtures)).gateway;
+    const byMark = (await readFixtures(USERS, fixtures, 'mark')).gateway;
+    const alice = [...byMark.accumulator.users()].filter((s) => s.user.user_code === 'alice');
+    assert.deepEqual(
+      alice.map((s) => [s.user.mark_id, s.user.peer_ip]),
+      [
+        ['', ''],
+        ['101', '192.0.2.7'],
+        ['102', '192.0.2.8'],
+      ],
+    );
+    const sum = alice.map((s) => exact(s.totals)).reduce((a, b) => t(a.rxPackets + b.rxPackets, a.txPackets + b.txPackets, a.rxBytes + b.rxBytes, a.txBytes + b.txBytes));
+    assert.deepEqual(sum, byUser.totals('alice'));
+    assert.deepEqual(exact(alice[1]!.totals), t(3n, 3n, 252n, 252n));
+    // Every user's series add up to the user's total, and nothing moves to or from unattributed.
+    for (const code of ['bob', 'dave', 'carol']) {
+      const series = [...byMark.accumulator.users()].filter((s) => s.user.user_code === code).map((s) => exact(s.totals));
+      const total = series.reduce((a, b) => t(a.rxPackets + b.rxPackets, a.txPackets + b.txPackets, a.rxBytes + b.rxBytes, a.txBytes + b.txBytes));
+      assert.deepEqual(total, byUser.totals(code), code);
+    }
+    assert.deepEqual(byMark.unattributed(), byUser.unattributed());
   });
 });

@@ -20,7 +20,7 @@ describe('loadSettings', () => {
     assert.equal(s.export.intervalMs, 15000);
     assert.equal(s.iptables.ipv6, true);
     assert.equal(s.users.removedGraceMs, 300000);
-    assert.deepEqual(s.attribution, { rxChains: ['PREROUTING'], txChains: ['POSTROUTING'] });
+    assert.deepEqual(s.attribution, { rxChains: ['PREROUTING'], txChains: ['POSTROUTING'], breakdown: 'user' });
   });
 
   test('the shipped config/default.json and config/agent.yaml validate', () => {

@@ -118,4 +118,17 @@ describe('TelemetryPipeline', () => {
     assert.equal(p.get('markmeter_collection_errors')?.get('{"kind":"timeout"}'), 3);
     await pipeline.shutdown();
   });
+
+  test('breakdown by mark: the series carry mark_id and peer_ip', async () => {
+    const { accumulator, exporters, pipeline } = setup();
+    const owner = { ...alice, mark_id: '101', peer_ip: '192.0.2.7' };
+    accumulator.setUsers([owner], 0);
+    accumulator.add(userKey(owner), 'tx', 4, 400);
+    await pipeline.flush();
+    const metric = exporters[0]!.getMetrics().at(-1)!.scopeMetrics[0]!.metrics.find((m) => m.descriptor.name === 'net_user_tx_packets')!;
+    assert.deepEqual(metric.dataPoints.map((p) => [p.attributes, p.value]), [
+      [{ user_code: 'alice', user_intra_ip: '10.8.0.2', mark_id: '101', peer_ip: '192.0.2.7' }, 4],
+    ]);
+    await pipeline.shutdown();
+  });
 });
