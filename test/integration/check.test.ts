@@ -84,6 +84,20 @@ describe('markmeter check', { concurrency: false }, () => {
     });
   }
 
+  test('no iptables binaries: exit 1, saying to install them', async (t) => {
+    if (!ready) return t.skip('lab not available');
+    const file = join(dir, 'no-path.json');
+    await writeFile(file, JSON.stringify(healthy()));
+    // PATH is emptied inside the namespace only, for markmeter and what it starts.
+    const result = await lab!.run(lab!.ns.gw, '/usr/bin/env', ['PATH=/nonexistent', process.execPath, CLI, 'check', '--config', file], {
+      env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, MARKMETER_IPV6: 'false' },
+    });
+    const code = result.code;
+    const out = result.stdout + result.stderr;
+    assert.equal(code, 1, out);
+    assert.match(out, /^FAIL {2}iptables: nft cannot be read, legacy cannot be read: install iptables \(both backends\) and run with CAP_NET_ADMIN and CAP_NET_RAW/m);
+  });
+
   test('no rules in either backend (not the tunnel client\'s namespace): exit 1', async (t) => {
     if (!ready) return t.skip('lab not available');
     const { code, out } = await check({ ...healthy(), interfaces: { names: ['f0'] } }, {}, lab!.ns.far);
