@@ -73,8 +73,4 @@ export class Accumulator {
   users(): IterableIterator<UserSeries> {
     return this.series.values();
   }
-
-  get userCount(): number {
-    return this.series.size;
-  }
 }

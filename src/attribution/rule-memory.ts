@@ -126,17 +126,6 @@ export class RuleMemory {
     }
     this.lastByMark = undefined;
   }
-
-  /** How many rules are remembered (for tests and the memory benchmark). */
-  get size(): number {
-    let n = 0;
-    for (const byMark of this.rules.values()) {
-      for (const first of byMark.values()) {
-        for (let state: RuleState | undefined = first; state !== undefined; state = state.next) n++;
-      }
-    }
-    return n;
-  }
 }
 
 /**
