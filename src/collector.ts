@@ -6,7 +6,7 @@
  */
 import { createReadStream } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import type { Accumulator } from './attribution/accumulator.js';
+import { addTo, type Accumulator } from './attribution/accumulator.js';
 import type { MarkMap } from './attribution/mark-map.js';
 import { RuleMemory } from './attribution/rule-memory.js';
 import { TableReading, type ReadingReport } from './attribution/table-reading.js';
@@ -115,11 +115,15 @@ export class Collector {
     const seconds = () => (performance.now() - started) / 1000;
     const memory = this.memories.get(source.name);
     try {
-      const reading = new TableReading(this.options.table, this.markMap(), memory, { listUnowned: this.options.listUnowned });
+      const map = this.markMap();
+      const reading = new TableReading(this.options.table, map, memory, { listUnowned: this.options.listUnowned });
       await source.read(reading);
       // Only a complete reading counts: its deltas and its counters are adopted together.
       const directions = resolveChainDirections(reading.graph, this.options.roots);
-      const report = reading.finish(directions, (user, direction, packets, bytes) => this.accumulator.add(user, direction, packets, bytes));
+      const totals = this.accumulator.totalsFor(map.keys);
+      const report = reading.finish(directions, (owner, direction, packets, bytes) =>
+        addTo(owner === null ? this.accumulator.unattributed : totals[owner]!, direction, packets, bytes),
+      );
       memory?.commit();
       return { source: source.name, ok: true, durationSeconds: seconds(), ...report };
     } catch (error) {

@@ -2,7 +2,7 @@
  * Kernel counters are u64. Arithmetic stays on JavaScript numbers while values
  * are below 2^53 (the fast path: no allocation) and switches to bigint, exactly,
  * for anything larger. Compare with < and > (they work across both types);
- * never with === (5 !== 5n): use sameCount.
+ * never with === (5 !== 5n).
  */
 export type Count = number | bigint;
 
@@ -20,10 +20,6 @@ export function addCount(a: Count, b: Count): Count {
 export function subtractCount(a: Count, b: Count): Count {
   if (typeof a === 'number' && typeof b === 'number') return a - b;
   return normalize(BigInt(a) - BigInt(b));
-}
-
-export function sameCount(a: Count, b: Count): boolean {
-  return a == b; // eslint-disable-line eqeqeq -- loose equality compares a number and a bigint by value
 }
 
 /** The increase of a kernel counter since the last reading; a decrease is a reset, so the new value is the increase. */

@@ -12,12 +12,12 @@
  */
 import { addCount, type Count } from '../count.js';
 import { ChainGraph, type ChainDirections, type Direction } from '../mangle/chains.js';
-import type { RuleView, SaveChain, SaveVisitor } from '../mangle/parse.js';
+import { ruleBytes, rulePackets, type RuleView, type SaveChain, type SaveVisitor } from '../mangle/parse.js';
 import { NO_USER, type MarkMap } from './mark-map.js';
-import type { CounterDelta, RuleMemory } from './rule-memory.js';
+import type { CounterDelta, RuleCache, RuleMemory } from './rule-memory.js';
 
-/** Receives a reading's per-user deltas; user null is unattributed traffic. */
-export type DeltaSink = (user: string | null, direction: Direction, packets: Count, bytes: Count) => void;
+/** Receives a reading's per-user deltas: `owner` indexes the mapping's users, null is unattributed traffic. */
+export type DeltaSink = (owner: number | null, direction: Direction, packets: Count, bytes: Count) => void;
 
 export interface ReadingReport {
   rules: number;
@@ -112,26 +112,38 @@ export class TableReading implements SaveVisitor {
     }
     sums.markRules += 1;
     const delta = this.delta;
-    if (this.memory) this.memory.observe(rule, delta);
+    let cache: RuleCache | undefined;
+    if (this.memory) cache = this.memory.observe(rule, delta);
     else {
-      delta.packets = rule.packets;
-      delta.bytes = rule.bytes;
+      delta.packets = rulePackets(rule);
+      delta.bytes = ruleBytes(rule);
     }
     const idle = delta.packets === 0 && delta.bytes === 0;
     if (idle && this.unowned === undefined) return;
 
-    const pooled = this.map.byMark.get(rule.mark);
     let tx: number;
     let rx: number;
-    if (pooled !== undefined) {
-      tx = rx = pooled === NO_USER ? UNATTRIBUTED : pooled + 1;
+    if (cache !== undefined && cache.cachedFor === this.map) {
+      // The rule's owners under this mapping were found in an earlier reading.
+      tx = cache.tx;
+      rx = cache.rx;
     } else {
-      // The pool lacks the mark: the rule's own addresses decide, the user's side
-      // first (its source on upload, its destination on download).
-      const source = this.userAt(rule.text, rule.sourceStart, rule.sourceEnd);
-      const destination = this.userAt(rule.text, rule.destinationStart, rule.destinationEnd);
-      tx = source ?? destination ?? UNATTRIBUTED;
-      rx = destination ?? source ?? UNATTRIBUTED;
+      const pooled = this.map.byMark.get(rule.mark);
+      if (pooled !== undefined) {
+        tx = rx = pooled === NO_USER ? UNATTRIBUTED : pooled + 1;
+      } else {
+        // The pool lacks the mark: the rule's own addresses decide, the user's side
+        // first (its source on upload, its destination on download).
+        const source = this.userAt(rule.text, rule.sourceStart, rule.sourceEnd);
+        const destination = this.userAt(rule.text, rule.destinationStart, rule.destinationEnd);
+        tx = source ?? destination ?? UNATTRIBUTED;
+        rx = destination ?? source ?? UNATTRIBUTED;
+      }
+      if (cache !== undefined) {
+        cache.cachedFor = this.map;
+        cache.tx = tx;
+        cache.rx = rx;
+      }
     }
     if (this.unowned !== undefined && (tx === UNATTRIBUTED || rx === UNATTRIBUTED)) {
       this.unownedRules += 1;
@@ -146,7 +158,7 @@ export class TableReading implements SaveVisitor {
   finish(directions: ChainDirections, sink: DeltaSink): ReadingReport {
     const report: ReadingReport = { rules: this.rules, markRules: 0, skipped: [] };
     if (this.unowned) report.unowned = { rules: this.unownedRules, marks: [...this.unowned].sort((a, b) => a - b) };
-    const keyOf = (slot: number) => (slot === UNATTRIBUTED ? null : this.map.keys[slot - 1]!);
+    const ownerOf = (slot: number) => (slot === UNATTRIBUTED ? null : slot - 1);
     for (const [chain, sums] of this.sums) {
       report.markRules += sums.markRules;
       const direction = directions.byChain.get(chain);
@@ -157,10 +169,10 @@ export class TableReading implements SaveVisitor {
       for (let slot = 0; slot < sums.packets.length; slot++) {
         const packets = sums.packets[slot]!;
         const bytes = sums.bytes[slot]!;
-        if (packets !== 0 || bytes !== 0) sink(keyOf(slot), direction, packets, bytes);
+        if (packets !== 0 || bytes !== 0) sink(ownerOf(slot), direction, packets, bytes);
       }
-      for (const [slot, big] of sums.exact) sink(keyOf(slot), direction, big.packets, big.bytes);
-      for (const rule of sums.byDirection) sink(keyOf(direction === 'rx' ? rule.rx : rule.tx), direction, rule.packets, rule.bytes);
+      for (const [slot, big] of sums.exact) sink(ownerOf(slot), direction, big.packets, big.bytes);
+      for (const rule of sums.byDirection) sink(ownerOf(direction === 'rx' ? rule.rx : rule.tx), direction, rule.packets, rule.bytes);
     }
     return report;
   }

@@ -8,7 +8,7 @@
  *
  * A gateway's table holds 100,000 rules and is read every few seconds, so the
  * parser takes the output in chunks as it streams in (`push`), scans with
- * indexOf/charCodeAt (no regex or split per line), and hands each rule to a
+ * charCodeAt and indexOf of single characters (no regex or split per line), and hands each rule to a
  * visitor as one reused RuleView: nothing is allocated per rule unless the
  * visitor asks for it. `parseIptablesSave` builds the plain SaveTable model
  * from the same scan, for tools and tests.
@@ -60,12 +60,19 @@ export interface RuleView {
   table: string;
   /** The declared chain's name string (one per chain, shared by its rules). */
   chain: string;
-  packets: Count;
-  bytes: Count;
+  /**
+   * The counters, exact below 2^53. When either is larger (rare) they are NaN
+   * and `exact` holds both: read them with rulePackets/ruleBytes where that
+   * matters. Numbers only, so storing them allocates nothing.
+   */
+  packets: number;
+  bytes: number;
+  exact: { packets: Count; bytes: Count } | undefined;
   jump: string | undefined;
   goto: boolean;
   mark: number | undefined;
-  markMask: number | undefined;
+  /** Meaningful only when `mark` is set. */
+  markMask: number;
   line: number;
   text: string;
   specStart: number;
@@ -83,6 +90,14 @@ export interface SaveVisitor {
   table?(name: string): void;
   chain?(table: string, chain: SaveChain): void;
   rule(rule: RuleView): void;
+}
+
+export function rulePackets(rule: RuleView): Count {
+  return rule.exact === undefined ? rule.packets : rule.exact.packets;
+}
+
+export function ruleBytes(rule: RuleView): Count {
+  return rule.exact === undefined ? rule.bytes : rule.exact.bytes;
 }
 
 export function viewSource(rule: RuleView): string | undefined {
@@ -140,15 +155,15 @@ export class SaveModelBuilder implements SaveVisitor {
     this.tables.at(-1)!.rules.push({
       table: view.table,
       chain: view.chain,
-      packets: view.packets,
-      bytes: view.bytes,
+      packets: rulePackets(view),
+      bytes: ruleBytes(view),
       spec: viewSpec(view),
       source: viewSource(view),
       destination: viewDestination(view),
       jump: view.jump,
       goto: view.goto,
       mark: view.mark,
-      markMask: view.markMask,
+      markMask: view.mark === undefined ? undefined : view.markMask,
       line: view.line,
     });
   }
@@ -168,21 +183,19 @@ interface OpenTable {
 export class IptablesSaveParser {
   private current: OpenTable | undefined;
   private lastChain: SaveChain | undefined;
-  /** Memoized next positions of NEEDLES in memoText (-1: not searched yet). */
-  private memoText = '';
-  private readonly memo = [-1, -1, -1];
   /** The unfinished last line of the chunks so far. */
   private rest = '';
   private lineNo = 0;
   private readonly view: RuleView = {
     table: '',
     chain: '',
-    packets: 0,
-    bytes: 0,
+    packets: 0.5, // a double from the start: the fields stay unboxed
+    bytes: 0.5,
+    exact: undefined,
     jump: undefined,
     goto: false,
     mark: undefined,
-    markMask: undefined,
+    markMask: 0xffffffff,
     line: 0,
     text: '',
     specStart: 0,
@@ -282,13 +295,17 @@ export class IptablesSaveParser {
   private rule(text: string, start: number, end: number): void {
     const table = this.current;
     if (!table) this.fail('rule outside a table', text, start, end);
+    // The counters' values are taken in the same pass that finds their ends:
+    // exact as numbers up to 15 digits; longer ones are read again exactly.
     let i = start + 1;
     const packetsStart = i;
-    while (i < end && isDigit(text.charCodeAt(i))) i++;
+    let packets = 0;
+    for (let c = text.charCodeAt(i); i < end && c >= 48 && c <= 57; c = text.charCodeAt(++i)) packets = packets * 10 + (c - 48);
     const packetsEnd = i;
     if (packetsEnd === packetsStart || text.charCodeAt(i) !== COLON) this.fail('bad [packets:bytes] counters', text, start, end);
     const bytesStart = ++i;
-    while (i < end && isDigit(text.charCodeAt(i))) i++;
+    let bytes = 0;
+    for (let c = text.charCodeAt(i); i < end && c >= 48 && c <= 57; c = text.charCodeAt(++i)) bytes = bytes * 10 + (c - 48);
     const bytesEnd = i;
     if (bytesEnd === bytesStart || text.charCodeAt(i) !== CLOSE_BRACKET) this.fail('bad [packets:bytes] counters', text, start, end);
     i++;
@@ -307,12 +324,22 @@ export class IptablesSaveParser {
     const view = this.view;
     view.table = table.name;
     view.chain = chain.name;
-    view.packets = this.counter(text, packetsStart, packetsEnd, start, end);
-    view.bytes = this.counter(text, bytesStart, bytesEnd, start, end);
+    if (packetsEnd - packetsStart <= 15 && bytesEnd - bytesStart <= 15) {
+      view.packets = packets;
+      view.bytes = bytes;
+      view.exact = undefined;
+    } else {
+      // 16 digits or more: read again exactly (the numbers above may be rounded).
+      const exactPackets = this.counter(text, packetsStart, packetsEnd, start, end);
+      const exactBytes = this.counter(text, bytesStart, bytesEnd, start, end);
+      const fit = typeof exactPackets === 'number' && typeof exactBytes === 'number';
+      view.packets = fit ? exactPackets : NaN;
+      view.bytes = fit ? exactBytes : NaN;
+      view.exact = fit ? undefined : { packets: exactPackets, bytes: exactBytes };
+    }
     view.jump = undefined;
     view.goto = false;
-    view.mark = undefined;
-    view.markMask = undefined;
+    view.mark = undefined; // markMask is left as it was: it means nothing without a mark
     view.line = this.lineNo;
     view.text = text;
     view.specStart = chainEnd < end ? chainEnd + 1 : end;
@@ -332,8 +359,7 @@ export class IptablesSaveParser {
   /**
    * Reads the options markmeter needs: -s and -d (iptables-save prints them
    * first, each maybe negated by `! `), the -j/-g target (the first one outside
-   * quoted strings) and the MARK value (printed right after `MARK`). The target
-   * is found with memoized indexOf searches rather than token by token.
+   * quoted strings) and the MARK value (printed right after `MARK`).
    */
   private options(rule: RuleView, text: string, start: number, end: number, lineStart: number): void {
     let i = start;
@@ -343,8 +369,7 @@ export class IptablesSaveParser {
       const letter = text.charCodeAt(at + 1);
       if (text.charCodeAt(at) !== DASH || text.charCodeAt(at + 2) !== SPACE || (letter !== 115 /* s */ && letter !== 100) /* d */) break;
       const valueStart = at + 3;
-      let valueEnd = text.indexOf(' ', valueStart);
-      if (valueEnd === -1 || valueEnd > end) valueEnd = end;
+      const valueEnd = spaceOrEnd(text, valueStart, end);
       if (valueEnd === valueStart) this.fail(`-${String.fromCharCode(letter)} without a value`, text, lineStart, end);
       if (!negated && letter === 115) {
         rule.sourceStart = valueStart;
@@ -355,51 +380,32 @@ export class IptablesSaveParser {
       }
       i = valueEnd + 1;
     }
-    let from = Math.min(i, end) - 1; // the space before the next option
-    for (;;) {
-      const jump = this.next(JUMP_NEEDLE, text, from);
-      const goto = this.next(GOTO_NEEDLE, text, from);
-      const quote = this.next(QUOTE_NEEDLE, text, from);
-      const target = Math.min(jump, goto);
-      if (quote < target && quote < end) {
-        from = this.skipQuoted(text, quote, end, lineStart);
+    // The target: the first ` -j `/` -g ` outside quoted strings. A plain scan:
+    // the target mostly follows -s/-d at once, and indexOf of a longer string
+    // costs more per call than this whole loop.
+    for (let k = i; k < end; k++) {
+      const c = text.charCodeAt(k);
+      if (c === QUOTE) {
+        k = this.skipQuoted(text, k, end, lineStart) - 1;
         continue;
       }
-      if (target >= end) return; // no target: a counting-only rule
-      const valueStart = target + 4;
-      let valueEnd = text.indexOf(' ', valueStart);
-      if (valueEnd === -1 || valueEnd > end) valueEnd = end;
-      if (valueEnd === valueStart) this.fail(`${goto < jump ? '-g' : '-j'} without a value`, text, lineStart, end);
-      rule.goto = goto < jump;
+      if (c !== DASH || text.charCodeAt(k - 1) !== SPACE || (k + 2 < end && text.charCodeAt(k + 2) !== SPACE)) continue;
+      const letter = text.charCodeAt(k + 1);
+      if (letter !== 106 /* j */ && letter !== 103 /* g */) continue;
+      const valueStart = Math.min(k + 3, end);
+      const valueEnd = spaceOrEnd(text, valueStart, end);
+      if (valueEnd === valueStart) this.fail(`-${String.fromCharCode(letter)} without a value`, text, lineStart, end);
+      rule.goto = letter === 103;
       if (valueEnd - valueStart === 4 && text.startsWith('MARK', valueStart)) {
         rule.jump = 'MARK';
         const option = valueEnd + 1;
         const length = text.startsWith('--set-xmark ', option) ? 12 : text.startsWith('--set-mark ', option) ? 11 : 0;
-        if (length > 0) {
-          let markEnd = text.indexOf(' ', option + length);
-          if (markEnd === -1 || markEnd > end) markEnd = end;
-          this.markValue(rule, text, option + length, markEnd, lineStart, end);
-        }
+        if (length > 0) this.markValue(rule, text, option + length, spaceOrEnd(text, option + length, end), lineStart, end);
       } else {
         rule.jump = text.slice(valueStart, valueEnd);
       }
       return;
     }
-  }
-
-  /** The next position of a needle in `text` at or after `from` (Infinity when none), memoized per text. */
-  private next(needle: number, text: string, from: number): number {
-    if (this.memoText !== text) {
-      this.memoText = text;
-      this.memo.fill(-1);
-    }
-    let at = this.memo[needle]!;
-    if (at !== Infinity && at < from) {
-      const found = text.indexOf(NEEDLES[needle]!, from);
-      at = found === -1 ? Infinity : found;
-      this.memo[needle] = at;
-    }
-    return at;
   }
 
   private skipQuoted(text: string, i: number, end: number, lineStart: number): number {
@@ -416,17 +422,20 @@ export class IptablesSaveParser {
     let slash = text.indexOf('/', start);
     if (slash === -1 || slash > end) slash = end;
     const mark = parseU32(text, start, slash);
-    const mask = slash === end ? 0xffffffff : parseU32(text, slash + 1, end);
+    // The full mask, as the tunnel client writes it, without a call that would box the large value.
+    const full = slash === end || (end - slash === 11 && text.startsWith('/0xffffffff', slash));
+    const mask = full ? 0xffffffff : parseU32(text, slash + 1, end);
     if (mark === undefined || mask === undefined) this.fail(`bad mark value ${text.slice(start, end)}`, text, lineStart, lineEnd);
     rule.mark = mark;
     rule.markMask = mask;
   }
 }
 
-const JUMP_NEEDLE = 0;
-const GOTO_NEEDLE = 1;
-const QUOTE_NEEDLE = 2;
-const NEEDLES = [' -j ', ' -g ', '"'];
+/** The position of the first space in text[from, end), or end. (indexOf of one character is cheap; of several, not.) */
+function spaceOrEnd(text: string, from: number, end: number): number {
+  const i = text.indexOf(' ', from);
+  return i === -1 || i > end ? end : i;
+}
 
 function isDigit(c: number): boolean {
   return c >= 48 && c <= 57;

@@ -82,6 +82,58 @@ describe('monotonic totals from per-rule deltas', () => {
     assert.equal(gw.totals('alice').txPackets, 9n);
   });
 
+  // Each rule is first tried against the rule at its place in the last reading;
+  // these check that the guess never pairs a rule with another one.
+  test('a rule inserted ahead or removed shifts the others: each still pairs with itself', async () => {
+    const gw = new TestGateway(USERS);
+    const bobTx = (p: number) => `[${p}:${p}] -A POSTROUTING -s 10.8.0.3/32 -d 192.0.2.7/32 -j MARK --set-xmark 0x67/0xffffffff`;
+    await gw.read({ ipv4: dump(aliceTx(10, 10), bobTx(100)) });
+    await gw.read({ ipv4: dump(aliceRx(1, 1), aliceTx(11, 11), bobTx(105)) });
+    await gw.read({ ipv4: dump(aliceTx(13, 13), bobTx(106)) });
+    assert.deepEqual(gw.totals('alice'), t(1n, 13n, 1n, 13n));
+    assert.deepEqual(gw.totals('bob'), t(0n, 106n, 0n, 106n));
+  });
+
+  test('identical rules shifted by an insertion still pair in order (no false reset)', async () => {
+    const gw = new TestGateway(USERS);
+    await gw.read({ ipv4: dump(aliceTx(100, 100), aliceTx(5, 5)) });
+    // At place 1 is now the first of the identical rules, where the second was.
+    await gw.read({ ipv4: dump(aliceRx(0, 0), aliceTx(110, 110), aliceTx(6, 6)) });
+    assert.equal(gw.totals('alice').txPackets, 116n);
+  });
+
+  test('a failed reading that saw other rules does not disturb the next one', async () => {
+    const gw = new TestGateway(USERS);
+    await gw.read({ ipv4: dump(aliceTx(10, 10), aliceRx(20, 20)) });
+    const [failed] = await gw.read({ ipv4: dump(aliceRx(21, 21), aliceTx(99, 99), aliceTx(1, 1)).replace('COMMIT\n', '') });
+    assert.ok(failed && !failed.ok);
+    await gw.read({ ipv4: dump(aliceTx(12, 12), aliceRx(22, 22)) });
+    await gw.read({ ipv4: dump(aliceTx(13, 13), aliceRx(23, 23)) });
+    assert.deepEqual(gw.totals('alice'), t(23n, 13n, 23n, 13n));
+  });
+
+  test('a counter crossing 2^53 and reset back below stays exact', async () => {
+    const gw = new TestGateway(USERS);
+    const below = 2n ** 53n - 2n;
+    await gw.read({ ipv4: dump(aliceTx(below, 1)) });
+    await gw.read({ ipv4: dump(aliceTx(below + 5n, 2)) });
+    await gw.read({ ipv4: dump(aliceTx(3, 3)) });
+    await gw.read({ ipv4: dump(aliceTx(4, 4)) });
+    assert.deepEqual(gw.totals('alice'), t(0n, below + 5n + 4n, 0n, 6n));
+  });
+
+  test('a mark that gains an owner in a sync counts for that owner from the next reading', async () => {
+    const unowned = { users: USERS.users, marks: [USERS.marks[0]!] };
+    const gw = new TestGateway(unowned);
+    const bobTx = (p: number) => `[${p}:${p}] -A POSTROUTING -s 10.8.0.3/32 -d 192.0.2.7/32 -j MARK --set-xmark 0x67/0xffffffff`;
+    await gw.read({ ipv4: dump(bobTx(5)) });
+    // Not in the pool: its addresses decide (bob). Then the pool gives mark 0x67 to nobody.
+    gw.sync({ users: USERS.users, marks: [USERS.marks[0]!, { mark_id: 103, sips: ['192.0.2.50'], dips: ['192.0.2.7'] }] }, 1);
+    await gw.read({ ipv4: dump(bobTx(8)) });
+    assert.equal(gw.totals('bob').txPackets, 5n);
+    assert.equal(gw.unattributed().txPackets, 3n);
+  });
+
   test('a mark moved to a rule with other addresses is a new rule: its whole counter counts', async () => {
     const gw = new TestGateway(USERS);
     await gw.read({ ipv4: dump(aliceTx(100, 100)) });

@@ -141,6 +141,7 @@ describe('parseIptablesSave rejects what iptables-save does not print', () => {
     ['a truncated dump', `${header}[0:0] -A PREROUTING -j ACCEPT\n`, /without COMMIT/, 3],
     ['a rule outside a table', '[0:0] -A PREROUTING -j ACCEPT\n', /outside a table/, 1],
     ['a bad mark', `${header}[0:0] -A PREROUTING -j MARK --set-xmark 0xZZ/0xff\nCOMMIT\n`, /bad mark value/, 3],
+    ['a target without a value', `${header}[0:0] -A PREROUTING -s 10.0.0.1/32 -j\nCOMMIT\n`, /-j without a value/, 3],
     ['an unterminated quote', `${header}[0:0] -A PREROUTING -m comment --comment "open -j ACCEPT\nCOMMIT\n`, /unterminated/, 3],
     ['a nested table', `${header}*filter\nCOMMIT\n`, /not closed by COMMIT/, 3],
   ];
@@ -156,6 +157,29 @@ describe('parseIptablesSave rejects what iptables-save does not print', () => {
   test('empty output is no tables (an empty table, not an error)', () => {
     assert.deepEqual(parseIptablesSave(''), []);
     assert.equal(findTable([], 'mangle').rules.length, 0);
+  });
+
+  test('targets and marks in each form: the first -j/-g outside quotes, a partial mask, the old syntax', () => {
+    const rules = findTable(
+      parseIptablesSave(
+        `${header}:MM - [0:0]\n` +
+          '[1:2] -A PREROUTING -m comment --comment "not -j ACCEPT here" -j MARK --set-xmark 0x5/0xff\n' +
+          '[1:2] -A PREROUTING ! -s 10.0.0.1/32 -d 10.0.0.2/32 -g MM\n' +
+          '[1:2] -A PREROUTING -j MARK --set-mark 0x10\n' +
+          '[1:2] -A PREROUTING -p tcp -j LOG --log-prefix "x -j MARK --set-xmark 0x1/0x1"\n' +
+          'COMMIT\n',
+      ),
+      'mangle',
+    ).rules;
+    assert.deepEqual(
+      rules.map((r) => [r.jump, r.goto, r.mark, r.markMask, r.source, r.destination]),
+      [
+        ['MARK', false, 5, 0xff, undefined, undefined],
+        ['MM', true, undefined, undefined, undefined, '10.0.0.2/32'],
+        ['MARK', false, 0x10, 0xffffffff, undefined, undefined],
+        ['LOG', false, undefined, undefined, undefined, undefined],
+      ],
+    );
   });
 
   test('CRLF line ends are tolerated', () => {
