@@ -25,10 +25,14 @@ export function userKey(owner: SeriesOwner): string {
   return owner.mark_id === undefined ? base : `${base} ${owner.mark_id} ${owner.peer_ip ?? ''}`;
 }
 
+let lastId = 0;
+
 /** byMark's value for a mark the pool knows but no user owns. */
 export const NO_USER = -1;
 
 export interface MarkMap {
+  /** Differs between any two mappings of this process: lets per-rule caches name a mapping without holding it. */
+  id: number;
   /** The series owners: the users, or with breakdown by mark the users' marks. */
   users: readonly SeriesOwner[];
   /** userKey of users[i], computed once. */
@@ -68,7 +72,7 @@ export function buildMarkMap(snapshot: UsersSnapshot, breakdown: Breakdown = 'us
     }
     byMark.set(entry.mark_id, owner);
   }
-  return { users, keys: users.map(userKey), byMark, byIp, conflicts };
+  return { id: ++lastId, users, keys: users.map(userKey), byMark, byIp, conflicts };
 }
 
 /** An empty mapping: every rule is unattributed until the first 'sync'. */

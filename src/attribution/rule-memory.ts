@@ -28,10 +28,11 @@ export interface CounterDelta {
 
 /**
  * What a reading may cache per rule (TableReading keeps the rule's owners
- * here): `cachedFor` says which mapping the cached values belong to.
+ * here): `cachedFor` says which mapping the cached values belong to (an id, not
+ * the mapping itself, so that idle rules do not keep old mappings alive).
  */
 export interface RuleCache {
-  cachedFor: object | undefined;
+  cachedFor: number;
   tx: number;
   rx: number;
 }
@@ -157,7 +158,7 @@ export class RuleMemory {
         byMark,
         mark,
         head: first === undefined,
-        cachedFor: undefined,
+        cachedFor: 0,
         tx: 0,
         rx: 0,
         source: detach(viewSource(rule)),

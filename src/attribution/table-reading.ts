@@ -123,7 +123,7 @@ export class TableReading implements SaveVisitor {
 
     let tx: number;
     let rx: number;
-    if (cache !== undefined && cache.cachedFor === this.map) {
+    if (cache !== undefined && cache.cachedFor === this.map.id) {
       // The rule's owners under this mapping were found in an earlier reading.
       tx = cache.tx;
       rx = cache.rx;
@@ -140,7 +140,7 @@ export class TableReading implements SaveVisitor {
         rx = destination ?? source ?? UNATTRIBUTED;
       }
       if (cache !== undefined) {
-        cache.cachedFor = this.map;
+        cache.cachedFor = this.map.id;
         cache.tx = tx;
         cache.rx = rx;
       }
