@@ -95,7 +95,6 @@ export class Agent {
       resource: buildResource(VERSION),
       exportIntervalMs: settings.export.intervalMs,
       exportTimeoutMs: settings.export.timeoutMs,
-      cardinalityLimit: settings.limits.maxUsers + 1,
       protocol: settings.export.protocol,
       prometheus: settings.export.prometheus.port > 0 ? settings.export.prometheus : undefined,
       createExporter: options.createExporter,
@@ -165,7 +164,6 @@ export class Agent {
     const expired = this.accumulator.expireRemoved(Date.now(), this.options.settings.users.removedGraceMs);
     if (expired.length > 0) {
       this.log.info('removed users are no longer exported', { users: expired.map((u) => u.user_code) });
-      await this.pipeline.rebuild();
     }
   }
 
@@ -230,7 +228,7 @@ export class Agent {
   }
 
   private onSync(document: UsersSnapshot): void {
-    // Past limits.maxUsers the SDK would fold series into an overflow series: refuse, count and say so.
+    // limits.maxUsers bounds memory and the series sent on: refuse the rest, count and say so.
     const { maxUsers } = this.options.settings.limits;
     const refused = Math.max(0, document.users.length - maxUsers);
     const snapshot = refused > 0 ? { ...document, users: document.users.slice(0, maxUsers) } : document;

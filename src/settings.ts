@@ -227,7 +227,7 @@ const schema = {
   },
   limits: {
     maxUsers: {
-      doc: 'Most user series one instrument exports; the SDK folds any beyond into an overflow series.',
+      doc: 'Most users taken from the users document; the rest are refused (logged and counted) and their traffic is unattributed.',
       format: 'positive-int',
       default: 50000,
       env: 'MARKMETER_MAX_USERS',

@@ -19,6 +19,8 @@ export interface Totals {
 export interface UserSeries {
   user: SeriesOwner;
   totals: Totals;
+  /** When the series began (ms since epoch): the start of its cumulative sums. */
+  since: number;
   /** When the user left the users document (ms since epoch); unset while present. */
   removedAt?: number;
 }
@@ -41,7 +43,7 @@ export class Accumulator {
       present.add(key);
       const existing = this.series.get(key);
       if (existing) delete existing.removedAt;
-      else this.series.set(key, { user, totals: zeroTotals() });
+      else this.series.set(key, { user, totals: zeroTotals(), since: now });
     }
     for (const [key, entry] of this.series) {
       if (!present.has(key) && entry.removedAt === undefined) entry.removedAt = now;

@@ -1,7 +1,9 @@
 /**
- * Registers every instrument on a meter and observes them all from one batch
- * callback. The callback only reads the latest totals: the collection loop runs
- * on its own timer, so a slow iptables-save never stalls an export.
+ * Registers the self-telemetry and interface instruments on a meter and
+ * observes them all from one batch callback (the per-user series are produced
+ * apart: see user-series.ts). The callback only reads the latest state: the
+ * collection loop runs on its own timer, so a slow iptables-save never stalls
+ * an export.
  */
 import { ValueType, type Attributes, type BatchObservableResult, type Meter, type Observable } from '@opentelemetry/api';
 import type { Totals, UserSeries } from '../attribution/accumulator.js';
@@ -14,18 +16,13 @@ import {
   ATTR_REASON,
   ATTR_RESULT,
   ATTR_SOURCE,
-  ATTR_USER_CODE,
-  ATTR_USER_INTRA_IP,
-  ATTR_MARK_ID,
-  ATTR_PEER_IP,
   INTERFACE_METRICS,
   SELF_METRICS,
-  USER_METRICS,
   type MetricSpec,
 } from './semconv.js';
 import type { SelfStats } from './self-stats.js';
 
-/** What the callback reads: the latest state, owned by the agent. */
+/** What the exports read: the latest state, owned by the agent. */
 export interface TelemetryView {
   users(): Iterable<UserSeries>;
   unattributed(): Totals;
@@ -39,12 +36,6 @@ export function registerInstruments(meter: Meter, view: TelemetryView): void {
   const gauge = (m: MetricSpec, valueType = ValueType.INT) =>
     meter.createObservableGauge(m.name, { unit: m.unit, description: m.description, valueType });
 
-  const user = {
-    rxPackets: counter(USER_METRICS.rxPackets),
-    txPackets: counter(USER_METRICS.txPackets),
-    rxBytes: counter(USER_METRICS.rxBytes),
-    txBytes: counter(USER_METRICS.txBytes),
-  };
   const iface = { rxPackets: counter(INTERFACE_METRICS.rxPackets), txPackets: counter(INTERFACE_METRICS.txPackets) };
   const self = {
     duration: gauge(SELF_METRICS.collectionDuration, ValueType.DOUBLE),
@@ -62,21 +53,10 @@ export function registerInstruments(meter: Meter, view: TelemetryView): void {
     exportFailures: counter(SELF_METRICS.exportFailures),
   };
 
-  const observables: Observable[] = [...Object.values(user), ...Object.values(iface), ...Object.values(self)];
+  const observables: Observable[] = [...Object.values(iface), ...Object.values(self)];
   meter.addBatchObservableCallback((result) => {
     const observe = (instrument: Observable, value: Count | number, attributes?: Attributes) =>
       result.observe(instrument, Number(value), attributes);
-    for (const { user: u, totals } of view.users()) {
-      const attributes: Attributes = { [ATTR_USER_CODE]: u.user_code, [ATTR_USER_INTRA_IP]: u.user_intra_ip };
-      if (u.mark_id !== undefined) {
-        attributes[ATTR_MARK_ID] = u.mark_id;
-        attributes[ATTR_PEER_IP] = u.peer_ip ?? '';
-      }
-      observe(user.rxPackets, totals.rxPackets, attributes);
-      observe(user.txPackets, totals.txPackets, attributes);
-      observe(user.rxBytes, totals.rxBytes, attributes);
-      observe(user.txBytes, totals.txBytes, attributes);
-    }
     for (const t of view.interfaces()) {
       observe(iface.rxPackets, t.rxPackets, { [ATTR_IFACE]: t.iface });
       observe(iface.txPackets, t.txPackets, { [ATTR_IFACE]: t.iface });

@@ -1,10 +1,9 @@
 /**
  * The OpenTelemetry side: resource, MeterProvider, periodic reader and the OTLP
- * exporter. The provider is passed to nothing global, so it can be rebuilt:
- * the SDK keeps exporting an asynchronous series that is no longer observed for
- * as long as its MeterProvider lives, so dropping a removed user's series means
- * building a new provider. All state worth keeping (totals, self-stats) lives
- * outside the SDK, so a rebuild loses nothing and no counter goes back.
+ * exporter (and the Prometheus reader when asked). Self-telemetry goes through
+ * SDK instruments; the per-user series come from the UserSeriesProducer, which
+ * both readers collect besides the SDK's own. All state worth keeping (totals,
+ * self-stats) lives outside the SDK, so nothing in it ever goes back.
  */
 import { createServer, type Server } from 'node:http';
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
@@ -22,6 +21,7 @@ import type { Logger } from '../log.js';
 import type { ExportProtocol } from '../settings.js';
 import { registerInstruments, type TelemetryView } from './instruments.js';
 import { METER_NAME } from './semconv.js';
+import { UserSeriesProducer } from './user-series.js';
 
 /** SDK messages about a failed or timed-out push: the pipeline reports those itself, once per outage. */
 export const SDK_EXPORT_FAILURE = /metrics export (failed|timed out)/;
@@ -30,49 +30,44 @@ export interface PipelineOptions {
   resource: Resource;
   exportIntervalMs: number;
   exportTimeoutMs: number;
-  /** Largest number of series one instrument may hold before the SDK folds them into an overflow series. */
-  cardinalityLimit: number;
   view: TelemetryView;
   log: Logger;
   /** The OTLP/HTTP encoding of the default exporter. */
   protocol: ExportProtocol;
-  /** Also serve /metrics for Prometheus to scrape (the pipeline's own listener survives rebuilds). */
+  /** Also serve /metrics for Prometheus to scrape. */
   prometheus?: { host: string; port: number };
   /** Defaults to the OTLP/HTTP exporter configured from the standard OTEL_EXPORTER_OTLP_* variables. */
   createExporter?: () => PushMetricExporter;
 }
 
-interface Generation {
-  provider: MeterProvider;
-  exporter: GatedExporter;
-  /** The pull reader of this generation, when export.prometheus.port is set. */
-  prometheus: PrometheusExporter | undefined;
-}
-
 export class TelemetryPipeline {
-  private current: Generation;
+  private readonly provider: MeterProvider;
+  private readonly exporter: GatedExporter;
+  /** The pull reader, when export.prometheus.port is set. */
+  private readonly prometheus: PrometheusExporter | undefined;
   private readonly health: ExportHealth = { failing: false };
 
   constructor(private readonly options: PipelineOptions) {
-    this.current = this.build();
-  }
-
-  /** Replaces the provider; series no longer observed are gone from the next export on. */
-  async rebuild(): Promise<void> {
-    const old = this.current;
-    this.current = this.build();
-    // Closing first keeps the old provider's shutdown flush from pushing the dropped series once more.
-    old.exporter.close();
-    await old.provider.shutdown().catch((error: unknown) => this.options.log.warn('old meter provider did not shut down cleanly', { error }));
+    this.exporter = new GatedExporter(options.createExporter?.() ?? createOtlpExporter(options.protocol), options, this.health);
+    const users = new UserSeriesProducer(() => options.view.users(), options.resource);
+    const reader = new PeriodicExportingMetricReader({
+      exporter: this.exporter,
+      exportIntervalMillis: options.exportIntervalMs,
+      exportTimeoutMillis: Math.min(options.exportTimeoutMs, options.exportIntervalMs),
+      metricProducers: [users],
+    });
+    this.prometheus = options.prometheus ? new PrometheusExporter({ preventServerStart: true, metricProducers: [users] }) : undefined;
+    this.provider = new MeterProvider({ resource: options.resource, readers: this.prometheus ? [reader, this.prometheus] : [reader] });
+    registerInstruments(this.provider.getMeter(METER_NAME), options.view);
   }
 
   /** Pushes the latest totals now. */
   async flush(): Promise<void> {
-    await this.current.provider.forceFlush();
+    await this.provider.forceFlush();
   }
 
   async shutdown(): Promise<void> {
-    await this.current.provider.shutdown();
+    await this.provider.shutdown();
   }
 
   /**
@@ -80,7 +75,7 @@ export class TelemetryPipeline {
    * not hold up a stopping container. Resolves whether the last push made it.
    */
   async finish(pushWithinMs: number): Promise<boolean> {
-    const { provider, exporter } = this.current;
+    const { provider, exporter } = this;
     const pushed = await within(provider.forceFlush().then(() => !this.health.failing), pushWithinMs);
     // Closed, the exporter answers the shutdown's own flush at once.
     exporter.close();
@@ -88,25 +83,7 @@ export class TelemetryPipeline {
     return pushed === true;
   }
 
-  private build(): Generation {
-    const { options } = this;
-    const exporter = new GatedExporter(options.createExporter?.() ?? createOtlpExporter(options.protocol), options, this.health);
-    const reader = new PeriodicExportingMetricReader({
-      exporter,
-      exportIntervalMillis: options.exportIntervalMs,
-      exportTimeoutMillis: Math.min(options.exportTimeoutMs, options.exportIntervalMs),
-      cardinalityLimits: { default: options.cardinalityLimit },
-    });
-    const prometheus = options.prometheus ? new PrometheusExporter({ preventServerStart: true }) : undefined;
-    const provider = new MeterProvider({ resource: options.resource, readers: prometheus ? [reader, prometheus] : [reader] });
-    registerInstruments(provider.getMeter(METER_NAME), options.view);
-    return { provider, exporter, prometheus };
-  }
-
-  /**
-   * Starts the /metrics listener: it answers from whichever provider is
-   * current, so a rebuild does not need a new port.
-   */
+  /** Starts the /metrics listener (our own server, bound to export.prometheus host and port). */
   async servePrometheus(): Promise<Server | undefined> {
     const config = this.options.prometheus;
     if (!config) return undefined;
@@ -115,7 +92,7 @@ export class TelemetryPipeline {
         response.writeHead(404).end('not found: try /metrics\n');
         return;
       }
-      this.current.prometheus!.getMetricsRequestHandler(request, response);
+      this.prometheus!.getMetricsRequestHandler(request, response);
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', (error) => reject(new Error(`export.prometheus.port ${config.port}: ${(error as Error).message}`, { cause: error })));
@@ -140,7 +117,7 @@ function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
   return Promise.race([promise.catch(() => undefined), timeout]).finally(() => clearTimeout(timer));
 }
 
-/** Whether pushes are failing now: shared by every generation, so an outage is logged once, not per provider. */
+/** Whether pushes are failing now, so that an outage is logged when it starts and when it ends. */
 interface ExportHealth {
   failing: boolean;
 }
@@ -148,8 +125,8 @@ interface ExportHealth {
 /**
  * Counts failed pushes and logs an outage when it starts and when it ends; a
  * push that has not answered within the export timeout counts as failed (the
- * SDK's reader gives up on it then). Can be closed so a retired provider
- * exports nothing more.
+ * SDK's reader gives up on it then). Can be closed, so that the shutdown after
+ * the last push pushes nothing more.
  */
 class GatedExporter implements PushMetricExporter {
   private closed = false;

@@ -1,6 +1,6 @@
 /**
- * Plain counters the agent keeps about itself. They live here, not in SDK
- * instruments, so they survive a rebuild of the MeterProvider and never go back.
+ * Plain counters the agent keeps about itself, read by the export callback:
+ * the agent's parts count here without knowing about OpenTelemetry.
  */
 
 export interface SourceStats {

@@ -267,7 +267,6 @@ async function exportCost(): Promise<void> {
       resource: resourceFromAttributes({ 'service.name': 'markmeter-bench' }),
       exportIntervalMs: 3_600_000,
       exportTimeoutMs: 30_000,
-      cardinalityLimit: USERS + 1,
       protocol,
       log: createLogger('error'),
       view: { users: () => accumulator.users(), unattributed: () => accumulator.unattributed, interfaces: () => [], stats: new SelfStats() },

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { millisToHrTime } from '@opentelemetry/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { AggregationTemporality, InMemoryMetricExporter, type ResourceMetrics } from '@opentelemetry/sdk-metrics';
 import { Accumulator } from '../../src/attribution/accumulator.js';
@@ -37,7 +38,6 @@ function setup() {
     resource: resourceFromAttributes({ 'service.name': 'markmeter-test' }),
     exportIntervalMs: 3_600_000,
     exportTimeoutMs: 5_000,
-    cardinalityLimit: 100,
     protocol: 'http/json',
     log: createLogger('silent'),
     view: { users: () => accumulator.users(), unattributed: () => accumulator.unattributed, interfaces: () => [], stats },
@@ -60,7 +60,8 @@ function setup() {
 describe('TelemetryPipeline', () => {
   test('exports the four per-user counters with user_code and user_intra_ip, cumulative and monotonic', async () => {
     const { accumulator, exporters, pipeline, reading } = setup();
-    accumulator.setUsers([alice, bob], Date.now());
+    const since = Date.now();
+    accumulator.setUsers([alice, bob], since);
     reading(alice, 3n); reading(bob, 5n);
     await pipeline.flush();
     const exported = exporters[0]!.getMetrics();
@@ -68,27 +69,16 @@ describe('TelemetryPipeline', () => {
     assert.equal(p.get('net_user_tx_packets')?.get('alice@10.8.0.2'), 3);
     assert.equal(p.get('net_user_tx_bytes')?.get('bob@fd00:8::2'), 500);
     assert.equal(p.get('net_user_rx_packets')?.get('bob@fd00:8::2'), 0);
-    const metric = exported[0]!.scopeMetrics[0]!.metrics.find((m) => m.descriptor.name === 'net_user_rx_bytes')!;
+    const metric = exported[0]!.scopeMetrics.flatMap((scope) => scope.metrics).find((m) => m.descriptor.name === 'net_user_rx_bytes')!;
     assert.equal(metric.descriptor.unit, 'By');
     assert.equal(metric.aggregationTemporality, AggregationTemporality.CUMULATIVE);
     assert.equal((metric as { isMonotonic?: boolean }).isMonotonic, true);
+    // Cumulative sums start when the user's series began.
+    assert.deepEqual(metric.dataPoints[0]!.startTime, millisToHrTime(since));
     await pipeline.shutdown();
   });
 
-  test('the SDK alone keeps exporting a series no longer observed (why removal rebuilds the provider)', async () => {
-    const { accumulator, exporters, pipeline, reading } = setup();
-    accumulator.setUsers([alice, bob], 0);
-    reading(alice, 1n); reading(bob, 2n);
-    await pipeline.flush();
-    accumulator.setUsers([alice], 0);
-    accumulator.expireRemoved(1, 0);
-    await pipeline.flush();
-    // bob is no longer observed, yet the same provider still exports him: this is the SDK's behaviour.
-    assert.equal(points(exporters[0]!.getMetrics()).get('net_user_tx_packets')?.get('bob@fd00:8::2'), 2);
-    await pipeline.shutdown();
-  });
-
-  test('after a rebuild a removed user has no point at all while the others continue unchanged', async () => {
+  test('a removed user is exported through the grace period, then has no point at all; the others continue unchanged', async () => {
     const { accumulator, stats, exporters, pipeline, reading } = setup();
     accumulator.setUsers([alice, bob], 0);
     reading(alice, 10n); reading(bob, 20n);
@@ -101,21 +91,29 @@ describe('TelemetryPipeline', () => {
     assert.equal(points(exporters[0]!.getMetrics()).get('net_user_tx_packets')?.get('bob@fd00:8::2'), 20, 'kept during grace');
 
     assert.deepEqual(accumulator.expireRemoved(1000 + 300_000, 300_000), [bob]);
-    const exportsBefore = exporters[0]!.getMetrics().length;
-    await pipeline.rebuild();
-    assert.equal(exporters.length, 2);
-    assert.equal(exporters[0]!.getMetrics().length, exportsBefore, 'the retired provider pushed nothing more');
-
     reading(alice, 15n);
     await pipeline.flush();
-    const p = points(exporters[1]!.getMetrics());
+    const p = points(exporters[0]!.getMetrics());
     for (const name of ['net_user_rx_packets', 'net_user_tx_packets', 'net_user_rx_bytes', 'net_user_tx_bytes']) {
       assert.equal(p.get(name)?.has('bob@fd00:8::2'), false, `${name} has no point for bob`);
     }
     assert.equal(p.get('net_user_tx_packets')?.get('alice@10.8.0.2'), 15, 'alice continues from her total');
     assert.equal(p.get('net_user_tx_bytes')?.get('alice@10.8.0.2'), 1500);
-    // Self-telemetry lives outside the SDK: it does not go back to zero on a rebuild.
     assert.equal(p.get('markmeter_collection_errors')?.get('{"kind":"timeout"}'), 3);
+    await pipeline.shutdown();
+  });
+
+  test('every user reaches the export, far past the SDK\'s default cardinality limit of 2000 series', async () => {
+    const { accumulator, exporters, pipeline } = setup();
+    const users = Array.from({ length: 2500 }, (_, i) => ({ user_code: `u${i}`, user_intra_ip: `10.9.${i >> 8}.${i & 255}` }));
+    accumulator.setUsers(users, 0);
+    users.forEach((user, i) => accumulator.add(userKey(user), 'rx', i, 10 * i));
+    await pipeline.flush();
+    const p = points(exporters[0]!.getMetrics());
+    for (const name of ['net_user_rx_packets', 'net_user_tx_packets', 'net_user_rx_bytes', 'net_user_tx_bytes']) {
+      assert.equal(p.get(name)?.size, 2500, `${name}: one point per user, no overflow series`);
+    }
+    assert.equal(p.get('net_user_rx_bytes')?.get('u2499@10.9.9.195'), 24990);
     await pipeline.shutdown();
   });
 
@@ -125,7 +123,7 @@ describe('TelemetryPipeline', () => {
     accumulator.setUsers([owner], 0);
     accumulator.add(userKey(owner), 'tx', 4, 400);
     await pipeline.flush();
-    const metric = exporters[0]!.getMetrics().at(-1)!.scopeMetrics[0]!.metrics.find((m) => m.descriptor.name === 'net_user_tx_packets')!;
+    const metric = exporters[0]!.getMetrics().at(-1)!.scopeMetrics.flatMap((scope) => scope.metrics).find((m) => m.descriptor.name === 'net_user_tx_packets')!;
     assert.deepEqual(metric.dataPoints.map((p) => [p.attributes, p.value]), [
       [{ user_code: 'alice', user_intra_ip: '10.8.0.2', mark_id: '101', peer_ip: '192.0.2.7' }, 4],
     ]);
