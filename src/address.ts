@@ -9,11 +9,28 @@ export function canonicalIp(text: string): string | undefined {
   const family = isIP(text);
   if (family === 4) return text;
   if (family === 6) {
-    // The WHATWG URL parser serialises IPv6 hosts the RFC 5952 way, like inet_ntop.
+    // The WHATWG URL parser serialises IPv6 hosts the RFC 5952 way, as inet_ntop
+    // does, except for the addresses inet_ntop ends with a dotted IPv4 address.
     if (text.includes('%')) return undefined;
-    return new URL(`http://[${text}]/`).hostname.slice(1, -1);
+    return withDottedTail(new URL(`http://[${text}]/`).hostname.slice(1, -1));
   }
   return undefined;
+}
+
+/**
+ * glibc's inet_ntop writes the last 32 bits as a dotted IPv4 address when the
+ * longest run of zero groups starts the address and is 6 groups long
+ * (`::10.0.0.1`), or 5 followed by ffff (`::ffff:10.0.0.1`, IPv4-mapped);
+ * ip6tables-save prints rule addresses that way.
+ */
+function withDottedTail(compressed: string): string {
+  const match = /^::(ffff:)?([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(compressed);
+  if (match === null) return compressed;
+  const high = parseInt(match[2]!, 16);
+  const low = parseInt(match[3]!, 16);
+  // Without ffff the zero run must be exactly 6 groups: a zero 7th group would make it longer (`::2` stays).
+  if (match[1] === undefined && high === 0) return compressed;
+  return `::${match[1] ?? ''}${high >> 8}.${high & 255}.${low >> 8}.${low & 255}`;
 }
 
 /**
