@@ -146,7 +146,7 @@ async function steadyState(): Promise<void> {
   accumulator.setUsers(snapshot.users, 0);
   // Counters move between readings, like a live table's.
   let round = 0;
-  const text = () => small.dump.replace(/^\[(\d+):/gm, (_m, p: string) => `[${Number(p) + round}:`);
+  const text = () => advanced(small.dump, BigInt(round), 0n);
   const collector = new Collector([replay('ipv4', text)], { table: 'mangle', roots: ROOTS }, accumulator, () => map);
 
   for (; round < 200; round++) await collector.collect();

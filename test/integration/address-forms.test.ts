@@ -6,14 +6,10 @@
  * Real rules in a lab namespace, read by `markmeter snapshot` run inside it.
  */
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { test } from 'node:test';
-import { Lab, requireLab } from '../lab/netns.js';
-
-const CLI = resolve('dist/cli.js');
+import { CLI, withCliLab } from './cli-lab.js';
 
 /** [as the users document writes it, as the rule is written with ip6tables]. */
 const FORMS: [document: string, rule: string][] = [
@@ -28,11 +24,7 @@ const FORMS: [document: string, rule: string][] = [
 ];
 
 test('users are found by rule addresses whatever IPv6 form the document writes them in', { timeout: 60_000 }, async (t) => {
-  if (!(await requireLab(t))) return;
-  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first (npm test does)`);
-  const dir = await mkdtemp(join(tmpdir(), 'markmeter-forms-'));
-  const lab = await Lab.create();
-  try {
+  await withCliLab(t, async (lab, dir) => {
     const gw = lab.ns.gw;
     const users = join(dir, 'users.json');
     await writeFile(users, JSON.stringify({ users: FORMS.map(([address], i) => ({ user_code: `u${i}`, user_intra_ip: address })) }));
@@ -49,8 +41,5 @@ test('users are found by rule addresses whatever IPv6 form the document writes t
       FORMS.map((_, i) => [`u${i}`, i + 1, 100 * (i + 1)]),
     );
     assert.equal(printed.unattributed.tx_packets, 0);
-  } finally {
-    await lab.destroy();
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 });

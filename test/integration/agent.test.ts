@@ -13,8 +13,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { echoBytes, endProcess, GW_USERS_IFACE, Lab, labSupport } from '../lab/namespaces.js';
-import { NamespacedReceiver } from '../lab/receiver.js';
+import { echoBytes, endProcess, GW_USERS_IFACE, Lab, requireLab } from '../lab/netns.js';
+import { NamespacedReceiver } from '../lab/otlp-receiver.js';
 
 const CLI = resolve('dist/cli.js');
 
@@ -107,12 +107,7 @@ describe('markmeter run in a namespace lab', { concurrency: false }, () => {
   }
 
   before(async (t) => {
-    const support = await labSupport();
-    if (!support.ok) {
-      if (process.env.CI) throw new Error(`kernel-level test cannot run in CI: ${support.reason}`);
-      process.stderr.write(`\n!!! SKIPPING the namespace-lab integration test: ${support.reason} !!!\n\n`);
-      return;
-    }
+    if (!(await requireLab({ name: 'the namespace-lab integration test' }))) return;
     if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first (npm test does)`);
     dir = await mkdtemp(join(tmpdir(), 'markmeter-it-'));
     usersFile = join(dir, 'users.json');

@@ -4,21 +4,13 @@
  * auto) run inside it, and the totals read from the backend that holds the rules.
  */
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { test } from 'node:test';
-import { Lab, requireLab } from '../lab/netns.js';
-
-const CLI = resolve('dist/cli.js');
+import { CLI, withCliLab } from './cli-lab.js';
 
 test('auto picks the backend whose mangle table holds the rules', { timeout: 60_000 }, async (t) => {
-  if (!(await requireLab(t))) return;
-  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first (npm test does)`);
-  const dir = await mkdtemp(join(tmpdir(), 'markmeter-backend-'));
-  const lab = await Lab.create();
-  try {
+  await withCliLab(t, async (lab, dir) => {
     const gw = lab.ns.gw;
     const users = join(dir, 'users.json');
     await writeFile(users, JSON.stringify({ users: [{ user_code: 'alice', user_intra_ip: '10.8.0.2' }, { user_code: 'bob', user_intra_ip: '10.8.0.3' }] }));
@@ -49,8 +41,5 @@ test('auto picks the backend whose mangle table holds the rules', { timeout: 60_
       env: { ...process.env, MARKMETER_IPV6: 'false', MARKMETER_IPTABLES_BACKEND: 'legacy' },
     });
     assert.equal((JSON.parse(stdout) as { users: { rx_packets: number }[] }).users[0]!.rx_packets, 7);
-  } finally {
-    await lab.destroy();
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 });

@@ -8,7 +8,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Lab, labSupport } from '../lab/netns.js';
+import { Lab, requireLab } from '../lab/netns.js';
 import { NamespacedReceiver } from '../lab/otlp-receiver.js';
 
 const CLI = resolve('dist/cli.js');
@@ -34,12 +34,7 @@ describe('markmeter check', { concurrency: false }, () => {
   const healthy = () => ({ users: { file: join(dir, 'users.json') }, interfaces: { names: ['gu0'] }, health: { listen: '' } });
 
   before(async () => {
-    const support = await labSupport();
-    if (!support.ok) {
-      if (process.env.CI) throw new Error(`kernel-level test cannot run in CI: ${support.reason}`);
-      process.stderr.write(`\n!!! SKIPPING markmeter check tests: ${support.reason} !!!\n\n`);
-      return;
-    }
+    if (!(await requireLab({ name: 'markmeter check tests' }))) return;
     if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first (npm test does)`);
     dir = await mkdtemp(join(tmpdir(), 'markmeter-check-'));
     await writeFile(join(dir, 'users.json'), JSON.stringify(USERS));

@@ -13,8 +13,8 @@ import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { generateGateway, userIp } from '../bench/generate.js';
-import { endProcess } from '../lab/namespaces.js';
-import { NamespacedReceiver } from '../lab/receiver.js';
+import { endProcess } from '../lab/netns.js';
+import { NamespacedReceiver } from '../lab/otlp-receiver.js';
 
 const USERS = 20_000;
 const CLI = resolve('dist/cli.js');

@@ -14,7 +14,7 @@ import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { Lab, labSupport } from '../lab/netns.js';
+import { Lab, requireLab } from '../lab/netns.js';
 
 const CLI = resolve('dist/cli.js');
 const run = promisify(execFile);
@@ -27,12 +27,7 @@ describe('markmeter top', { concurrency: false }, () => {
   const tmux = (...args: string[]) => run('tmux', ['-L', socket, ...args]).then((r) => r.stdout);
 
   before(async () => {
-    const support = await labSupport();
-    if (!support.ok) {
-      if (process.env.CI) throw new Error(`kernel-level test cannot run in CI: ${support.reason}`);
-      process.stderr.write(`\n!!! SKIPPING markmeter top tests: ${support.reason} !!!\n\n`);
-      return;
-    }
+    if (!(await requireLab({ name: 'markmeter top tests' }))) return;
     try {
       await run('tmux', ['-V']);
     } catch {
