@@ -27,6 +27,7 @@ export class ConfigManager extends EventEmitter<ConfigManagerEvents> {
   constructor(
     private readonly source: UsersSource,
     private readonly debounceMs = 50,
+    private readonly parse: (text: string, source: string) => UsersSnapshot = parseUsersDocument,
   ) {
     super();
   }
@@ -86,13 +87,11 @@ export class ConfigManager extends EventEmitter<ConfigManagerEvents> {
     this.lastText = text;
     let snapshot: UsersSnapshot;
     try {
-      snapshot = parseUsersDocument(text, this.source.name);
+      snapshot = this.parse(text, this.source.name);
     } catch (error) {
-      if (error instanceof UsersDocumentError) {
-        this.emit('error', error);
-        return;
-      }
-      throw error;
+      // Anything else thrown is a bug the document found: still one error, never a crash of the reload.
+      this.emit('error', error instanceof UsersDocumentError ? error : new UsersDocumentError(this.source.name, undefined, `could not be validated (${String(error)})`, { cause: error }));
+      return;
     }
     this.snapshot = snapshot;
     this.emit('sync', snapshot);

@@ -7,6 +7,7 @@
 import { hostAddress, isAddressOrPrefix } from '../address.js';
 import { UsersDocumentError } from '../errors.js';
 import { parseU32 } from '../mangle/parse.js';
+import { preview as show } from './preview.js';
 
 export interface User {
   user_code: string;
@@ -100,9 +101,4 @@ function addressList(value: unknown, fail: (index: string, problem: string) => n
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function show(value: unknown): string {
-  const text = JSON.stringify(value);
-  return text === undefined ? String(value) : text.length > 60 ? `${text.slice(0, 60)}…` : text;
 }

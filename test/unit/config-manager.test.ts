@@ -2,12 +2,13 @@ import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { once } from 'node:events';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigManager } from '../../src/config-manager/config-manager.js';
 import { FileUsersSource } from '../../src/config-manager/file-source.js';
-import type { UsersSnapshot } from '../../src/config-manager/users-document.js';
-import type { UsersDocumentError } from '../../src/errors.js';
+import { parseUsersDocument, type UsersSnapshot } from '../../src/config-manager/users-document.js';
+import { UsersDocumentError } from '../../src/errors.js';
 
 const doc = (...codes: string[]) =>
   JSON.stringify({ users: codes.map((code, i) => ({ user_code: code, user_intra_ip: `10.8.0.${i + 2}` })) });
@@ -151,5 +152,35 @@ describe('ConfigManager with a file source', () => {
     await startManager();
     assert.equal(manager.current(), undefined);
     assert.ok(events[0] instanceof Error);
+  });
+
+  test('a document nested 10,000 deep is one error (no crash) and the last good mapping stays', async () => {
+    await writeFile(file, doc('alice'));
+    await startManager();
+    await writeFile(file, `{"users":[{"user_code":${'['.repeat(10_000)}${']'.repeat(10_000)},"user_intra_ip":"10.8.0.2"}]}`);
+    const [error] = (await once(manager, 'error')) as [UsersDocumentError];
+    assert.ok(error instanceof UsersDocumentError);
+    assert.equal(error.field, 'users[0].user_code');
+    assert.deepEqual(codes(manager.current()), ['alice']);
+  });
+
+  test('an unexpected error while validating is an error event, not a rejection, and the mapping stays', async () => {
+    await writeFile(file, doc('alice'));
+    const unexpected = new RangeError('Maximum call stack size exceeded');
+    // The validator with a bug for one document: whatever it throws must not escape the manager.
+    const parse = (text: string, source: string) => {
+      if (text.includes('bob')) throw unexpected;
+      return parseUsersDocument(text, source);
+    };
+    manager = new ConfigManager(new FileUsersSource(file, 200), 20, parse);
+    manager.on('error', (e) => events.push(e));
+    await manager.start();
+    await writeFile(file, doc('alice', 'bob'));
+    await assert.doesNotReject(manager.reload());
+    const error = events.at(-1);
+    assert.ok(error instanceof UsersDocumentError, `an error event, got ${String(error)}`);
+    assert.equal(error.cause, unexpected);
+    assert.match(error.message, /RangeError: Maximum call stack size exceeded/);
+    assert.deepEqual(codes(manager.current()), ['alice']);
   });
 });

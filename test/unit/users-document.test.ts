@@ -1,5 +1,10 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { promisify } from 'node:util';
 import { parseUsersDocument } from '../../src/config-manager/users-document.js';
 import { UsersDocumentError } from '../../src/errors.js';
 
@@ -79,4 +84,52 @@ describe('parseUsersDocument', () => {
       );
     });
   }
+
+  // A hostile document: values nested far deeper than any recursive walk survives.
+  const deep = (depth: number) => `${'['.repeat(depth)}${']'.repeat(depth)}`;
+  const hostile: [string, string, string][] = [
+    ['a user_code nested 10,000 arrays deep', `{"users":[{"user_code":${deep(10_000)},"user_intra_ip":"10.8.0.2"}]}`, 'users[0].user_code'],
+    ['a user_intra_ip nested 1,000,000 arrays deep', `{"users":[{"user_code":"a","user_intra_ip":${deep(1_000_000)}}]}`, 'users[0].user_intra_ip'],
+    ['a mark_id of 100,000 nested objects', `{"users":[],"marks":[{"mark_id":${'{"a":'.repeat(100_000)}1${'}'.repeat(100_000)}}]}`, 'marks[0].mark_id'],
+    ['sips of 100,000 keys', `{"users":[],"marks":[{"mark_id":1,"sips":{${Array.from({ length: 100_000 }, (_, i) => `"k${i}":${i}`).join(',')}}}]}`, 'marks[0].sips'],
+    ['a user_code of a million digits', `{"users":[{"user_code":${'9'.repeat(1_000_000)},"user_intra_ip":"10.8.0.2"}]}`, 'users[0].user_code'],
+  ];
+  for (const [name, text, field] of hostile) {
+    test(`rejects ${name} with the usual error and a short preview of the value`, () => {
+      assert.throws(
+        () => parseUsersDocument(text, SOURCE),
+        (error: unknown) => {
+          assert.ok(error instanceof UsersDocumentError, `a UsersDocumentError, got ${String(error)}`);
+          assert.equal(error.field, field);
+          assert.ok(error.message.length < 400, `a short message, got ${error.message.length} characters`);
+          return true;
+        },
+      );
+    });
+  }
+
+  test('a preview shows the start of the value and where it was cut', () => {
+    assert.throws(() => parseUsersDocument(`{"users":[{"user_code":${deep(10_000)},"user_intra_ip":"10.8.0.2"}]}`, SOURCE), /got \[\[\[\[\[.*…/);
+    assert.throws(() => parseUsersDocument(`{"users":[{"user_code":"a","user_intra_ip":"${'x'.repeat(100_000)}"}]}`, SOURCE), /got "xxxxx.*…/);
+    assert.throws(() => parseUsersDocument('{"users":[],"marks":[{"mark_id":{"a":[1,true,null]}}]}', SOURCE), /got \{"a":\[1,true,null\]\}(?!…)/);
+  });
+
+  test('the CLI rejects a 10,000-deep document with one line on stderr (run `npm run build` first)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'markmeter-deep-'));
+    try {
+      const file = join(dir, 'deep.json');
+      await writeFile(file, `{"users":[{"user_code":${deep(10_000)},"user_intra_ip":"10.8.0.2"}]}`);
+      const args = ['dist/cli.js', 'snapshot', '--users', file, '--input', 'test/fixtures/nft-v4-users.iptables-save'];
+      const result = await promisify(execFile)(process.execPath, args).then(
+        () => ({ code: 0, stdout: '', stderr: '' }),
+        (error: { code: number; stdout: string; stderr: string }) => error,
+      );
+      assert.equal(result.code, 1);
+      assert.equal(result.stdout, '');
+      assert.match(result.stderr, /^markmeter: users document .*deep\.json: users\[0\]\.user_code: must be a non-empty string, got \[\[\[.*\n$/);
+      assert.equal(result.stderr.split('\n').length, 2, `one line, got ${result.stderr.slice(0, 500)}`);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });
