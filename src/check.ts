@@ -13,6 +13,7 @@ import { Collector, tableSources } from './collector.js';
 import { ConfigManager } from './config-manager/config-manager.js';
 import { usersSource } from './config-manager/from-settings.js';
 import { detectBackend } from './mangle/backend.js';
+import { redactUrl } from './redact.js';
 import type { Settings } from './settings.js';
 
 export interface CheckResult {
@@ -102,11 +103,12 @@ export async function runChecks(settings: Settings, env: NodeJS.ProcessEnv = pro
 
   // The OTLP endpoint accepts a request: an empty export.
   const endpoint = otlpEndpoint(env);
+  const shown = redactUrl(endpoint);
   const answer = await postEmptyExport(endpoint, settings.export.protocol, settings.export.timeoutMs);
   results.push({
     name: 'otlp endpoint',
     ok: answer.ok,
-    detail: answer.ok ? `${endpoint} accepted an export (HTTP ${answer.status})` : `${endpoint}: ${answer.problem}: start the collector or set OTEL_EXPORTER_OTLP_ENDPOINT`,
+    detail: answer.ok ? `${shown} accepted an export (HTTP ${answer.status})` : `${shown}: ${answer.problem}: start the collector or set OTEL_EXPORTER_OTLP_ENDPOINT`,
   });
   return results;
 }

@@ -8,6 +8,7 @@ import convict from 'convict';
 import { existsSync, readFileSync } from 'node:fs';
 import YAML from 'yaml';
 import { SettingsError } from './errors.js';
+import { redactUrl } from './redact.js';
 import { LOG_LEVELS, type LogLevel } from './log.js';
 import type { Breakdown } from './attribution/mark-map.js';
 import type { BackendSetting } from './mangle/backend.js';
@@ -21,7 +22,7 @@ export const EXPORT_PROTOCOLS = ['http/protobuf', 'http/json'] as const;
 export type ExportProtocol = (typeof EXPORT_PROTOCOLS)[number];
 
 export interface Settings {
-  users: { file: string; url: string; pollMs: number; timeoutMs: number; token: string; tokenFile: string; caFile: string; removedGraceMs: number };
+  users: { file: string; url: string; pollMs: number; timeoutMs: number; maxBytes: number; token: string; tokenFile: string; caFile: string; removedGraceMs: number };
   collect: { intervalMs: number; timeoutMs: number; maxOutputBytes: number };
   export: { intervalMs: number; timeoutMs: number; protocol: ExportProtocol; prometheus: { port: number; host: string } };
   iptables: { ipv6: boolean; backend: BackendSetting; saveCommand: string; save6Command: string; table: string };
@@ -80,10 +81,16 @@ const schema = {
       env: 'MARKMETER_USERS_POLL_MS',
     },
     timeoutMs: {
-      doc: 'How long one fetch of users.url may take, in milliseconds.',
+      doc: 'How long one fetch of users.url may take in all (connecting, the headers and the whole body), in milliseconds.',
       format: 'positive-int',
       default: 10000,
       env: 'MARKMETER_USERS_TIMEOUT_MS',
+    },
+    maxBytes: {
+      doc: 'The largest users document taken, in bytes (users.url body or users.file); a larger one is refused (a fetch aborted) and the last good mapping stays.',
+      format: 'positive-int',
+      default: 32 * 1024 * 1024,
+      env: 'MARKMETER_USERS_MAX_BYTES',
     },
     token: {
       doc: 'Bearer token sent to users.url (prefer users.tokenFile: it stays out of env listings).',
@@ -286,7 +293,7 @@ export function loadSettings(options: LoadSettingsOptions = {}): Settings {
     throw new SettingsError('settings: users.file and users.url are both set; set one: the users document has one source');
   }
   if (settings.users.url && !/^https?:\/\//.test(settings.users.url)) {
-    throw new SettingsError(`settings: users.url must be an http:// or https:// URL, got ${JSON.stringify(settings.users.url)}`);
+    throw new SettingsError(`settings: users.url must be an http:// or https:// URL, got ${JSON.stringify(redactUrl(settings.users.url))}`);
   }
   return settings;
 }
@@ -326,7 +333,8 @@ export function settingOrigins(settings: Settings, file: string | undefined, env
     const value = at(settings, row.key);
     if (JSON.stringify(value) === JSON.stringify(row.default)) continue;
     const origin = row.env && env[row.env] !== undefined ? `env ${row.env}` : at(fromFile, row.key) !== undefined ? `file ${file}` : 'derived';
-    rows.push({ key: row.key, value: row.key === 'users.token' ? '(hidden)' : value, origin });
+    // Credentials are never shown: the token, and a user:password written into users.url.
+    rows.push({ key: row.key, value: row.key === 'users.token' ? '(hidden)' : row.key === 'users.url' ? redactUrl(String(value)) : value, origin });
   }
   return rows;
 }

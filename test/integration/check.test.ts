@@ -93,6 +93,24 @@ describe('markmeter check', { concurrency: false }, () => {
     assert.match(out, /^FAIL {2}iptables: nft cannot be read, legacy cannot be read: install iptables \(both backends\) and run with CAP_NET_ADMIN and CAP_NET_RAW/m);
   });
 
+  test('credentials in users.url and users.token are printed nowhere', async (t) => {
+    if (!ready) return t.skip('lab not available');
+    const settings = { interfaces: { names: ['gu0'] }, health: { listen: '' } };
+    // A closed port: the users document cannot be fetched, so its error is printed too.
+    const env = { MARKMETER_USERS_URL: 'http://user:secret@127.0.0.1:9/users', MARKMETER_USERS_TOKEN: 'tokensecret' };
+    const { code, out } = await check(settings, env);
+    assert.equal(code, 1, out);
+    assert.match(out, /^ok {4}settings: .*users\.url="http:\/\/\*\*\*@127\.0\.0\.1:9\/users" \(env MARKMETER_USERS_URL\)/m);
+    assert.match(out, /^FAIL {2}users document: .*http:\/\/127\.0\.0\.1:9\/users: cannot be fetched \(ECONNREFUSED\)/m);
+    assert.doesNotMatch(out, /secret/);
+    const invalid = await check(settings, { MARKMETER_USERS_URL: 'ftp://user:secret@127.0.0.1:9/users' });
+    assert.match(invalid.out, /^FAIL {2}settings: .*users\.url must be an http:\/\/ or https:\/\/ URL, got "ftp:\/\/\*\*\*@127\.0\.0\.1:9\/users"/m);
+    assert.doesNotMatch(invalid.out, /secret/);
+    const endpoint = await check(healthy(), { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://otlp:secret@127.0.0.1:9' });
+    assert.match(endpoint.out, /^FAIL {2}otlp endpoint: http:\/\/\*\*\*@127\.0\.0\.1:9\/v1\/metrics: cannot connect/m);
+    assert.doesNotMatch(endpoint.out, /secret/);
+  });
+
   test('no rules in either backend (not the tunnel client\'s namespace): exit 1', async (t) => {
     if (!ready) return t.skip('lab not available');
     const { code, out } = await check({ ...healthy(), interfaces: { names: ['f0'] } }, {}, lab!.ns.far);
