@@ -127,6 +127,7 @@ export class Collector {
       memory?.commit();
       return { source: source.name, ok: true, durationSeconds: seconds(), ...report };
     } catch (error) {
+      memory?.abort();
       const wrapped =
         error instanceof MarkmeterError
           ? error

@@ -8,10 +8,15 @@
  * is complete, so a reading that fails half-way changes nothing and the next
  * one computes its deltas from the last good counters: no count is lost.
  *
- * A rule is known by its chain, mark, -s and -d (the tunnel client writes one
- * rule per mark and direction); identical rules are told apart by their order.
- * The keys are the chain's shared name string and the mark number, and the
- * addresses are compared in place, so known rules cost no allocation.
+ * A rule is known by its whole rule text (every match, in order; counters
+ * excluded): two rules that differ only in `-p` are two rules, so deleting one
+ * never hands its counters to the other. Identical rules are told apart by
+ * their order. The keys are the chain's shared name string and the mark
+ * number, and the rule text is compared in place, so known rules cost no
+ * allocation.
+ *
+ * A failed reading is aborted: the rules only it saw are dropped, so readings
+ * that keep failing on ever-new rules hold no memory.
  *
  * A table's rules keep their order from one reading to the next, so the rule
  * at the same place last time is tried first: with 100,000 rules that saves a
@@ -19,7 +24,7 @@
  * stay the truth; the guess is taken only where the list walk would find it.
  */
 import { subtractCount, type Count } from '../count.js';
-import { ruleBytes, rulePackets, sameSlice, viewDestination, viewSource, type RuleView } from '../mangle/parse.js';
+import { ruleBytes, rulePackets, sameSlice, viewSpec, type RuleView } from '../mangle/parse.js';
 
 export interface CounterDelta {
   packets: Count;
@@ -43,8 +48,8 @@ interface RuleState extends RuleCache {
   mark: number;
   /** First in its chain and mark's list. */
   head: boolean;
-  source: string | undefined;
-  destination: string | undefined;
+  /** The rule text after `-A CHAIN ` (its identity). */
+  spec: string;
   /** Whether a complete reading has seen the rule. */
   seen: boolean;
   /**
@@ -71,7 +76,7 @@ interface ExactCounters {
 
 export class RuleMemory {
   /** chain -> mark -> the rules with that chain and mark. */
-  private readonly rules = new Map<string, Map<number, RuleState>>();
+  private readonly byChain = new Map<string, Map<number, RuleState>>();
   private reading = 0;
   /** Rules come grouped by chain: the last chain's map, to skip a lookup per rule. */
   private lastChain = '';
@@ -97,8 +102,8 @@ export class RuleMemory {
     const mark = rule.mark ?? -1;
     let byMark = this.lastByMark;
     if (byMark === undefined || rule.chain !== this.lastChain) {
-      byMark = this.rules.get(rule.chain);
-      if (!byMark) this.rules.set(rule.chain, (byMark = new Map()));
+      byMark = this.byChain.get(rule.chain);
+      if (!byMark) this.byChain.set(rule.chain, (byMark = new Map()));
       this.lastChain = rule.chain;
       this.lastByMark = byMark;
     }
@@ -109,8 +114,7 @@ export class RuleMemory {
       state.mark !== mark ||
       !state.head ||
       state.proposedIn === this.reading ||
-      !sameSlice(rule.text, rule.sourceStart, rule.sourceEnd, state.source) ||
-      !sameSlice(rule.text, rule.destinationStart, rule.destinationEnd, state.destination)
+      !sameSlice(rule.text, rule.specStart, rule.specEnd, state.spec)
     ) {
       state = this.find(rule, byMark, mark);
     }
@@ -141,15 +145,13 @@ export class RuleMemory {
     return state;
   }
 
-  /** The first rule of the chain and mark with the rule's addresses that this reading has not taken yet; a new one when none. */
+  /** The first rule of the chain and mark with the same rule text that this reading has not taken yet; a new one when none. */
   private find(rule: RuleView, byMark: Map<number, RuleState>, mark: number): RuleState {
     const first = byMark.get(mark);
     let state = first;
     while (
       state !== undefined &&
-      (state.proposedIn === this.reading ||
-        !sameSlice(rule.text, rule.sourceStart, rule.sourceEnd, state.source) ||
-        !sameSlice(rule.text, rule.destinationStart, rule.destinationEnd, state.destination))
+      (state.proposedIn === this.reading || !sameSlice(rule.text, rule.specStart, rule.specEnd, state.spec))
     ) {
       state = state.next;
     }
@@ -161,8 +163,7 @@ export class RuleMemory {
         cachedFor: 0,
         tx: 0,
         rx: 0,
-        source: detach(viewSource(rule)),
-        destination: detach(viewDestination(rule)),
+        spec: detach(viewSpec(rule)),
         seen: false,
         packets: NaN,
         bytes: NaN,
@@ -199,10 +200,33 @@ export class RuleMemory {
     this.order.length = this.position;
     this.lastByMark = undefined;
     if (this.position === this.known) return; // every known rule was listed: nothing to forget
-    this.rules.forEach((byMark, chain) => {
+    this.known = this.keep((state) => state.proposedIn === reading);
+  }
+
+  /**
+   * The reading failed: its proposals are void, and the rules that no complete
+   * reading has seen are dropped again (a reading that fails on ever-new rules
+   * must not grow memory). The positional guess starts afresh.
+   */
+  abort(): void {
+    this.order.length = 0;
+    this.position = 0;
+    this.lastByMark = undefined;
+    this.known = this.keep((state) => state.seen);
+  }
+
+  /** Rules held (for tests and self-telemetry). */
+  get rules(): number {
+    return this.known;
+  }
+
+  /** Drops every rule `wanted` rejects, keeping the others' order; returns how many are kept. */
+  private keep(wanted: (state: RuleState) => boolean): number {
+    let kept = 0;
+    this.byChain.forEach((byMark, chain) => {
       byMark.forEach((first, mark) => {
         let head: RuleState | undefined = first;
-        while (head !== undefined && head.proposedIn !== reading) head = head.next;
+        while (head !== undefined && !wanted(head)) head = head.next;
         if (head === undefined) {
           byMark.delete(mark);
           return;
@@ -212,19 +236,20 @@ export class RuleMemory {
           head.head = true;
         }
         for (let state: RuleState | undefined = head; state !== undefined; state = state.next) {
-          while (state.next !== undefined && state.next.proposedIn !== reading) state.next = state.next.next;
+          while (state.next !== undefined && !wanted(state.next)) state.next = state.next.next;
+          kept += 1;
         }
       });
-      if (byMark.size === 0) this.rules.delete(chain);
+      if (byMark.size === 0) this.byChain.delete(chain);
     });
-    this.known = this.position;
+    return kept;
   }
 }
 
 /**
- * A copy of an address that does not keep the dump it was cut from alive
+ * A copy of a rule text that does not keep the dump it was cut from alive
  * (V8 slices keep their parent string): only done when a rule is first seen.
  */
-function detach(text: string | undefined): string | undefined {
-  return text === undefined ? undefined : (JSON.parse(JSON.stringify(text)) as string);
+function detach(text: string): string {
+  return JSON.parse(JSON.stringify(text)) as string;
 }

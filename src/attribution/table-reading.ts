@@ -1,16 +1,19 @@
 /**
  * Pure: one reading of one table, fed rule by rule by the parser (it is a
- * SaveVisitor). For every MARK rule it takes the delta from the RuleMemory,
- * finds the owner (mark -> pool -> user, else the rule's own addresses) and
- * sums the delta per chain and owner. finish() then gives each chain its
- * direction (known only once every jump is seen) and hands out per-user deltas.
- * Jump rules and other targets are not user traffic; MARK rules in chains
- * without a single direction are reported, not guessed.
+ * SaveVisitor). For every MARK rule it takes the delta from the RuleMemory and
+ * finds the owner (mark -> pool -> user, else the rule's own addresses).
+ * finish() then gives each chain its direction (known only once every jump is
+ * seen) and hands out the deltas per owner. Jump rules and other targets are
+ * not user traffic; MARK rules in chains without a single direction are
+ * reported, not guessed.
  *
- * Sums are kept in Float64Arrays indexed by user (slot 0: unattributed), exact
- * while below 2^53; larger ones move to an exact bigint side table.
+ * The deltas wait for finish() in flat typed arrays, one entry per MARK rule
+ * that moved, so a reading costs memory in proportion to its rules, whatever
+ * the number of chains and users (one chain per user is a common layout).
+ * Deltas from 2^53 up (rare) wait exactly in a side table.
  */
-import { addCount, type Count } from '../count.js';
+import type { Count } from '../count.js';
+import { MarkmeterError } from '../errors.js';
 import { ChainGraph, type ChainDirections, type Direction } from '../mangle/chains.js';
 import { ruleBytes, rulePackets, type RuleView, type SaveChain, type SaveVisitor } from '../mangle/parse.js';
 import { NO_USER, type MarkMap } from './mark-map.js';
@@ -29,48 +32,58 @@ export interface ReadingReport {
 }
 
 const UNATTRIBUTED = 0;
-const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 
-/** One chain's sums per owner slot (user index + 1; 0 is unattributed). */
-class ChainSums {
-  markRules = 0;
-  readonly packets: Float64Array;
-  readonly bytes: Float64Array;
-  /** Slots whose sums left the safe-integer range: the exact remainder. */
+/** The moved MARK rules of one reading: chain, owner slots (user index + 1; 0 is unattributed) and delta. */
+class PendingDeltas {
+  length = 0;
+  chain = new Int32Array(1024);
+  rx = new Int32Array(1024);
+  tx = new Int32Array(1024);
+  packets = new Float64Array(1024);
+  bytes = new Float64Array(1024);
+  /** Entries whose delta is a bigint: the exact value (their packets/bytes above are NaN). */
   readonly exact = new Map<number, CounterDelta>();
-  /** Rules whose owner depends on the direction (both addresses are users'), resolved in finish(). */
-  readonly byDirection: { rx: number; tx: number; packets: Count; bytes: Count }[] = [];
 
-  constructor(slots: number) {
-    this.packets = new Float64Array(slots);
-    this.bytes = new Float64Array(slots);
+  push(chain: number, rx: number, tx: number, packets: Count, bytes: Count): void {
+    if (this.length === this.chain.length) this.grow();
+    const k = this.length++;
+    this.chain[k] = chain;
+    this.rx[k] = rx;
+    this.tx[k] = tx;
+    if (typeof packets === 'number' && typeof bytes === 'number') {
+      this.packets[k] = packets;
+      this.bytes[k] = bytes;
+    } else {
+      this.packets[k] = this.bytes[k] = NaN;
+      this.exact.set(k, { packets, bytes });
+    }
   }
 
-  add(slot: number, packets: Count, bytes: Count): void {
-    if (typeof packets === 'number' && typeof bytes === 'number') {
-      const p = this.packets[slot]! + packets;
-      const b = this.bytes[slot]! + bytes;
-      if (p <= MAX_SAFE && b <= MAX_SAFE) {
-        this.packets[slot] = p;
-        this.bytes[slot] = b;
-        return;
-      }
-    }
-    const big = this.exact.get(slot) ?? { packets: 0, bytes: 0 };
-    big.packets = addCount(big.packets, packets);
-    big.bytes = addCount(big.bytes, bytes);
-    this.exact.set(slot, big);
+  private grow(): void {
+    const size = this.chain.length * 2;
+    const grown = <T extends Int32Array | Float64Array>(from: T, to: T): T => (to.set(from), to);
+    this.chain = grown(this.chain, new Int32Array(size));
+    this.rx = grown(this.rx, new Int32Array(size));
+    this.tx = grown(this.tx, new Int32Array(size));
+    this.packets = grown(this.packets, new Float64Array(size));
+    this.bytes = grown(this.bytes, new Float64Array(size));
   }
 }
 
 export class TableReading implements SaveVisitor {
   readonly graph = new ChainGraph();
-  private readonly sums = new Map<string, ChainSums>();
+  /** Chains holding MARK rules, by their index in the pending deltas, and how many MARK rules each holds. */
+  private readonly chainIndex = new Map<string, number>();
+  private readonly chainNames: string[] = [];
+  private readonly chainMarkRules: number[] = [];
+  private readonly pending = new PendingDeltas();
   private readonly delta: CounterDelta = { packets: 0, bytes: 0 };
   private inTable = false;
+  /** Whether the dump listed the table at all: output without it is a failed reading, not an empty table. */
+  private sawTable = false;
   private rules = 0;
   private lastChain = '';
-  private lastSums: ChainSums | undefined;
+  private lastChainIndex = -1;
 
   /** Marks of rules no user owns, when asked for (`markmeter check`): found also on idle rules. */
   private readonly unowned: Set<number> | undefined;
@@ -89,6 +102,7 @@ export class TableReading implements SaveVisitor {
 
   table(name: string): void {
     this.inTable = name === this.tableName;
+    if (this.inTable) this.sawTable = true;
   }
 
   chain(_table: string, chain: SaveChain): void {
@@ -103,14 +117,18 @@ export class TableReading implements SaveVisitor {
       this.graph.addRule(rule);
       return;
     }
-    let sums = this.lastSums;
-    if (sums === undefined || rule.chain !== this.lastChain) {
-      sums = this.sums.get(rule.chain);
-      if (!sums) this.sums.set(rule.chain, (sums = new ChainSums(this.map.users.length + 1)));
+    let chain = this.lastChainIndex;
+    if (chain < 0 || rule.chain !== this.lastChain) {
+      chain = this.chainIndex.get(rule.chain) ?? -1;
+      if (chain < 0) {
+        chain = this.chainNames.push(rule.chain) - 1;
+        this.chainMarkRules.push(0);
+        this.chainIndex.set(rule.chain, chain);
+      }
       this.lastChain = rule.chain;
-      this.lastSums = sums;
+      this.lastChainIndex = chain;
     }
-    sums.markRules += 1;
+    this.chainMarkRules[chain]! += 1;
     const delta = this.delta;
     let cache: RuleCache | undefined;
     if (this.memory) cache = this.memory.observe(rule, delta);
@@ -149,30 +167,42 @@ export class TableReading implements SaveVisitor {
       this.unownedRules += 1;
       this.unowned.add(rule.mark);
     }
-    if (idle) return;
-    if (tx === rx) sums.add(tx, delta.packets, delta.bytes);
-    else sums.byDirection.push({ rx, tx, packets: delta.packets, bytes: delta.bytes });
+    if (!idle) this.pending.push(chain, rx, tx, delta.packets, delta.bytes);
   }
 
-  /** Gives every chain its direction and hands the per-user deltas to `sink`. */
+  /**
+   * Gives every chain its direction and hands the per-user deltas to `sink`.
+   * Throws (before handing out anything) when the dump did not list the table.
+   */
   finish(directions: ChainDirections, sink: DeltaSink): ReadingReport {
+    if (!this.sawTable) {
+      throw new MarkmeterError(
+        'no_table',
+        `the dump holds no *${this.tableName} table (empty or cut-off output): the reading is not counted and the next one tries again`,
+      );
+    }
     const report: ReadingReport = { rules: this.rules, markRules: 0, skipped: [] };
     if (this.unowned) report.unowned = { rules: this.unownedRules, marks: [...this.unowned].sort((a, b) => a - b) };
-    const ownerOf = (slot: number) => (slot === UNATTRIBUTED ? null : slot - 1);
-    for (const [chain, sums] of this.sums) {
-      report.markRules += sums.markRules;
-      const direction = directions.byChain.get(chain);
-      if (direction === undefined) {
-        report.skipped.push({ chain, reason: directions.ambiguous.includes(chain) ? 'ambiguous' : 'unreached', rules: sums.markRules });
-        continue;
+    const direction: (Direction | undefined)[] = this.chainNames.map((chain, k) => {
+      report.markRules += this.chainMarkRules[k]!;
+      const found = directions.byChain.get(chain);
+      if (found === undefined) {
+        report.skipped.push({ chain, reason: directions.ambiguous.includes(chain) ? 'ambiguous' : 'unreached', rules: this.chainMarkRules[k]! });
       }
-      for (let slot = 0; slot < sums.packets.length; slot++) {
-        const packets = sums.packets[slot]!;
-        const bytes = sums.bytes[slot]!;
-        if (packets !== 0 || bytes !== 0) sink(ownerOf(slot), direction, packets, bytes);
+      return found;
+    });
+    const { pending } = this;
+    for (let k = 0; k < pending.length; k++) {
+      const way = direction[pending.chain[k]!];
+      if (way === undefined) continue;
+      const slot = way === 'rx' ? pending.rx[k]! : pending.tx[k]!;
+      const owner = slot === UNATTRIBUTED ? null : slot - 1;
+      const packets = pending.packets[k]!;
+      if (!Number.isNaN(packets)) sink(owner, way, packets, pending.bytes[k]!);
+      else {
+        const big = pending.exact.get(k)!;
+        sink(owner, way, big.packets, big.bytes);
       }
-      for (const [slot, big] of sums.exact) sink(ownerOf(slot), direction, big.packets, big.bytes);
-      for (const rule of sums.byDirection) sink(ownerOf(direction === 'rx' ? rule.rx : rule.tx), direction, rule.packets, rule.bytes);
     }
     return report;
   }

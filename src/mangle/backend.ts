@@ -44,12 +44,13 @@ export function choiceMessage(choice: BackendChoice, previous: Backend | undefin
   return `reading the ${choice.backend} iptables backend${change}: ${choice.reason}`;
 }
 
-/** Counts the rules of `table` that a backend's IPv4 save command prints; undefined when it cannot run or parse. */
+/** Counts the rules of `table` that a backend's IPv4 save command prints; undefined when it cannot run or parse, or prints no such table. */
 export async function countRules(backend: Backend, table: string, options: RunOptions, runner: CommandRunner = execaRunner): Promise<number | undefined> {
   let rules = 0;
   let inTable = false;
+  let sawTable = false;
   const parser = new IptablesSaveParser({
-    table: (name) => (inTable = name === table),
+    table: (name) => (sawTable ||= inTable = name === table),
     rule: () => {
       if (inTable) rules += 1;
     },
@@ -57,7 +58,7 @@ export async function countRules(backend: Backend, table: string, options: RunOp
   try {
     await runner(saveCommands(backend).ipv4, ['-c', '-t', table], options, (chunk) => parser.push(chunk));
     parser.end();
-    return rules;
+    return sawTable ? rules : undefined;
   } catch {
     return undefined;
   }

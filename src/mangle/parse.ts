@@ -131,6 +131,20 @@ const COLON = 58;
 const BRACKET = 91;
 const CLOSE_BRACKET = 93;
 const BACKSLASH = 92;
+const BANG = 33;
+const LETTER_J = 106;
+const LETTER_G = 103;
+const LETTER_S = 115;
+const LETTER_D = 100;
+const LETTER_F = 102;
+/** Short options with exactly one value: -i, -o, -p, -m. */
+const ONE_VALUE_SHORT = [105, 111, 112, 109];
+/**
+ * Long options whose one value is free text (names, comments, strings), which
+ * iptables-save prints unquoted when it is made of safe characters, `-j` included.
+ * `match-set` takes two (the set's name and its flags).
+ */
+const ONE_VALUE_LONG = new Set(['comment', 'string', 'hex-string', 'log-prefix', 'nflog-prefix', 'name', 'helper', 'physdev-in', 'physdev-out', 'uid-owner', 'gid-owner', 'match-set', 'algo']);
 
 /** Parses a whole dump into its tables, in the order they appear. */
 export function parseIptablesSave(text: string): SaveTable[] {
@@ -183,6 +197,8 @@ interface OpenTable {
 export class IptablesSaveParser {
   private current: OpenTable | undefined;
   private lastChain: SaveChain | undefined;
+  /** Tables the dump has listed: iptables-save prints each once, so a second one is an error, never summed. */
+  private readonly tablesSeen = new Set<string>();
   /** The unfinished last line of the chunks so far. */
   private rest = '';
   private lineNo = 0;
@@ -225,7 +241,8 @@ export class IptablesSaveParser {
       start = nl + 1;
     }
     if (start < chunk.length) this.rest += chunk.slice(start);
-    if (this.rest.length > MAX_LINE) throw new ParseError('line longer than 1 MiB: not iptables-save output', this.lineNo + 1, this.rest.slice(0, 80));
+    // The unfinished line is checked too, so that no chunking lets the buffer grow unbounded.
+    if (this.rest.length > MAX_LINE) this.tooLong(this.lineNo + 1, this.rest, 0);
     return this;
   }
 
@@ -245,8 +262,14 @@ export class IptablesSaveParser {
     throw new ParseError(message, this.lineNo, text.slice(start, end));
   }
 
+  /** The same error wherever the chunks split the line: measured on the raw line, shown from its start. */
+  private tooLong(line: number, text: string, start: number): never {
+    throw new ParseError('line longer than 1 MiB: not iptables-save output', line, text.slice(start, start + 80));
+  }
+
   private line(text: string, start: number, end: number): void {
     this.lineNo += 1;
+    if (end - start > MAX_LINE) this.tooLong(this.lineNo, text, start);
     while (end > start && text.charCodeAt(end - 1) <= SPACE) end--; // \r, trailing blanks
     while (start < end && text.charCodeAt(start) <= SPACE) start++;
     if (start === end) return;
@@ -261,6 +284,8 @@ export class IptablesSaveParser {
         if (this.current) this.fail(`table *${this.current.name} was not closed by COMMIT before a new table`, text, start, end);
         const name = text.slice(start + 1, end);
         if (!/^[a-z_]+$/.test(name)) this.fail('bad table name', text, start, end);
+        if (this.tablesSeen.has(name)) this.fail(`table *${name} twice in one dump: not one save command's output`, text, start, end);
+        this.tablesSeen.add(name);
         this.current = { name, chains: new Map() };
         this.lastChain = undefined;
         this.visitor.table?.(name);
@@ -357,55 +382,85 @@ export class IptablesSaveParser {
   }
 
   /**
-   * Reads the options markmeter needs: -s and -d (iptables-save prints them
-   * first, each maybe negated by `! `), the -j/-g target (the first one outside
-   * quoted strings) and the MARK value (printed right after `MARK`).
+   * Reads the options markmeter needs by the grammar iptables-save prints:
+   * `[!] -opt [value...]` up to the target. -s and -d (maybe negated) are
+   * recorded; -i, -o, -p, -m and the free-text long options take exactly one
+   * value, so a comment, string or interface name that looks like an option
+   * (`--comment -j`, `-i -j`, printed unquoted) is never taken for one; other
+   * long options take the values up to the next option. The first -j/-g is
+   * the target, and the MARK value is printed right after `MARK`.
+   * Values are found with indexOf of one character per token: a gateway's
+   * rule has a handful of tokens, so this costs about what a plain scan did.
    */
   private options(rule: RuleView, text: string, start: number, end: number, lineStart: number): void {
+    let negated = false;
     let i = start;
-    for (let k = 0; k < 2 && i < end; k++) {
-      const negated = text.charCodeAt(i) === 33 /* ! */ && text.charCodeAt(i + 1) === SPACE;
-      const at = negated ? i + 2 : i;
-      const letter = text.charCodeAt(at + 1);
-      if (text.charCodeAt(at) !== DASH || text.charCodeAt(at + 2) !== SPACE || (letter !== 115 /* s */ && letter !== 100) /* d */) break;
-      const valueStart = at + 3;
-      const valueEnd = spaceOrEnd(text, valueStart, end);
-      if (valueEnd === valueStart) this.fail(`-${String.fromCharCode(letter)} without a value`, text, lineStart, end);
-      if (!negated && letter === 115) {
-        rule.sourceStart = valueStart;
-        rule.sourceEnd = valueEnd;
-      } else if (!negated) {
-        rule.destinationStart = valueStart;
-        rule.destinationEnd = valueEnd;
-      }
-      i = valueEnd + 1;
-    }
-    // The target: the first ` -j `/` -g ` outside quoted strings. A plain scan:
-    // the target mostly follows -s/-d at once, and indexOf of a longer string
-    // costs more per call than this whole loop.
-    for (let k = i; k < end; k++) {
-      const c = text.charCodeAt(k);
-      if (c === QUOTE) {
-        k = this.skipQuoted(text, k, end, lineStart) - 1;
+    while (i < end) {
+      let tokenEnd = this.tokenEnd(text, i, end, lineStart);
+      const length = tokenEnd - i;
+      if (length === 1 && text.charCodeAt(i) === BANG) {
+        negated = true;
+        i = tokenEnd + 1;
         continue;
       }
-      if (c !== DASH || text.charCodeAt(k - 1) !== SPACE || (k + 2 < end && text.charCodeAt(k + 2) !== SPACE)) continue;
-      const letter = text.charCodeAt(k + 1);
-      if (letter !== 106 /* j */ && letter !== 103 /* g */) continue;
-      const valueStart = Math.min(k + 3, end);
-      const valueEnd = spaceOrEnd(text, valueStart, end);
-      if (valueEnd === valueStart) this.fail(`-${String.fromCharCode(letter)} without a value`, text, lineStart, end);
-      rule.goto = letter === 103;
-      if (valueEnd - valueStart === 4 && text.startsWith('MARK', valueStart)) {
-        rule.jump = 'MARK';
-        const option = valueEnd + 1;
-        const length = text.startsWith('--set-xmark ', option) ? 12 : text.startsWith('--set-mark ', option) ? 11 : 0;
-        if (length > 0) this.markValue(rule, text, option + length, spaceOrEnd(text, option + length, end), lineStart, end);
-      } else {
-        rule.jump = text.slice(valueStart, valueEnd);
+      if (text.charCodeAt(i) !== DASH || length < 2) {
+        // A value where an option belongs: not in iptables-save's grammar, but harmless to pass over.
+        negated = false;
+        i = tokenEnd + 1;
+        continue;
       }
-      return;
+      const letter = text.charCodeAt(i + 1);
+      if (length === 2 && (letter === LETTER_J || letter === LETTER_G)) {
+        this.target(rule, text, letter === LETTER_G, tokenEnd + 1, end, lineStart);
+        return;
+      }
+      if (length === 2 && (letter === LETTER_S || letter === LETTER_D)) {
+        const valueStart = tokenEnd + 1;
+        const valueEnd = valueStart < end ? this.tokenEnd(text, valueStart, end, lineStart) : valueStart;
+        if (valueEnd === valueStart) this.fail(`-${String.fromCharCode(letter)} without a value`, text, lineStart, end);
+        if (!negated && letter === LETTER_S) {
+          rule.sourceStart = valueStart;
+          rule.sourceEnd = valueEnd;
+        } else if (!negated) {
+          rule.destinationStart = valueStart;
+          rule.destinationEnd = valueEnd;
+        }
+        tokenEnd = valueEnd;
+      } else if (length === 2 && letter === LETTER_F) {
+        // -f (fragments) has no value.
+      } else if (length === 2 ? ONE_VALUE_SHORT.includes(letter) : ONE_VALUE_LONG.has(text.slice(i + 2, tokenEnd))) {
+        if (tokenEnd < end) tokenEnd = this.tokenEnd(text, tokenEnd + 1, end, lineStart);
+        if (length > 2 && text.startsWith('match-set', i + 2) && tokenEnd < end) tokenEnd = this.tokenEnd(text, tokenEnd + 1, end, lineStart); // name and flags
+      } else {
+        // Any other option: its values run up to the next option (or `!`).
+        while (tokenEnd + 1 < end && text.charCodeAt(tokenEnd + 1) !== DASH && !(text.charCodeAt(tokenEnd + 1) === BANG && text.charCodeAt(tokenEnd + 2) === SPACE)) {
+          tokenEnd = this.tokenEnd(text, tokenEnd + 1, end, lineStart);
+        }
+      }
+      negated = false;
+      i = tokenEnd + 1;
     }
+  }
+
+  /** The target after -j/-g: its name, and for MARK the value it sets. */
+  private target(rule: RuleView, text: string, goto: boolean, valueStart: number, end: number, lineStart: number): void {
+    const valueEnd = valueStart < end ? spaceOrEnd(text, valueStart, end) : valueStart;
+    if (valueEnd <= valueStart) this.fail(`-${goto ? 'g' : 'j'} without a value`, text, lineStart, end);
+    rule.goto = goto;
+    if (valueEnd - valueStart === 4 && text.startsWith('MARK', valueStart)) {
+      rule.jump = 'MARK';
+      const option = valueEnd + 1;
+      const length = text.startsWith('--set-xmark ', option) ? 12 : text.startsWith('--set-mark ', option) ? 11 : 0;
+      if (length > 0) this.markValue(rule, text, option + length, spaceOrEnd(text, option + length, end), lineStart, end);
+    } else {
+      rule.jump = text.slice(valueStart, valueEnd);
+    }
+  }
+
+  /** The end of the token at `i`: a quoted string (with backslash escapes) runs to its closing quote, anything else to the next space. */
+  private tokenEnd(text: string, i: number, end: number, lineStart: number): number {
+    if (text.charCodeAt(i) === QUOTE) i = this.skipQuoted(text, i, end, lineStart);
+    return spaceOrEnd(text, i, end);
   }
 
   private skipQuoted(text: string, i: number, end: number, lineStart: number): number {
