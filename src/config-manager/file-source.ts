@@ -5,9 +5,9 @@
  * (bind mounts, symlink swaps as Kubernetes does them, network filesystems).
  */
 import { watch, type FSWatcher } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
-import type { UsersSource } from './source.js';
+import { USERS_MAX_BYTES, type UsersSource } from './source.js';
 
 export class FileUsersSource implements UsersSource {
   readonly name: string;
@@ -15,17 +15,24 @@ export class FileUsersSource implements UsersSource {
   constructor(
     private readonly path: string,
     private readonly pollMs = 1000,
+    private readonly maxBytes = USERS_MAX_BYTES,
   ) {
     this.name = path;
   }
 
   async read(): Promise<string> {
+    let found: Bounded;
     try {
-      return await readFile(this.path, 'utf8');
+      found = await readAtMost(this.path, this.maxBytes);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code ?? String(error);
       throw new Error(`cannot be read (${code}): check the path in users.file`, { cause: error });
     }
+    if ('over' in found) {
+      const size = found.over === undefined ? '' : `${found.over} bytes, `;
+      throw new Error(`is ${size}more than users.maxBytes (${this.maxBytes} bytes): check users.file or raise users.maxBytes`);
+    }
+    return found.bytes.toString('utf8');
   }
 
   watch(onChange: () => void): () => void {
@@ -60,5 +67,35 @@ export class FileUsersSource implements UsersSource {
       clearInterval(poll);
       watcher?.close();
     };
+  }
+}
+
+/** What readAtMost found: the bytes, or that there are more than the bound (and how many, when the size says). */
+type Bounded = { bytes: Buffer } | { over: number | undefined };
+
+/**
+ * The file's bytes, unless there are more than `maxBytes`. The size is checked
+ * first, and the reading stops past the bound all the same: a device or a pipe
+ * has no size, and a file may grow while it is read.
+ */
+async function readAtMost(path: string, maxBytes: number): Promise<Bounded> {
+  const file = await open(path, 'r');
+  try {
+    const { size } = await file.stat();
+    if (size > maxBytes) return { over: size };
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      // The size's worth and one byte more (to see the end), or pieces of 64 KiB when the size says nothing.
+      const want = size > total ? size - total + 1 : 64 * 1024;
+      const chunk = Buffer.allocUnsafe(Math.min(want, maxBytes + 1 - total));
+      const { bytesRead } = await file.read(chunk, 0, chunk.length, null);
+      if (bytesRead === 0) return { bytes: Buffer.concat(chunks, total) };
+      total += bytesRead;
+      if (total > maxBytes) return { over: undefined };
+      chunks.push(chunk.subarray(0, bytesRead));
+    }
+  } finally {
+    await file.close();
   }
 }

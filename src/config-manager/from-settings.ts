@@ -6,7 +6,8 @@ import type { UsersSource } from './source.js';
 
 export function usersSource(users: Settings['users']): UsersSource | undefined {
   if (users.url) {
-    return new HttpUsersSource({ url: users.url, pollMs: users.pollMs, timeoutMs: users.timeoutMs, token: users.token, tokenFile: users.tokenFile, caFile: users.caFile });
+    const { url, pollMs, timeoutMs, maxBytes, token, tokenFile, caFile } = users;
+    return new HttpUsersSource({ url, pollMs, timeoutMs, maxBytes, token, tokenFile, caFile });
   }
-  return users.file ? new FileUsersSource(users.file) : undefined;
+  return users.file ? new FileUsersSource(users.file, undefined, users.maxBytes) : undefined;
 }

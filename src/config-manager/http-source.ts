@@ -3,13 +3,14 @@
  * If-None-Match with the last ETag, so an unchanged document costs a 304 and
  * no resync; an optional bearer token (read from users.tokenFile on every poll,
  * so a rotated token is picked up); an optional CA file for a private PKI; a
- * timeout. After a failure the next poll waits twice as long (up to 16 polls),
+ * bound on the whole request's time (users.timeoutMs) and on the body's size
+ * (users.maxBytes). After a failure the next poll waits twice as long (up to 16 polls),
  * and the first success returns to the normal interval.
  */
 import { readFileSync } from 'node:fs';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import type { UsersSource } from './source.js';
+import { USERS_MAX_BYTES, type UsersSource } from './source.js';
 
 export interface HttpSourceOptions {
   url: string;
@@ -18,6 +19,8 @@ export interface HttpSourceOptions {
   token?: string;
   tokenFile?: string;
   caFile?: string;
+  /** The largest body taken (users.maxBytes); a larger one is refused and the request aborted. */
+  maxBytes?: number;
 }
 
 const MAX_BACKOFF = 16;
@@ -83,29 +86,60 @@ export class HttpUsersSource implements UsersSource {
     if (token) headers.authorization = `Bearer ${token}`;
     const ca = this.options.caFile ? readCa(this.options.caFile) : undefined;
     const request = this.url.protocol === 'https:' ? httpsRequest : httpRequest;
+    const { timeoutMs } = this.options;
+    const maxBytes = this.options.maxBytes ?? USERS_MAX_BYTES;
     return new Promise((resolve, reject) => {
-      const req = request(this.url, { method: 'GET', headers, timeout: this.options.timeoutMs, ...(ca ? { ca } : {}) }, (response: IncomingMessage) => {
+      let settled = false;
+      const settle = (outcome: () => void) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(deadline);
+        outcome();
+      };
+      // Our own reasons to give up: reported as they are, and the request torn down.
+      const abort = (message: string) => {
+        settle(() => reject(new Error(message)));
+        req.destroy();
+      };
+      const tooLarge = (declared?: number) =>
+        abort(`cannot be fetched: the body is ${declared === undefined ? '' : `${declared} bytes, `}more than users.maxBytes (${maxBytes} bytes): check users.url or raise users.maxBytes`);
+      // One bound on the whole request (connect, headers, body): a server dripping bytes must not hold a poll for ever.
+      const deadline = setTimeout(
+        () => abort(`no answer within ${timeoutMs} ms (users.timeoutMs bounds the whole request, body included): check the server or raise users.timeoutMs`),
+        timeoutMs,
+      );
+      const req = request(this.url, { method: 'GET', headers, ...(ca ? { ca } : {}) }, (response: IncomingMessage) => {
+        const declared = Number(response.headers['content-length']);
+        if (declared > maxBytes) return tooLarge(declared);
         const chunks: Buffer[] = [];
-        response.on('data', (chunk: Buffer) => chunks.push(chunk));
-        response.on('error', reject);
+        let received = 0;
+        response.on('data', (chunk: Buffer) => {
+          received += chunk.length;
+          if (received > maxBytes) return tooLarge();
+          chunks.push(chunk);
+        });
+        response.on('error', (error) => settle(() => reject(new Error(`cannot be fetched (${error.message}): check users.url and the server`, { cause: error }))));
         response.on('end', () => {
           const status = response.statusCode ?? 0;
           if (status === 304 && this.lastText !== undefined) {
-            resolve(this.lastText);
+            const text = this.lastText;
+            settle(() => resolve(text));
           } else if (status >= 200 && status < 300) {
-            this.lastText = Buffer.concat(chunks).toString('utf8');
+            const text = Buffer.concat(chunks, received).toString('utf8');
             const etag = response.headers.etag;
-            this.etag = typeof etag === 'string' ? etag : undefined;
-            resolve(this.lastText);
+            settle(() => {
+              this.lastText = text;
+              this.etag = typeof etag === 'string' ? etag : undefined;
+              resolve(text);
+            });
           } else {
             const hint = status === 401 || status === 403 ? ': check users.token / users.tokenFile' : ': check users.url and the server';
-            reject(new Error(`cannot be fetched (HTTP ${status})${hint}`));
+            settle(() => reject(new Error(`cannot be fetched (HTTP ${status})${hint}`)));
           }
         });
       });
-      req.on('timeout', () => req.destroy(new Error(`no answer within ${this.options.timeoutMs} ms (users.timeoutMs)`)));
       req.on('error', (error: NodeJS.ErrnoException) => {
-        reject(new Error(`cannot be fetched (${error.code ?? error.message}): check users.url and that the server is up`, { cause: error }));
+        settle(() => reject(new Error(`cannot be fetched (${error.code ?? error.message}): check users.url and that the server is up`, { cause: error })));
       });
       req.end();
     });

@@ -7,3 +7,6 @@ export interface UsersSource {
   /** Calls `onChange` (possibly more than once per change) when the document may have changed; returns a stop function. */
   watch(onChange: () => void): () => void;
 }
+
+/** The default of users.maxBytes: far above any real document (100,000 users take about 8 MB), far below what exhausts memory. */
+export const USERS_MAX_BYTES = 32 * 1024 * 1024;

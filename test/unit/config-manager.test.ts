@@ -7,8 +7,10 @@ import { afterEach, beforeEach, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigManager } from '../../src/config-manager/config-manager.js';
 import { FileUsersSource } from '../../src/config-manager/file-source.js';
+import { usersSource } from '../../src/config-manager/from-settings.js';
 import { parseUsersDocument, type UsersSnapshot } from '../../src/config-manager/users-document.js';
 import { UsersDocumentError } from '../../src/errors.js';
+import { loadSettings } from '../../src/settings.js';
 
 const doc = (...codes: string[]) =>
   JSON.stringify({ users: codes.map((code, i) => ({ user_code: code, user_intra_ip: `10.8.0.${i + 2}` })) });
@@ -182,5 +184,37 @@ describe('ConfigManager with a file source', () => {
     assert.equal(error.cause, unexpected);
     assert.match(error.message, /RangeError: Maximum call stack size exceeded/);
     assert.deepEqual(codes(manager.current()), ['alice']);
+  });
+
+  test('a file past users.maxBytes (set by MARKMETER_USERS_MAX_BYTES) is refused unread; the mapping stays', async () => {
+    await writeFile(file, doc('alice'));
+    const settings = loadSettings({ env: { MARKMETER_USERS_FILE: file, MARKMETER_USERS_MAX_BYTES: '1048576' } });
+    assert.equal(settings.users.maxBytes, 1048576);
+    manager = new ConfigManager(usersSource(settings.users)!, 20);
+    manager.on('error', (e) => events.push(e));
+    await manager.start();
+    // A valid document, 8 MiB long (padded with spaces): too big all the same.
+    await writeFile(file, `${doc('bob')}${' '.repeat(8 * 1024 * 1024)}`);
+    await manager.reload();
+    const error = events.at(-1);
+    assert.ok(error instanceof UsersDocumentError, `an error event, got ${String(error)}`);
+    assert.match(error.message, /is 8388\d{3} bytes, more than users\.maxBytes \(1048576 bytes\)/);
+    assert.deepEqual(codes(manager.current()), ['alice']);
+  });
+
+  test('a file whose size says nothing (a character device) is read only up to users.maxBytes', { timeout: 10_000 }, async () => {
+    await assert.rejects(new FileUsersSource('/dev/zero', 1000, 1024 * 1024).read(), /more than users\.maxBytes \(1048576 bytes\)/);
+  });
+
+  test('a file of exactly users.maxBytes is read whole; one byte less is refused', async () => {
+    const text = doc('zoë', 'bob');
+    await writeFile(file, text);
+    const size = Buffer.byteLength(text);
+    assert.equal(await new FileUsersSource(file, 1000, size).read(), text);
+    await assert.rejects(new FileUsersSource(file, 1000, size - 1).read(), new RegExp(`is ${size} bytes, more than users\\.maxBytes \\(${size - 1} bytes\\)`));
+  });
+
+  test('users.maxBytes defaults to 32 MiB', () => {
+    assert.equal(loadSettings({ env: {} }).users.maxBytes, 32 * 1024 * 1024);
   });
 });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
@@ -134,5 +134,109 @@ describe('HttpUsersSource', () => {
     served = { status: 200, body: doc('dave'), etag: '"r2"', hang: false };
     await manager.reload();
     assert.deepEqual(codes(manager), ['dave']);
+  });
+
+});
+
+/** A server of its own on loopback for one test; `closed` resolves when the response's socket closes. */
+async function serveOnce(handler: (response: ServerResponse) => void) {
+  let closed!: (finished: boolean) => void;
+  const responseClosed = new Promise<boolean>((resolve) => (closed = resolve));
+  const own = createServer(((_request, response) => {
+    response.on('close', () => closed(response.writableFinished));
+    handler(response);
+  }) as RequestListener);
+  await new Promise<void>((resolve) => own.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(own.address() as { port: number }).port}/users.json`,
+    /** Whether the response was written to its end when its socket closed. */
+    responseClosed,
+    close: () => {
+      own.closeAllConnections();
+      own.close();
+    },
+  };
+}
+
+const MiB = 1024 * 1024;
+
+describe('HttpUsersSource bounds', () => {
+  test('a body past users.maxBytes (no content-length) is refused and the request aborted', async () => {
+    let written = 0;
+    const served = await serveOnce((response) => {
+      response.writeHead(200, { 'content-type': 'application/json' });
+      const chunk = Buffer.alloc(64 * 1024, 0x20);
+      const more = () => {
+        while (written < 64 * MiB && !response.destroyed) {
+          written += chunk.length;
+          if (!response.write(chunk)) return void response.once('drain', more);
+        }
+        response.end();
+      };
+      more();
+    });
+    try {
+      const source = new HttpUsersSource({ url: served.url, pollMs: 60_000, timeoutMs: 10_000, maxBytes: MiB });
+      await assert.rejects(source.read(), /more than users\.maxBytes \(1048576 bytes\)/);
+      assert.equal(await served.responseClosed, false, 'the server saw the request aborted');
+      assert.ok(written < 32 * MiB, `the server could send only ${written} bytes of 64 MiB`);
+    } finally {
+      served.close();
+    }
+  });
+
+  test('a content-length past users.maxBytes is refused before the body arrives', async () => {
+    const served = await serveOnce((response) => {
+      response.writeHead(200, { 'content-length': String(100 * MiB) });
+      response.flushHeaders();
+    });
+    try {
+      const source = new HttpUsersSource({ url: served.url, pollMs: 60_000, timeoutMs: 10_000, maxBytes: MiB });
+      const started = Date.now();
+      await assert.rejects(source.read(), /104857600 bytes, more than users\.maxBytes \(1048576 bytes\)/);
+      assert.ok(Date.now() - started < 2000, 'refused at the headers, not at the timeout');
+      assert.equal(await served.responseClosed, false);
+    } finally {
+      served.close();
+    }
+  });
+
+  test('a body of exactly users.maxBytes is accepted; one byte less is not', async () => {
+    const body = doc('alice');
+    const served = await serveOnce((response) => response.writeHead(200).end(body));
+    try {
+      const exact = new HttpUsersSource({ url: served.url, pollMs: 60_000, timeoutMs: 1000, maxBytes: Buffer.byteLength(body) });
+      assert.equal(await exact.read(), body);
+      const under = new HttpUsersSource({ url: served.url, pollMs: 60_000, timeoutMs: 1000, maxBytes: Buffer.byteLength(body) - 1 });
+      await assert.rejects(under.read(), /users\.maxBytes/);
+    } finally {
+      served.close();
+    }
+  });
+
+  test('users.timeoutMs bounds the whole request: a server dripping a valid document fails within the timeout', async () => {
+    const body = doc('alice'); // ~50 bytes: 5 s at one byte per 100 ms
+    const served = await serveOnce((response) => {
+      response.writeHead(200, { 'content-type': 'application/json' });
+      let sent = 0;
+      const drip = setInterval(() => {
+        if (response.destroyed || sent >= body.length) {
+          clearInterval(drip);
+          response.end();
+          return;
+        }
+        response.write(body[sent++]!);
+      }, 100);
+    });
+    try {
+      const source = new HttpUsersSource({ url: served.url, pollMs: 60_000, timeoutMs: 500 });
+      const started = Date.now();
+      await assert.rejects(source.read(), /within 500 ms \(users\.timeoutMs/);
+      const took = Date.now() - started;
+      assert.ok(took >= 450 && took < 1500, `failed after ${took} ms`);
+      assert.equal(await served.responseClosed, false, 'the request was aborted');
+    } finally {
+      served.close();
+    }
   });
 });
