@@ -18,6 +18,7 @@ import { InterfaceReader } from './interfaces.js';
 import type { Logger } from './log.js';
 import { choiceMessage, type BackendSelector } from './mangle/backend.js';
 import type { CommandRunner } from './mangle/dump.js';
+import { warnAboutPrivileges } from './privileges.js';
 import type { Settings } from './settings.js';
 import { SDK_EXPORT_FAILURE, TelemetryPipeline } from './telemetry/pipeline.js';
 import { buildResource } from './telemetry/resource.js';
@@ -57,6 +58,7 @@ export class Agent {
   constructor(private readonly options: AgentOptions) {
     const { settings, log } = options;
     this.log = log;
+    warnAboutPrivileges(log);
     const { sources, selector } = tableSources(settings, { runner: options.runner, onBackend: (choice, previous) => log.info(choiceMessage(choice, previous), { backend: choice.backend, rules: choice.rules }) });
     this.backend = selector;
     this.collector = new Collector(

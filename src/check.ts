@@ -13,6 +13,7 @@ import { Collector, tableSources } from './collector.js';
 import { ConfigManager } from './config-manager/config-manager.js';
 import { usersSource } from './config-manager/from-settings.js';
 import { detectBackend } from './mangle/backend.js';
+import { describePrivileges, privilegeProblem, readPrivileges, type ProcessPrivileges } from './privileges.js';
 import { redactUrl } from './redact.js';
 import type { Settings } from './settings.js';
 
@@ -23,7 +24,12 @@ export interface CheckResult {
 }
 
 /** Runs every check after the settings (which the caller has loaded and described). */
-export async function runChecks(settings: Settings, env: NodeJS.ProcessEnv = process.env, sysfs = '/sys/class/net'): Promise<CheckResult[]> {
+export async function runChecks(
+  settings: Settings,
+  env: NodeJS.ProcessEnv = process.env,
+  sysfs = '/sys/class/net',
+  privileges: ProcessPrivileges | undefined = readPrivileges(),
+): Promise<CheckResult[]> {
   const results: CheckResult[] = [];
   const run = { timeoutMs: settings.collect.timeoutMs, maxOutputBytes: settings.collect.maxOutputBytes };
 
@@ -33,14 +39,31 @@ export async function runChecks(settings: Settings, env: NodeJS.ProcessEnv = pro
   const counts = `nft ${show(choice.rules.nft)}, legacy ${show(choice.rules.legacy)}`;
   const readable = choice.rules.nft !== undefined || choice.rules.legacy !== undefined;
   const anyRules = (choice.rules.nft ?? 0) + (choice.rules.legacy ?? 0) > 0;
+  const problem = privileges && privilegeProblem(privileges);
   results.push({
     name: 'iptables',
     ok: readable && anyRules,
     detail: !readable
-      ? `${counts}: install iptables (both backends) and run with CAP_NET_ADMIN and CAP_NET_RAW (or as root)`
+      ? problem
+        ? `${counts}: ${problem.short} (see privileges)`
+        : `${counts}: install iptables (both backends) and run with CAP_NET_ADMIN and CAP_NET_RAW (or as root)`
       : !anyRules
         ? `${counts} in the ${settings.iptables.table} table: is the tunnel client running in this network namespace?`
         : `${counts} in the ${settings.iptables.table} table; ${settings.iptables.backend === 'auto' ? `auto reads ${choice.backend}` : `iptables.backend is ${settings.iptables.backend}`}`,
+  });
+
+  // Whether the save commands get CAP_NET_ADMIN and CAP_NET_RAW. A problem the kernel let pass
+  // (some grant file capabilities under no-new-privileges after all) is reported, not failed.
+  results.push({
+    name: 'privileges',
+    ok: !problem || readable,
+    detail: !privileges
+      ? 'cannot read /proc/self/status: not judged'
+      : !problem
+        ? describePrivileges(privileges)
+        : readable
+          ? `${problem.short}, yet iptables-save could read on this kernel (most refuse it): ${problem.remedy}`
+          : problem.message,
   });
 
   // The users document.

@@ -3,8 +3,9 @@
  * failure it claims to detect (exit 1 with the message that says what to do).
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -109,6 +110,49 @@ describe('markmeter check', { concurrency: false }, () => {
     const endpoint = await check(healthy(), { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://otlp:secret@127.0.0.1:9' });
     assert.match(endpoint.out, /^FAIL {2}otlp endpoint: http:\/\/\*\*\*@127\.0\.0\.1:9\/v1\/metrics: cannot connect/m);
     assert.doesNotMatch(endpoint.out, /secret/);
+  });
+
+  /** Runs check under setpriv (changed uid, capabilities or no_new_privs), with `path` first on PATH. */
+  async function checkUnder(setpriv: string[], path = '') {
+    // The unprivileged user must be able to read the settings and the users document.
+    await chmod(dir, 0o755);
+    const file = join(dir, `settings-${Math.random().toString(36).slice(2)}.json`);
+    await writeFile(file, JSON.stringify(healthy()), { mode: 0o644 });
+    const env = { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, MARKMETER_IPV6: 'false', PATH: `${path}${process.env.PATH}` };
+    const result = await lab!.run(lab!.ns.gw, 'setpriv', [...setpriv, process.execPath, CLI, 'check', '--config', file], { env });
+    return { code: result.code, out: result.stdout + result.stderr };
+  }
+  const NOBODY = ['--reuid=65534', '--regid=65534', '--clear-groups'];
+
+  test('no-new-privileges as a non-root user: the privileges line names it and both ways out', async (t) => {
+    if (!ready) return t.skip('lab not available');
+    const { code, out } = await checkUnder([...NOBODY, '--no-new-privs']);
+    assert.equal(code, 1, out);
+    assert.match(out, /^FAIL {2}iptables: nft cannot be read, legacy cannot be read: no-new-privileges keeps the capabilities from iptables-save \(see privileges\)$/m);
+    assert.match(out, /^FAIL {2}privileges: no-new-privileges is set \(NoNewPrivs: 1\) and uid 65534 holds neither CAP_NET_ADMIN nor CAP_NET_RAW: .*drop the no-new-privileges security option.*run as uid 0 .*cap_drop: \[ALL\], cap_add: \[NET_ADMIN, NET_RAW\]/m);
+    assert.doesNotMatch(out, /run with CAP_NET_ADMIN/);
+  });
+
+  test('the image\'s way: a non-root user and save commands with file capabilities pass', async (t) => {
+    if (!ready) return t.skip('lab not available');
+    const bin = join(dir, 'bin');
+    await mkdir(bin, { recursive: true, mode: 0o755 });
+    for (const [name, multi] of [['iptables-nft-save', 'xtables-nft-multi'], ['iptables-legacy-save', 'xtables-legacy-multi']]) {
+      await copyFile(join('/usr/sbin', multi), join(bin, name));
+      await chmod(join(bin, name), 0o755);
+      execFileSync('setcap', ['cap_net_admin,cap_net_raw+ep', join(bin, name)]);
+    }
+    const { code, out } = await checkUnder(NOBODY, `${bin}:`);
+    assert.equal(code, 0, out);
+    assert.match(out, /^ok {4}iptables: nft 2 rules, legacy 0 rules/m);
+    assert.match(out, /^ok {4}privileges: uid 65534; .*no-new-privileges is off, so iptables-save gets them from its file capabilities$/m);
+  });
+
+  test('uid 0 with only NET_ADMIN and NET_RAW under no-new-privileges passes', async (t) => {
+    if (!ready) return t.skip('lab not available');
+    const { code, out } = await checkUnder(['--bounding-set=-all,+net_admin,+net_raw', '--inh-caps=-all', '--no-new-privs']);
+    assert.equal(code, 0, out);
+    assert.match(out, /^ok {4}privileges: uid 0 holds CAP_NET_ADMIN and CAP_NET_RAW \(so no-new-privileges does not matter\)$/m);
   });
 
   test('no rules in either backend (not the tunnel client\'s namespace): exit 1', async (t) => {
