@@ -137,7 +137,7 @@ describe('markmeter check', { concurrency: false }, () => {
     if (!ready) return t.skip('lab not available');
     const bin = join(dir, 'bin');
     await mkdir(bin, { recursive: true, mode: 0o755 });
-    for (const [name, multi] of [['iptables-nft-save', 'xtables-nft-multi'], ['iptables-legacy-save', 'xtables-legacy-multi']]) {
+    for (const [name, multi] of [['iptables-nft-save', 'xtables-nft-multi'], ['iptables-legacy-save', 'xtables-legacy-multi']] as const) {
       await copyFile(join('/usr/sbin', multi), join(bin, name));
       await chmod(join(bin, name), 0o755);
       execFileSync('setcap', ['cap_net_admin,cap_net_raw+ep', join(bin, name)]);
