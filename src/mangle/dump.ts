@@ -1,9 +1,11 @@
 /**
  * Runs iptables-save / ip6tables-save: the only module that starts programs.
- * execa with an argument array (never a shell), a timeout and an output cap;
+ * execa with an argument array (never a shell), a deadline and an output cap;
  * every failure becomes one DumpError that says what to do. The output goes
  * to the parser chunk by chunk as the program prints it.
  */
+import type { ChildProcess } from 'node:child_process';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { StringDecoder } from 'node:string_decoder';
 import { execa, ExecaError } from 'execa';
 import { DumpError } from '../errors.js';
@@ -22,28 +24,53 @@ export interface RunOptions {
  */
 export type CommandRunner = (file: string, args: readonly string[], options: RunOptions, onOutput: (chunk: string) => void) => Promise<void>;
 
+/**
+ * After the program has exited 0, how long its output may take to reach its
+ * end: what it wrote is already in the pipe, so this is only the draining of
+ * the pipe's buffer. Past it, whatever still holds the pipe (a grandchild
+ * that inherited stdout) is no longer waited for.
+ */
+export const EXIT_GRACE_MS = 200;
+
 export const execaRunner: CommandRunner = async (file, args, options, onOutput) => {
-  const subprocess = execa(file, args, {
-    timeout: options.timeoutMs,
-    buffer: { stdout: false, stderr: true },
-    maxBuffer: { stderr: 64 * 1024 },
-    stdin: 'ignore',
-    // Locale-independent output; LC_ALL is what iptables honours.
-    env: { LC_ALL: 'C' },
-  });
+  const command = [file, ...args].join(' ');
+  const subprocess = spawnWatched(() =>
+    execa(file, args, {
+      buffer: { stdout: false, stderr: true },
+      maxBuffer: { stderr: 64 * 1024 },
+      stdin: 'ignore',
+      // Locale-independent output; LC_ALL is what iptables honours.
+      env: { LC_ALL: 'C' },
+    }),
+  );
+  if (!subprocess.ok) throw toDumpError(file, args, options, await subprocess.error);
+  const child = subprocess.child;
   // StringDecoder, not TextDecoder: three times faster on Node 20 for a 12 MB dump.
   const decoder = new StringDecoder('utf8');
   let received = 0;
   let stopped: unknown;
+  /** Stops listening to the pipes: execa's promise then settles whoever else holds them. */
+  const release = () => {
+    child.stdout.destroy();
+    child.stderr.destroy();
+  };
   const stop = (reason: unknown) => {
     stopped ??= reason;
-    subprocess.kill();
+    child.kill();
+    release();
   };
-  subprocess.stdout.on('data', (chunk: Buffer) => {
+  // Our own deadline rather than execa's `timeout`: that one kills the program
+  // but still waits for the end of its output, which a grandchild can hold.
+  const deadline = setTimeout(() => stop(timedOut(command, options.timeoutMs)), options.timeoutMs);
+  let grace: NodeJS.Timeout | undefined;
+  child.once('exit', (code) => {
+    if (code === 0) grace = setTimeout(release, EXIT_GRACE_MS);
+  });
+  child.stdout.on('data', (chunk: Buffer) => {
     if (stopped !== undefined) return;
     received += chunk.length;
     if (received > options.maxOutputBytes) {
-      stop(tooMuchOutput([file, ...args].join(' '), options.maxOutputBytes));
+      stop(tooMuchOutput(command, options.maxOutputBytes));
       return;
     }
     try {
@@ -53,14 +80,51 @@ export const execaRunner: CommandRunner = async (file, args, options, onOutput) 
     }
   });
   try {
-    await subprocess;
+    await child;
   } catch (error) {
     throw stopped ?? toDumpError(file, args, options, error);
+  } finally {
+    clearTimeout(deadline);
+    clearTimeout(grace);
   }
   if (stopped !== undefined) throw stopped;
+  // Output cut short after a clean exit reaches the parser as it is: a dump
+  // without its COMMIT is refused there, never counted.
   const tail = decoder.end();
   if (tail !== '') onOutput(tail);
 };
+
+/**
+ * Starts execa, made safe against a spawn that fails before it has pipes. Out of
+ * file descriptors (EMFILE, ENFILE), Node's spawn() returns a ChildProcess
+ * without stdio and emits 'error' on it a tick later; execa 9 then throws a
+ * TypeError before it listens to that child, and the unheard 'error' event
+ * would end the agent. The ChildProcess is caught as it is created (Node's
+ * `child_process` diagnostics channel, listened to only during this
+ * synchronous call) so its error is heard and becomes the result.
+ */
+function spawnWatched<T>(start: () => T): { ok: true; child: T } | { ok: false; error: Promise<unknown> } {
+  let created: ChildProcess | undefined;
+  const onCreate = (message: unknown) => {
+    created ??= (message as { process: ChildProcess }).process;
+  };
+  subscribe('child_process', onCreate);
+  try {
+    return { ok: true, child: start() };
+  } catch (thrown) {
+    const spawned = created;
+    // The child's own error (EMFILE...) says more than execa's TypeError; it comes on the next tick.
+    const error = spawned
+      ? new Promise((resolve) => {
+          spawned.once('error', resolve);
+          setImmediate(() => resolve(thrown));
+        })
+      : Promise.resolve(thrown);
+    return { ok: false, error };
+  } finally {
+    unsubscribe('child_process', onCreate);
+  }
+}
 
 export interface DumpRequest {
   command: string;
@@ -81,10 +145,9 @@ export async function readTableDump(
 
 function toDumpError(file: string, args: readonly string[], options: RunOptions, error: unknown): DumpError {
   const command = [file, ...args].join(' ');
-  if (!(error instanceof ExecaError)) {
-    return new DumpError('spawn', command, `could not run ${command}: ${String(error)}`, { cause: error });
-  }
-  if (error.code === 'ENOENT') {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  const spawnFailure = SPAWN_FAILURES[code ?? ''];
+  if (code === 'ENOENT') {
     return new DumpError(
       'missing_binary',
       command,
@@ -92,13 +155,9 @@ function toDumpError(file: string, args: readonly string[], options: RunOptions,
       { cause: error },
     );
   }
-  if (error.timedOut) {
-    return new DumpError(
-      'timeout',
-      command,
-      `${command} did not finish within ${options.timeoutMs} ms and was killed: raise collect.timeoutMs for a large table`,
-      { cause: error },
-    );
+  if (spawnFailure) return new DumpError('spawn', command, spawnFailure(file, command), { cause: error });
+  if (!(error instanceof ExecaError)) {
+    return new DumpError('spawn', command, `could not run ${command}: ${String(error)}`, { cause: error });
   }
   if (error.isMaxBuffer) return tooMuchOutput(command, options.maxOutputBytes, error);
   if (error.exitCode !== undefined) {
@@ -114,6 +173,25 @@ function toDumpError(file: string, args: readonly string[], options: RunOptions,
     return new DumpError('signal', command, `${command} was killed by ${error.signal}`, { cause: error });
   }
   return new DumpError('spawn', command, `could not run ${command}: ${error.shortMessage}`, { cause: error });
+}
+
+/** The program could not be started: the kernel's reason, in words that say what to do. */
+const SPAWN_FAILURES: Record<string, (file: string, command: string) => string> = {
+  // execve refuses a binary with file capabilities (Debian's xtables-nft-multi has some) that the
+  // process's bounding set cannot grant: a container started without cap_add.
+  EPERM: (file) =>
+    `the kernel refused to run ${file} with its file capabilities (EPERM): the container lacks NET_ADMIN or NET_RAW; add cap_add: [NET_ADMIN, NET_RAW] to the service (docker run --cap-add NET_ADMIN --cap-add NET_RAW), or run as root with them`,
+  EACCES: (file, command) => `could not run ${command}: ${file} cannot be executed (EACCES): check its mode and that its filesystem is not mounted noexec`,
+  EMFILE: (_file, command) =>
+    `could not run ${command}: the agent is out of file descriptors (EMFILE); this reading is skipped and the next interval tries again: raise the open-files limit (ulimit -n, docker --ulimit nofile=...) or find what holds them`,
+  ENFILE: (_file, command) => `could not run ${command}: the system is out of file descriptors (ENFILE); this reading is skipped and the next interval tries again`,
+  EAGAIN: (_file, command) =>
+    `could not run ${command}: the kernel refused a new process (EAGAIN: a process-count or memory limit); this reading is skipped and the next interval tries again`,
+  ENOMEM: (_file, command) => `could not run ${command}: not enough memory to start it (ENOMEM); this reading is skipped and the next interval tries again`,
+};
+
+function timedOut(command: string, timeoutMs: number): DumpError {
+  return new DumpError('timeout', command, `${command} did not finish within ${timeoutMs} ms and was killed: raise collect.timeoutMs for a large table`);
 }
 
 function tooMuchOutput(command: string, limit: number, cause?: unknown): DumpError {

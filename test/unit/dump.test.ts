@@ -1,14 +1,17 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { chmod, copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
 import { Accumulator } from '../../src/attribution/accumulator.js';
 import { buildMarkMap } from '../../src/attribution/mark-map.js';
 import { Collector, commandSource } from '../../src/collector.js';
 import { DumpError, ParseError } from '../../src/errors.js';
 import { execaRunner, readTableDump, type CommandRunner } from '../../src/mangle/dump.js';
 import { parseIptablesSave, SaveModelBuilder } from '../../src/mangle/parse.js';
+import { labGate } from '../lab/netns.js';
 
 // A tiny real program that prints a file and exits with a chosen code, so the
 // execa wiring runs for real without root (see test/bin/fake-iptables-save).
@@ -98,6 +101,115 @@ describe('readTableDump with the real execa runner', () => {
         },
       );
     });
+  });
+});
+
+/** Runs test/bin/run-save-command.ts (the real runner in its own process) under `wrapper`; its JSON outcome lines. */
+async function runSaveCommandIn(wrapper: string[], command: string, ...flags: string[]): Promise<Record<string, unknown>[]> {
+  const [file, ...args] = [...wrapper, process.execPath, '--import', 'tsx', 'test/bin/run-save-command.ts', command, ...flags];
+  // A crash (an unhandled 'error' event) rejects here with the stack in the message.
+  const { stdout } = await promisify(execFile)(file!, args, { timeout: 20_000 });
+  return JSON.parse(stdout) as Record<string, unknown>[];
+}
+
+describe('spawn failures are DumpErrors, never a crash', () => {
+  test('out of file descriptors (EMFILE): a DumpError saying so, the process lives on, and the next reading works', async () => {
+    // Real: the helper opens loopback sockets until EMFILE under RLIMIT_NOFILE=64, then spawns.
+    const [starved, after] = await runSaveCommandIn(['prlimit', '--nofile=64:64'], FAKE, '--exhaust-fds');
+    assert.ok(Number(starved!.sockets) > 10, `opened ${starved!.sockets} connections first`);
+    assert.equal(starved!.name, 'DumpError');
+    assert.equal(starved!.code, 'spawn');
+    assert.equal(starved!.causeCode, 'EMFILE');
+    assert.match(String(starved!.message), /could not run .*fake-iptables-save/);
+    assert.match(String(starved!.message), /out of file descriptors \(EMFILE\).*ulimit -n/);
+    assert.deepEqual(after, { ok: true });
+  });
+
+  test('not executable (EACCES) is a DumpError that names the file', async () => {
+    const file = join(dir, 'not-executable');
+    await writeFile(file, '#!/bin/sh\n');
+    await chmod(file, 0o644);
+    await assert.rejects(readTableDump({ command: file, table: 'mangle' }, RUN, new SaveModelBuilder()), (error: unknown) => {
+      assert.ok(error instanceof DumpError);
+      assert.equal(error.code, 'spawn');
+      assert.match(error.message, /not-executable -c -t mangle.*cannot be executed \(EACCES\)/);
+      return true;
+    });
+  });
+
+  test('file capabilities the container lacks (EPERM): the message says to add NET_ADMIN and NET_RAW', async (t) => {
+    // Real: a copy of /bin/true with file capabilities cap_net_admin,cap_net_raw+ep, run from a process
+    // whose bounding set lacks them (capsh --drop), is refused by execve with EPERM, as in a container
+    // without cap_add. Needs root (setcap) and capsh.
+    const tools = await Promise.all(['setcap', 'capsh'].map((tool) => promisify(execFile)('sh', ['-c', `command -v ${tool}`]).then(() => true, () => false)));
+    const support = process.getuid?.() === 0 && tools.every(Boolean) ? { ok: true as const } : { ok: false as const, reason: 'needs root, setcap and capsh' };
+    if (!labGate(support, t)) return;
+    const capped = join(dir, 'capped-iptables-save');
+    await copyFile('/bin/true', capped);
+    await chmod(capped, 0o755);
+    await promisify(execFile)('setcap', ['cap_net_admin,cap_net_raw+ep', capped]);
+    const [result] = await runSaveCommandIn(['capsh', '--drop=cap_net_admin,cap_net_raw', '--', '-c', 'exec "$0" "$@"'], capped);
+    assert.equal(result!.code, 'spawn');
+    assert.equal(result!.causeCode, 'EPERM');
+    assert.match(String(result!.message), /the kernel refused to run .*capped-iptables-save with its file capabilities \(EPERM\).*lacks NET_ADMIN or NET_RAW.*cap_add: \[NET_ADMIN, NET_RAW\]/);
+  });
+});
+
+describe('a grandchild holding the output pipe', () => {
+  const GRANDCHILD = resolve('test/bin/fake-save-leaving-grandchild');
+
+  test('a complete dump from a save command that exited 0 is read within collect.timeoutMs', async (t) => {
+    const file = join(dir, 'complete.txt');
+    const pidFile = join(dir, 'grandchild.pid');
+    await writeFile(file, DUMP);
+    t.after(async () => {
+      const pid = Number(await readFile(pidFile, 'utf8').catch(() => ''));
+      if (pid > 0) process.kill(pid, 'SIGTERM');
+    });
+    const model = new SaveModelBuilder();
+    const started = Date.now();
+    await withEnv({ FAKE_SAVE_OUTPUT: file, FAKE_GRANDCHILD_PID_FILE: pidFile }, () =>
+      readTableDump({ command: GRANDCHILD, table: 'mangle' }, { ...RUN, timeoutMs: 1000 }, model),
+    );
+    assert.ok(Date.now() - started < 1500, `read in ${Date.now() - started} ms, not the grandchild's 30 s`);
+    assert.deepEqual(model.tables, parseIptablesSave(DUMP));
+  });
+
+  test('a truncated dump is still refused (the parser sees no COMMIT), within the timeout', async (t) => {
+    const file = join(dir, 'truncated.txt');
+    const pidFile = join(dir, 'grandchild2.pid');
+    await writeFile(file, DUMP.replace('COMMIT\n', ''));
+    t.after(async () => {
+      const pid = Number(await readFile(pidFile, 'utf8').catch(() => ''));
+      if (pid > 0) process.kill(pid, 'SIGTERM');
+    });
+    const started = Date.now();
+    await assert.rejects(
+      withEnv({ FAKE_SAVE_OUTPUT: file, FAKE_GRANDCHILD_PID_FILE: pidFile }, () =>
+        readTableDump({ command: GRANDCHILD, table: 'mangle' }, { ...RUN, timeoutMs: 1000 }, new SaveModelBuilder()),
+      ),
+      /without COMMIT/,
+    );
+    assert.ok(Date.now() - started < 1500, `refused in ${Date.now() - started} ms`);
+  });
+
+  test('a hung save command whose grandchild holds the pipe is a timeout at collect.timeoutMs', async (t) => {
+    const script = join(dir, 'hang-with-grandchild');
+    const pidFile = join(dir, 'grandchild3.pid');
+    // The child sleeps (a hung save command) after leaving a grandchild on the pipe.
+    await writeFile(script, `#!/bin/sh\nsleep 30 &\necho $! > "${pidFile}"\nexec sleep 30\n`);
+    await chmod(script, 0o755);
+    t.after(async () => {
+      const pid = Number(await readFile(pidFile, 'utf8').catch(() => ''));
+      if (pid > 0) process.kill(pid, 'SIGTERM');
+    });
+    const started = Date.now();
+    await assert.rejects(readTableDump({ command: script, table: 'mangle' }, { ...RUN, timeoutMs: 500 }, new SaveModelBuilder()), (error: unknown) => {
+      assert.ok(error instanceof DumpError);
+      assert.equal(error.code, 'timeout');
+      return true;
+    });
+    assert.ok(Date.now() - started < 1000, `gave up in ${Date.now() - started} ms`);
   });
 });
 
