@@ -28,6 +28,8 @@ export class TestGateway {
   /** Per source: the dump text the next reading sees. */
   private readonly texts = new Map<string, string>();
   private readonly collector: Collector;
+  /** How a dump's text is cut into the chunks the parser is pushed (one chunk unless a test says otherwise). */
+  chunking: (text: string) => string[] = (text) => [text];
 
   constructor(usersDocument: object, sources: string[] = ['ipv4'], breakdown: Breakdown = 'user') {
     this.map = buildMarkMap(parseUsersDocument(JSON.stringify(usersDocument), 'test users'), breakdown);
@@ -36,7 +38,7 @@ export class TestGateway {
       name,
       read: async (visitor) => {
         const parser = new IptablesSaveParser(visitor);
-        parser.push(this.texts.get(name) ?? '');
+        for (const chunk of this.chunking(this.texts.get(name) ?? '')) parser.push(chunk);
         parser.end();
       },
     }));

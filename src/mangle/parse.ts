@@ -144,6 +144,7 @@ const ONE_VALUE_SHORT = [105, 111, 112, 109];
  * iptables-save prints unquoted when it is made of safe characters, `-j` included.
  * `match-set` takes two (the set's name and its flags).
  */
+const MARK_OPERATIONS = ['--and-mark ', '--or-mark ', '--xor-mark '];
 const ONE_VALUE_LONG = new Set(['comment', 'string', 'hex-string', 'log-prefix', 'nflog-prefix', 'name', 'helper', 'physdev-in', 'physdev-out', 'uid-owner', 'gid-owner', 'match-set', 'algo']);
 
 /** Parses a whole dump into its tables, in the order they appear. */
@@ -311,7 +312,11 @@ export class IptablesSaveParser {
     if (policyEnd === -1 || policyEnd > end) policyEnd = end;
     const name = text.slice(start + 1, nameEnd);
     const policy = text.slice(nameEnd + 1, policyEnd);
-    if (policy === '') this.fail('bad chain declaration', text, start, end);
+    // A builtin chain's policy or `-`, then the chain's own counters: nothing else is a declaration.
+    if (!(policy === 'ACCEPT' || policy === 'DROP' || policy === '-') || !/^ \[\d+:\d+\]$/.test(text.slice(policyEnd, end))) {
+      this.fail('bad chain declaration', text, start, end);
+    }
+    if (this.current.chains.has(name)) this.fail(`chain ${name} declared twice`, text, start, end);
     const chain = { name, policy: policy === '-' ? null : policy };
     this.current.chains.set(name, chain);
     this.visitor.chain?.(this.current.name, chain);
@@ -403,12 +408,7 @@ export class IptablesSaveParser {
         i = tokenEnd + 1;
         continue;
       }
-      if (text.charCodeAt(i) !== DASH || length < 2) {
-        // A value where an option belongs: not in iptables-save's grammar, but harmless to pass over.
-        negated = false;
-        i = tokenEnd + 1;
-        continue;
-      }
+      if (text.charCodeAt(i) !== DASH || length < 2) this.fail('a value where an option belongs', text, lineStart, end);
       const letter = text.charCodeAt(i + 1);
       if (length === 2 && (letter === LETTER_J || letter === LETTER_G)) {
         this.target(rule, text, letter === LETTER_G, tokenEnd + 1, end, lineStart);
@@ -449,9 +449,15 @@ export class IptablesSaveParser {
     rule.goto = goto;
     if (valueEnd - valueStart === 4 && text.startsWith('MARK', valueStart)) {
       rule.jump = 'MARK';
+      // Exactly one option and its value follow: what else is there is not a dump, and a MARK
+      // rule misread would silently lose its user's counts.
       const option = valueEnd + 1;
       const length = text.startsWith('--set-xmark ', option) ? 12 : text.startsWith('--set-mark ', option) ? 11 : 0;
-      if (length > 0) this.markValue(rule, text, option + length, spaceOrEnd(text, option + length, end), lineStart, end);
+      const valueAt = length > 0 ? option + length : MARK_OPERATIONS.findIndex((o) => text.startsWith(o, option)) >= 0 ? text.indexOf(' ', option) + 1 : -1;
+      const markEnd = valueAt > 0 ? spaceOrEnd(text, valueAt, end) : -1;
+      if (markEnd <= valueAt || markEnd !== end) this.fail('MARK without one --set-xmark/--set-mark value', text, lineStart, end);
+      // --and-mark, --or-mark, --xor-mark (old MARK revisions) change a mark without setting a user's: not counted.
+      if (length > 0) this.markValue(rule, text, valueAt, markEnd, lineStart, end);
     } else {
       rule.jump = text.slice(valueStart, valueEnd);
     }
