@@ -3,8 +3,10 @@
  * lives; `/readyz` answers 200 only when a reading succeeded within the last
  * three collect intervals and a users mapping is loaded, else 503 with the
  * reason as JSON (what a Docker HEALTHCHECK or a Kubernetes probe reads).
+ * Connections are capped and idle ones closed (see listener-limits.ts).
  */
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
+import { createLimitedServer, LISTENER_LIMITS, type ListenerLimits } from './listener-limits.js';
 
 export interface Readiness {
   /** ms since epoch of the last successful reading of every source, or undefined. */
@@ -31,9 +33,9 @@ export function parseListen(text: string): { host: string; port: number } {
   return { host: match[1] ?? match[2]!, port };
 }
 
-export async function startHealthServer(listen: string, state: Readiness): Promise<Server> {
+export async function startHealthServer(listen: string, state: Readiness, limits: ListenerLimits = LISTENER_LIMITS): Promise<Server> {
   const { host, port } = parseListen(listen);
-  const server = createServer((request, response) => {
+  const server = createLimitedServer((request, response) => {
     const path = (request.url ?? '').split('?')[0];
     if (request.method !== 'GET' && request.method !== 'HEAD') {
       response.writeHead(405, { allow: 'GET, HEAD' }).end();
@@ -46,7 +48,7 @@ export async function startHealthServer(listen: string, state: Readiness): Promi
     } else {
       response.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not found: try /healthz or /readyz"}\n');
     }
-  });
+  }, limits);
   await new Promise<void>((resolve, reject) => {
     server.once('error', (error) => reject(new Error(`health.listen ${listen}: ${(error as Error).message}`, { cause: error })));
     server.listen(port, host, resolve);

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { parseListen, readiness, startHealthServer } from '../../src/health.js';
+import { LISTENER_LIMITS } from '../../src/listener-limits.js';
+import { assertCapAndIdle } from './listener-check.js';
 
 describe('readiness', () => {
   const state = (last: number | undefined, users = true) => ({ lastSuccessAt: () => last, usersLoaded: () => users, collectIntervalMs: 5000 });
@@ -48,6 +50,29 @@ describe('health listener', () => {
       await assert.rejects(startHealthServer(`127.0.0.1:${port}`, { lastSuccessAt: () => undefined, usersLoaded: () => false, collectIntervalMs: 1 }), /health\.listen 127\.0\.0\.1:\d+: listen EADDRINUSE/);
     } finally {
       first.close();
+    }
+  });
+
+  test('connections past the cap are closed at once, idle ones after the idle timeout; /healthz answers after', async () => {
+    const limits = { maxConnections: 4, idleTimeoutMs: 400, headersTimeoutMs: 400, requestTimeoutMs: 400 };
+    const server = await startHealthServer('127.0.0.1:0', { lastSuccessAt: () => undefined, usersLoaded: () => true, collectIntervalMs: 1000 }, limits);
+    try {
+      const port = (server.address() as { port: number }).port;
+      await assertCapAndIdle(port, 4, 400);
+      assert.equal((await fetch(`http://127.0.0.1:${port}/healthz`)).status, 200);
+    } finally {
+      server.close();
+    }
+  });
+
+  test('by default: 64 connections, idle ones closed after 5 s', async () => {
+    const server = await startHealthServer('127.0.0.1:0', { lastSuccessAt: () => undefined, usersLoaded: () => true, collectIntervalMs: 1000 });
+    try {
+      assert.equal(server.maxConnections, LISTENER_LIMITS.maxConnections);
+      assert.equal(server.timeout, 5000);
+      assert.equal(server.headersTimeout, 5000);
+    } finally {
+      server.close();
     }
   });
 });

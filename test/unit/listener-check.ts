@@ -1,0 +1,43 @@
+/**
+ * Shared by the health and /metrics listener tests: opens more idle TCP
+ * connections than a listener's cap and watches which the listener closes.
+ */
+import assert from 'node:assert/strict';
+import { connect, type Socket } from 'node:net';
+
+export interface IdleConnections {
+  /** Connections the listener closed, by when (ms after they opened). */
+  closedAfter: number[];
+  sockets: Socket[];
+}
+
+/** Opens `count` connections to 127.0.0.1:port that send nothing, noting when the server closes each. */
+export async function openIdle(port: number, count: number): Promise<IdleConnections> {
+  const started = Date.now();
+  const result: IdleConnections = { closedAfter: [], sockets: [] };
+  await Promise.all(
+    Array.from({ length: count }, () => {
+      const socket = connect(port, '127.0.0.1');
+      socket.on('error', () => {});
+      socket.on('close', () => result.closedAfter.push(Date.now() - started));
+      result.sockets.push(socket);
+      return new Promise((resolve) => socket.once('connect', resolve));
+    }),
+  );
+  return result;
+}
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Past the cap, the extra connections are closed at once; the rest once idle for `idleMs`. */
+export async function assertCapAndIdle(port: number, cap: number, idleMs: number): Promise<void> {
+  const idle = await openIdle(port, cap + 3);
+  try {
+    await sleep(idleMs / 2);
+    assert.equal(idle.closedAfter.length, 3, `the 3 connections past the cap of ${cap} are closed at once (closed: ${idle.closedAfter})`);
+    await sleep(idleMs * 2);
+    assert.equal(idle.closedAfter.length, cap + 3, 'the idle ones are closed after the idle timeout');
+  } finally {
+    for (const socket of idle.sockets) socket.destroy();
+  }
+}
