@@ -23,9 +23,16 @@ export interface GenerateOptions {
   seed?: number;
   /** Give every 5000th rule a counter above 2^53 (exact in snapshot; an OTLP export carries doubles). */
   huge?: boolean;
+  /**
+   * flat: every MARK rule in a builtin chain or one shared custom chain.
+   * user-chains: two chains per user (U<i>_TX, U<i>_RX), each jumped to from
+   * its builtin chain and holding that user's MARK rule: twice the rules, and
+   * as many chains as users.
+   */
+  layout?: 'flat' | 'user-chains';
 }
 
-export function generateGateway(users: number, { seed = 1, huge = true }: GenerateOptions = {}): GeneratedGateway {
+export function generateGateway(users: number, { seed = 1, huge = true, layout = 'flat' }: GenerateOptions = {}): GeneratedGateway {
   let state = seed >>> 0 || 1;
   const next = () => {
     // xorshift32: fast, deterministic, good enough for counters.
@@ -66,14 +73,24 @@ export function generateGateway(users: number, { seed = 1, huge = true }: Genera
     const rxMark = 2 * i + 2;
     const [txp, txb] = counter(2 * i + 1);
     const [rxp, rxb] = counter(2 * i + 2);
-    const custom = i % 2 === 0;
-    (custom ? tx : post).push(`[${txp}:${txb}] -A ${custom ? 'MM_TX' : 'POSTROUTING'} -s ${ip}/32 -d 192.0.2.7/32 -j MARK --set-xmark 0x${txMark.toString(16)}/0xffffffff`);
-    (custom ? rx : pre).push(`[${rxp}:${rxb}] -A ${custom ? 'MM_RX' : 'PREROUTING'} -s 192.0.2.7/32 -d ${ip}/32 -m comment --comment "user u${i}" -j MARK --set-xmark 0x${rxMark.toString(16)}/0xffffffff`);
+    if (layout === 'user-chains') {
+      head.push(`:U${i}_TX - [0:0]`, `:U${i}_RX - [0:0]`);
+      post.push(`[${txp}:${txb}] -A POSTROUTING -s ${ip}/32 -j U${i}_TX`);
+      pre.push(`[${rxp}:${rxb}] -A PREROUTING -d ${ip}/32 -j U${i}_RX`);
+      tx.push(`[${txp}:${txb}] -A U${i}_TX -d 192.0.2.7/32 -j MARK --set-xmark 0x${txMark.toString(16)}/0xffffffff`);
+      rx.push(`[${rxp}:${rxb}] -A U${i}_RX -s 192.0.2.7/32 -m comment --comment "user u${i}" -j MARK --set-xmark 0x${rxMark.toString(16)}/0xffffffff`);
+    } else {
+      const custom = i % 2 === 0;
+      (custom ? tx : post).push(`[${txp}:${txb}] -A ${custom ? 'MM_TX' : 'POSTROUTING'} -s ${ip}/32 -d 192.0.2.7/32 -j MARK --set-xmark 0x${txMark.toString(16)}/0xffffffff`);
+      (custom ? rx : pre).push(`[${rxp}:${rxb}] -A ${custom ? 'MM_RX' : 'PREROUTING'} -s 192.0.2.7/32 -d ${ip}/32 -m comment --comment "user u${i}" -j MARK --set-xmark 0x${rxMark.toString(16)}/0xffffffff`);
+    }
     docUsers.push(`{"user_code":"u${i}","user_intra_ip":"${ip}"}`);
     docMarks.push(`{"mark_id":${txMark},"sips":["${ip}"],"dips":["192.0.2.7"]}`, `{"mark_id":${rxMark},"sips":["192.0.2.7"],"dips":["${ip}"]}`);
     expected.set(`u${i}`, { rxPackets: rxp, txPackets: txp, rxBytes: rxb, txBytes: txb });
   }
-  const dump = [...head, ...pre, ...post, ...rx, ...tx, 'COMMIT', '# Completed on Sun Nov 29 00:00:00 2026', ''].join('\n');
+  // iptables-save lists the rules chain by chain, in the order the chains are declared.
+  const perChain = layout === 'user-chains' ? tx.flatMap((rule, i) => [rule, rx[i]!]) : [...rx, ...tx];
+  const dump = [...head, ...pre, ...post, ...perChain, 'COMMIT', '# Completed on Sun Nov 29 00:00:00 2026', ''].join('\n');
   const usersDocument = `{"users":[\n${docUsers.join(',\n')}\n],"marks":[\n${docMarks.join(',\n')}\n]}\n`;
-  return { dump, usersDocument, expected, rules: 2 * users + 2 };
+  return { dump, usersDocument, expected, rules: (layout === 'user-chains' ? 4 : 2) * users + 2 };
 }

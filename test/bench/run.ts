@@ -211,6 +211,34 @@ function wholeProcess(gateway: ReturnType<typeof generateGateway>): void {
   row('snapshot cost / iptables-legacy-save', `${(cost / baseline).toFixed(2)}x`, '<= 1.0x', cost / baseline <= 1.0);
 }
 
+/**
+ * One chain per user and direction (a common layout) must cost in proportion
+ * to its rules, not chains x users: snapshot of 20,000 users laid out flat and
+ * in per-user chains (twice the rules), whole process, side by side.
+ */
+function chainLayouts(): void {
+  const users = 20_000;
+  const measure = (layout: 'flat' | 'user-chains') => {
+    const gateway = generateGateway(users, { layout });
+    const dump = join(dir, `${layout}.dump`);
+    const doc = join(dir, `${layout}.users.json`);
+    writeFileSync(dump, gateway.dump);
+    writeFileSync(doc, gateway.usersDocument);
+    const runs = [0, 1, 2].map(() => snapshotRun(dump, doc));
+    const printed = runs[0]!.stdout.match(/"user_code"/g)?.length ?? 0;
+    return { ms: median(runs.map((r) => r.ms)), rssKiB: Math.max(...runs.map((r) => r.rssKiB)), rules: gateway.rules, printed };
+  };
+  const flat = measure('flat');
+  const chains = measure('user-chains');
+  row(
+    `snapshot of ${users} users: flat (${flat.rules} rules) / per-user chains (${chains.rules} rules), median of 3`,
+    `${flat.ms.toFixed(0)} ms, ${(flat.rssKiB / 1024).toFixed(0)} MB / ${chains.ms.toFixed(0)} ms, ${(chains.rssKiB / 1024).toFixed(0)} MB`,
+  );
+  const time = chains.ms / flat.ms;
+  const memory = chains.rssKiB / flat.rssKiB;
+  row('per-user chains / flat: time, peak RSS', `${time.toFixed(2)}x, ${memory.toFixed(2)}x`, '<= 2x each', time <= 2 && memory <= 2 && chains.printed === users && flat.printed === users);
+}
+
 /** Loads the dump into iptables-legacy in a throwaway namespace and times iptables-legacy-save there. */
 function legacySave(dump: string): number | undefined {
   if (process.getuid?.() !== 0) return undefined;
@@ -323,6 +351,7 @@ async function main(): Promise<void> {
   row('generated', `${gateway.rules} rules, ${USERS} users, dump ${mb(gateway.dump.length)}, users document ${mb(gateway.usersDocument.length)}`);
   await collection(gateway);
   wholeProcess(gateway);
+  chainLayouts();
   await exportCost();
   await steadyState();
 
