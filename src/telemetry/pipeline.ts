@@ -5,11 +5,11 @@
  * both readers collect besides the SDK's own. All state worth keeping (totals,
  * self-stats) lives outside the SDK, so nothing in it ever goes back.
  */
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import { AggregationTemporalityPreference, OTLPMetricExporter as JsonExporter } from '@opentelemetry/exporter-metrics-otlp-http';
 import { OTLPMetricExporter as ProtobufExporter } from '@opentelemetry/exporter-metrics-otlp-proto';
-import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
+import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
 import type { Resource } from '@opentelemetry/resources';
 import {
   MeterProvider,
@@ -17,11 +17,16 @@ import {
   type PushMetricExporter,
   type ResourceMetrics,
 } from '@opentelemetry/sdk-metrics';
+import { createLimitedServer, type ListenerLimits } from '../listener-limits.js';
 import type { Logger } from '../log.js';
 import type { ExportProtocol } from '../settings.js';
 import { registerInstruments, type TelemetryView } from './instruments.js';
 import { METER_NAME } from './semconv.js';
+import { SharedScrapes } from './shared-scrapes.js';
 import { UserSeriesProducer } from './user-series.js';
+
+/** Scrapes that may wait on one production of the /metrics body; more are answered 503. */
+export const MAX_SHARED_SCRAPES = 16;
 
 /** SDK messages about a failed or timed-out push: the pipeline reports those itself, once per outage. */
 export const SDK_EXPORT_FAILURE = /metrics export (failed|timed out)/;
@@ -34,8 +39,8 @@ export interface PipelineOptions {
   log: Logger;
   /** The OTLP/HTTP encoding of the default exporter. */
   protocol: ExportProtocol;
-  /** Also serve /metrics for Prometheus to scrape. */
-  prometheus?: { host: string; port: number };
+  /** Also serve /metrics for Prometheus to scrape (`limits`: the listener's, by default LISTENER_LIMITS). */
+  prometheus?: { host: string; port: number; limits?: ListenerLimits };
   /** Defaults to the OTLP/HTTP exporter configured from the standard OTEL_EXPORTER_OTLP_* variables. */
   createExporter?: () => PushMetricExporter;
 }
@@ -83,17 +88,36 @@ export class TelemetryPipeline {
     return pushed === true;
   }
 
-  /** Starts the /metrics listener (our own server, bound to export.prometheus host and port). */
+  /**
+   * Starts the /metrics listener (our own server, bound to export.prometheus
+   * host and port). Concurrent scrapes share one production of the body.
+   */
   async servePrometheus(): Promise<Server | undefined> {
     const config = this.options.prometheus;
-    if (!config) return undefined;
-    const server = createServer((request, response) => {
+    const reader = this.prometheus;
+    if (!config || !reader) return undefined;
+    // The PrometheusExporter's own handler does this per request; the serializer's defaults are the exporter's.
+    const serializer = new PrometheusSerializer();
+    const scrapes = new SharedScrapes(async () => {
+      const { resourceMetrics, errors } = await reader.collect();
+      for (const error of errors) this.options.log.warn('a /metrics scrape met a collection error', { error });
+      return serializer.serialize(resourceMetrics);
+    }, MAX_SHARED_SCRAPES);
+    const server = createLimitedServer((request, response) => {
       if ((request.url ?? '').split('?')[0] !== '/metrics') {
         response.writeHead(404).end('not found: try /metrics\n');
         return;
       }
-      this.prometheus!.getMetricsRequestHandler(request, response);
-    });
+      const body = scrapes.body();
+      if (body === undefined) {
+        response.writeHead(503, { 'retry-after': '1', 'content-type': 'text/plain' }).end(`more than ${MAX_SHARED_SCRAPES} scrapes at once: try again in a second\n`);
+        return;
+      }
+      body.then(
+        (text) => response.writeHead(200, { 'content-type': 'text/plain' }).end(text),
+        (error: unknown) => response.writeHead(500, { 'content-type': 'text/plain' }).end(`# failed to export metrics: ${String(error)}\n`),
+      );
+    }, config.limits);
     await new Promise<void>((resolve, reject) => {
       server.once('error', (error) => reject(new Error(`export.prometheus.port ${config.port}: ${(error as Error).message}`, { cause: error })));
       server.listen(config.port, config.host, resolve);

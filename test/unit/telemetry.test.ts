@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { get } from 'node:http';
 import { describe, test } from 'node:test';
 import { millisToHrTime } from '@opentelemetry/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
@@ -7,7 +8,10 @@ import { Accumulator } from '../../src/attribution/accumulator.js';
 import { userKey } from '../../src/attribution/mark-map.js';
 import { createLogger } from '../../src/log.js';
 import { TelemetryPipeline } from '../../src/telemetry/pipeline.js';
+import type { ListenerLimits } from '../../src/listener-limits.js';
 import { SelfStats } from '../../src/telemetry/self-stats.js';
+import { SharedScrapes } from '../../src/telemetry/shared-scrapes.js';
+import { assertCapAndIdle } from './listener-check.js';
 
 const alice = { user_code: 'alice', user_intra_ip: '10.8.0.2' };
 const bob = { user_code: 'bob', user_intra_ip: 'fd00:8::2' };
@@ -30,8 +34,9 @@ function points(exported: ResourceMetrics[]): Map<string, Map<string, number>> {
   return out;
 }
 
-function setup() {
+function setup(prometheus?: { host: string; port: number; limits?: ListenerLimits }) {
   const accumulator = new Accumulator();
+  let productions = 0;
   const stats = new SelfStats();
   const exporters: InMemoryMetricExporter[] = [];
   const pipeline = new TelemetryPipeline({
@@ -40,7 +45,8 @@ function setup() {
     exportTimeoutMs: 5_000,
     protocol: 'http/json',
     log: createLogger('silent'),
-    view: { users: () => accumulator.users(), unattributed: () => accumulator.unattributed, interfaces: () => [], stats },
+    prometheus,
+    view: { users: () => (productions++, accumulator.users()), unattributed: () => accumulator.unattributed, interfaces: () => [], stats },
     createExporter: () => {
       const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
       exporters.push(exporter);
@@ -54,7 +60,18 @@ function setup() {
     last.set(user.user_code, packets);
     accumulator.add(userKey(user), 'tx', delta, delta * 100n);
   };
-  return { accumulator, stats, exporters, pipeline, reading };
+  return { accumulator, stats, exporters, pipeline, reading, productions: () => productions };
+}
+
+/** One GET of /metrics with its own connection: status, Retry-After and body. */
+function scrape(port: number): Promise<{ status: number; retryAfter: string | undefined; body: string }> {
+  return new Promise((resolve, reject) => {
+    get({ host: '127.0.0.1', port, path: '/metrics', agent: false }, (response) => {
+      let body = '';
+      response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+      response.on('end', () => resolve({ status: response.statusCode!, retryAfter: response.headers['retry-after'], body }));
+    }).on('error', reject);
+  });
 }
 
 describe('TelemetryPipeline', () => {
@@ -128,5 +145,73 @@ describe('TelemetryPipeline', () => {
       [{ user_code: 'alice', user_intra_ip: '10.8.0.2', mark_id: '101', peer_ip: '192.0.2.7' }, 4],
     ]);
     await pipeline.shutdown();
+  });
+});
+
+describe('/metrics', () => {
+  test('concurrent scrapes share one production: complete bodies, 503 with Retry-After past the bound', async () => {
+    const { accumulator, pipeline, productions } = setup({ host: '127.0.0.1', port: 0 });
+    const users = Array.from({ length: 5000 }, (_, i) => ({ user_code: `u${i}`, user_intra_ip: `10.9.${i >> 8}.${i & 255}` }));
+    accumulator.setUsers(users, 0);
+    users.forEach((user, i) => accumulator.add(userKey(user), 'rx', i, 10 * i));
+    const server = (await pipeline.servePrometheus())!;
+    try {
+      const port = (server.address() as { port: number }).port;
+      const before = productions();
+      const results = await Promise.all(Array.from({ length: 40 }, () => scrape(port)));
+      const served = results.filter((r) => r.status === 200);
+      const refused = results.filter((r) => r.status !== 200);
+      assert.ok(productions() - before <= 4, `${productions() - before} productions for 40 scrapes`);
+      assert.ok(served.length >= 16, `${served.length} served`);
+      for (const r of served) {
+        assert.equal(r.body.match(/^net_user_rx_packets_total\{/gm)?.length, 5000, 'every user in every body');
+        assert.match(r.body, /^net_user_rx_packets_total\{user_code="u4999",user_intra_ip="10\.9\.19\.135",otel_scope_name="markmeter"\} 4999$/m);
+      }
+      for (const r of refused) {
+        assert.equal(r.status, 503);
+        assert.equal(r.retryAfter, '1');
+      }
+    } finally {
+      server.close();
+      await pipeline.shutdown();
+    }
+  });
+
+  test('connections past the cap are closed at once, idle ones after the idle timeout; a scrape works after', async () => {
+    const limits = { maxConnections: 4, idleTimeoutMs: 400, headersTimeoutMs: 400, requestTimeoutMs: 400 };
+    const { pipeline } = setup({ host: '127.0.0.1', port: 0, limits });
+    const server = (await pipeline.servePrometheus())!;
+    try {
+      const port = (server.address() as { port: number }).port;
+      await assertCapAndIdle(port, 4, 400);
+      assert.equal((await scrape(port)).status, 200);
+    } finally {
+      server.close();
+      await pipeline.shutdown();
+    }
+  });
+});
+
+describe('SharedScrapes', () => {
+  test('requests share the pending production up to the bound; the next starts no sooner than the last one lasted', async () => {
+    let clock = 0;
+    const started: number[] = [];
+    let finish: (body: string) => void = () => {};
+    const shared = new SharedScrapes(() => (started.push(clock), new Promise((resolve) => (finish = resolve))), 3, () => clock);
+    const first = [shared.body(), shared.body(), shared.body()];
+    assert.equal(shared.body(), undefined, 'the 4th is turned away');
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(started, [0]);
+    clock = 50;
+    finish('A');
+    assert.deepEqual(await Promise.all(first), ['A', 'A', 'A']);
+    const second = shared.body()!;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.deepEqual(started, [0], 'waits the 50 ms the last one lasted');
+    clock = 100;
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    assert.deepEqual(started, [0, 100]);
+    finish('B');
+    assert.equal(await second, 'B');
   });
 });
