@@ -127,7 +127,9 @@ export class Agent {
       ipv6: settings.iptables.ipv6,
     });
     this.metricsServer = await this.pipeline.servePrometheus();
-    if (this.configManager) await this.configManager.start();
+    // Not awaited: a slow or silent users source must not hold back the readings. Until the
+    // first 'sync' the traffic counts as unattributed (and /readyz says not ready).
+    if (this.configManager) void this.configManager.start().catch((error: unknown) => this.log.error('loading the users document failed unexpectedly', { error }));
     else this.log.warn('neither users.file nor users.url is set: every MARK rule is counted as unattributed until a users document is configured');
     await this.collectOnce();
     this.timer = setInterval(() => void this.tick(), settings.collect.intervalMs);

@@ -20,6 +20,7 @@ export class ConfigManager extends EventEmitter<ConfigManagerEvents> {
   private lastText: string | undefined;
   private readFailing = false;
   private stopWatching: (() => void) | undefined;
+  private stopped = false;
   private running: Promise<void> | undefined;
   private pending = false;
   private debounce: NodeJS.Timeout | undefined;
@@ -39,11 +40,14 @@ export class ConfigManager extends EventEmitter<ConfigManagerEvents> {
 
   /** Loads once (emitting 'sync' or 'error'), then watches the source. */
   async start(): Promise<void> {
+    this.stopped = false;
     await this.reload();
-    this.stopWatching = this.source.watch(() => this.schedule());
+    // stop() may have come while the first load ran (the agent does not wait for it).
+    if (!this.stopped) this.stopWatching = this.source.watch(() => this.schedule());
   }
 
   stop(): void {
+    this.stopped = true;
     this.stopWatching?.();
     this.stopWatching = undefined;
     clearTimeout(this.debounce);

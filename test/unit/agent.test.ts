@@ -19,6 +19,22 @@ const DUMP = `*mangle
 COMMIT
 `;
 
+/** A table with no rules: what the tests' runners print until the users document has arrived. */
+const EMPTY = `*mangle
+:PREROUTING ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+COMMIT
+`;
+
+/** Waits (polling) until `condition` holds. */
+async function until(condition: () => boolean, what: string, timeoutMs = 3000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
 let dir: string;
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'markmeter-agent-'));
@@ -55,14 +71,18 @@ describe('Agent', () => {
     const done = agent.stats.collections.get('ipv4 ok') ?? 0;
     assert.ok(skipped >= 3, `skipped ${skipped} ticks`);
     assert.ok(done >= 2 && done <= 5, `${done} readings, none overlapping`);
-    // Totals are still exact: the same dump read again adds nothing.
-    const alice = [...agent.accumulator.users()].find((s) => s.user.user_code === 'alice')!;
-    assert.equal(alice.totals.rxPackets, 3);
+    // Totals are still exact: the same dump read again adds nothing (the first reading may
+    // come before the users document, so its traffic may be unattributed: sum every series).
+    const users = [...agent.accumulator.users()].reduce((n, s) => n + Number(s.totals.rxPackets), 0);
+    assert.equal(users + Number(agent.accumulator.unattributed.rxPackets), 8);
   });
 
   test('users beyond limits.maxUsers are refused, counted and their traffic is unattributed', async () => {
-    const { agent, exporter } = await agentWith({ MARKMETER_MAX_USERS: '1' }, async (_f, _a, _o, onOutput) => onOutput(DUMP));
+    let dump = EMPTY;
+    const { agent, exporter } = await agentWith({ MARKMETER_MAX_USERS: '1' }, async (_f, _a, _o, onOutput) => onOutput(dump));
     await agent.start();
+    await until(() => agent.stats.usersLoaded > 0, 'the users document');
+    dump = DUMP;
     await agent.stop();
     assert.deepEqual([...agent.accumulator.users()].map((s) => s.user.user_code), ['alice']);
     assert.equal(agent.stats.usersRefused, 1);
@@ -90,13 +110,16 @@ describe('Agent', () => {
       const settings = loadSettings({
         env: { MARKMETER_USERS_URL: `http://127.0.0.1:${(server.address() as { port: number }).port}/users`, MARKMETER_IPV6: 'false', MARKMETER_INTERFACES: 'none0', MARKMETER_HEALTH_LISTEN: '' },
       });
+      let dump = EMPTY;
       const agent = new Agent({
         settings,
         log: createLogger('silent'),
-        runner: async (_f, _a, _o, onOutput) => onOutput(DUMP),
+        runner: async (_f, _a, _o, onOutput) => onOutput(dump),
         createExporter: () => new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE),
       });
       await agent.start();
+      await until(() => agent.stats.usersLoaded > 0, 'the users document');
+      dump = DUMP;
       await agent.stop();
       const erin = [...agent.accumulator.users()].find((u) => u.user.user_code === 'erin');
       assert.equal(erin?.totals.rxPackets, 3);
@@ -105,4 +128,54 @@ describe('Agent', () => {
       server.close();
     }
   });
+
+  test('a slow users server holds back no reading: traffic is unattributed until users arrive, attributed after', async () => {
+    let answer!: () => void;
+    const answered = new Promise<void>((resolve) => (answer = resolve));
+    const body = JSON.stringify({ users: [{ user_code: 'erin', user_intra_ip: '10.8.0.2' }] });
+    const server = createServer((_request, response) => void answered.then(() => response.writeHead(200).end(body)));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const health = await freePort();
+    let alicePackets = 3;
+    const runner: CommandRunner = async (_f, _a, _o, onOutput) => onOutput(DUMP.replace('[3:252]', `[${alicePackets}:252]`));
+    const settings = loadSettings({
+      env: {
+        MARKMETER_USERS_URL: `http://127.0.0.1:${(server.address() as { port: number }).port}/users`,
+        MARKMETER_COLLECT_INTERVAL_MS: '50',
+        MARKMETER_IPV6: 'false',
+        MARKMETER_INTERFACES: 'none0',
+        MARKMETER_HEALTH_LISTEN: `127.0.0.1:${health}`,
+      },
+    });
+    const agent = new Agent({ settings, log: createLogger('silent'), runner, createExporter: () => new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE) });
+    const readyz = async () => (await fetch(`http://127.0.0.1:${health}/readyz`)).status;
+    try {
+      const waited = await Promise.race([agent.start().then(() => false), sleep(2000).then(() => true)]);
+      assert.equal(waited, false, 'start() waited for the users server');
+      await until(() => (agent.stats.collections.get('ipv4 ok') ?? 0) >= 3, 'readings while the users server is silent');
+      assert.equal(agent.accumulator.unattributed.rxPackets, 8, 'the traffic so far, unattributed');
+      assert.equal([...agent.accumulator.users()].length, 0);
+      assert.equal(await readyz(), 503, 'not ready without users');
+      answer();
+      await until(() => agent.stats.usersLoaded === 1, 'the users document');
+      alicePackets = 10;
+      await until(() => [...agent.accumulator.users()][0]?.totals.rxPackets === 7, "erin's later traffic");
+      assert.equal(agent.accumulator.unattributed.rxPackets, 8, 'nothing counted twice');
+      assert.equal(await readyz(), 200);
+    } finally {
+      answer();
+      await agent.stop();
+      server.closeAllConnections();
+      server.close();
+    }
+  });
 });
+
+/** A loopback port free a moment ago (the health server takes a fixed address). */
+async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as { port: number };
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}

@@ -160,6 +160,31 @@ async function serveOnce(handler: (response: ServerResponse) => void) {
 
 const MiB = 1024 * 1024;
 
+describe('ConfigManager stopped during its first load', () => {
+  test('stop() before the first answer: no polling starts after it', async () => {
+    let answer!: () => void;
+    const answered = new Promise<void>((resolve) => (answer = resolve));
+    let polls = 0;
+    const served = await serveOnce((response) => {
+      polls += 1;
+      void answered.then(() => response.writeHead(200).end(doc('alice')));
+    });
+    const own = new ConfigManager(new HttpUsersSource({ url: served.url, pollMs: 30, timeoutMs: 5000 }), 5);
+    try {
+      const first = own.start();
+      await sleep(50);
+      own.stop();
+      answer();
+      await first;
+      await sleep(300);
+      assert.equal(polls, 1, 'one request, no polls after stop()');
+    } finally {
+      own.stop();
+      served.close();
+    }
+  });
+});
+
 describe('HttpUsersSource bounds', () => {
   test('a body past users.maxBytes (no content-length) is refused and the request aborted', async () => {
     let written = 0;
