@@ -8,7 +8,7 @@ import { choiceMessage } from './mangle/backend.js';
 import { Collector, fileSource, tableSources, type TableSource } from './collector.js';
 import { parseUsersDocument } from './config-manager/users-document.js';
 import { MarkmeterError, UsageError, UsersDocumentError } from './errors.js';
-import { createLogger, stderrSink } from './log.js';
+import { createLogger, isOpen, stderrSink, surviveClosedOutput } from './log.js';
 import { renderJson, renderTable } from './report.js';
 import { describeSettings, loadSettings, settingOrigins } from './settings.js';
 import { VERSION } from './version.js';
@@ -263,12 +263,15 @@ async function snapshot(args: string[]): Promise<number> {
   if (failed) return 1;
   const render = format === 'json' ? renderJson : renderTable;
   // Written in pieces of about 64 KiB: neither one giant string nor a write per user.
+  // A reader that went away (`| head -1`) has had what it wanted: stop there, exit 0.
+  const { stdout } = process;
   let pending = '';
   const flush = async () => {
-    if (!process.stdout.write(pending)) await new Promise((resolve) => process.stdout.once('drain', resolve));
+    if (isOpen(stdout) && !stdout.write(pending)) await drainedOrClosed(stdout);
     pending = '';
   };
   for (const chunk of render({ users: accumulator.users(), unattributed: accumulator.unattributed })) {
+    if (!isOpen(stdout)) return 0;
     pending += chunk;
     if (pending.length >= 65536) await flush();
   }
@@ -276,6 +279,19 @@ async function snapshot(args: string[]): Promise<number> {
   return 0;
 }
 
+/** Resolves when `stream` can take more, or has closed or failed (then there is no point waiting). */
+function drainedOrClosed(stream: NodeJS.WriteStream): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      for (const event of ['drain', 'close', 'error']) stream.off(event, done);
+      resolve();
+    };
+    for (const event of ['drain', 'close', 'error']) stream.on(event, done);
+  });
+}
+
+// Before anything is written: a closed stdout or stderr must not end the process.
+surviveClosedOutput();
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;

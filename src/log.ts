@@ -1,6 +1,8 @@
 /**
  * Structured JSON logs, one object per line: debug and info on stdout, warn
- * and error on stderr, so a container runtime can tell them apart.
+ * and error on stderr, so a container runtime can tell them apart. Logging
+ * never throws: once stdout is closed (`markmeter run | head -1`) its lines
+ * go to stderr, and once stderr is closed too they are dropped.
  */
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -20,24 +22,51 @@ export interface Sink {
   err: (line: string) => void;
 }
 
+/** process.stdout and process.stderr once they failed (their `writable` turns true again after the error). */
+const failed = new Set<NodeJS.WritableStream>();
+
+/**
+ * A closed stdout or stderr (EPIPE: the reader went away) is not worth dying
+ * for, and with no 'error' listener it would end the process. A stream that
+ * failed once is written to no more.
+ */
+export function surviveClosedOutput(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', () => failed.add(stream));
+  }
+}
+
+/** Whether `stream` can still be written to (false between a failed write and its 'error' event too). */
+export function isOpen(stream: NodeJS.WritableStream): boolean {
+  return stream.writable && !failed.has(stream);
+}
+
+/** Writes to the first of `streams` that is still open; none open: the line is dropped. */
+function writeToOpen(streams: NodeJS.WritableStream[], line: string): void {
+  streams.find(isOpen)?.write(line);
+}
+
 const processSink: Sink = {
-  out: (line) => process.stdout.write(line),
-  err: (line) => process.stderr.write(line),
+  out: (line) => writeToOpen([process.stdout, process.stderr], line),
+  err: (line) => writeToOpen([process.stderr], line),
 };
 
 /** Every level on stderr: for commands whose stdout is their output (snapshot). */
 export const stderrSink: Sink = {
-  out: (line) => process.stderr.write(line),
-  err: (line) => process.stderr.write(line),
+  out: (line) => writeToOpen([process.stderr], line),
+  err: (line) => writeToOpen([process.stderr], line),
 };
 
 export function createLogger(level: LogLevel = 'info', base: LogFields = {}, sink: Sink = processSink): Logger {
   const threshold = LOG_LEVELS.indexOf(level);
   const write = (lvl: Exclude<LogLevel, 'silent'>, msg: string, fields?: LogFields): void => {
     if (LOG_LEVELS.indexOf(lvl) < threshold) return;
-    const record = { time: new Date().toISOString(), level: lvl, msg, ...base, ...serializeFields(fields) };
-    const line = `${JSON.stringify(record, jsonReplacer)}\n`;
-    (lvl === 'warn' || lvl === 'error' ? sink.err : sink.out)(line);
+    const line = `${stringify({ time: new Date().toISOString(), level: lvl, msg, ...base, ...serializeFields(fields) })}\n`;
+    try {
+      (lvl === 'warn' || lvl === 'error' ? sink.err : sink.out)(line);
+    } catch {
+      // Nowhere left to say it.
+    }
   };
   return {
     debug: (msg, fields) => write('debug', msg, fields),
@@ -60,6 +89,15 @@ function serializeFields(fields: LogFields | undefined): LogFields {
 function serializeError(error: Error): LogFields {
   const code = (error as { code?: unknown }).code;
   return { type: error.name, ...(code === undefined ? {} : { code }), message: error.message };
+}
+
+/** JSON of a record; fields that cannot be serialised (a cycle) are named rather than thrown about. */
+function stringify(record: LogFields): string {
+  try {
+    return JSON.stringify(record, jsonReplacer);
+  } catch (error) {
+    return JSON.stringify({ time: record.time, level: record.level, msg: record.msg, log_error: `fields not serialisable: ${(error as Error).message}` });
+  }
 }
 
 function jsonReplacer(_key: string, value: unknown): unknown {

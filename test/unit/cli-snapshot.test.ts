@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 
@@ -113,5 +114,62 @@ describe('markmeter snapshot', () => {
     const { code, stderr } = await markmeter('snapshot', '--config', settings, '--input', `${FIXTURES}/nft-v4-empty.iptables-save`);
     assert.equal(code, 1);
     assert.match(stderr, /colect/);
+  });
+});
+
+/** The built CLI with stdout a pipe that this test closes: at once, or after the first chunk. */
+function withClosedStdout(args: string[], env: Record<string, string>, when: 'at once' | 'after the first chunk'): { child: ChildProcess; stderr: () => string } {
+  const child = spawn(process.execPath, ['dist/cli.js', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  if (when === 'at once') child.stdout!.destroy();
+  else child.stdout!.once('data', () => child.stdout!.destroy());
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  return { child, stderr: () => stderr };
+}
+
+describe('a closed stdout (markmeter ... | head -1)', () => {
+  test('snapshot stops writing and exits 0, quietly', async () => {
+    // 20,000 users make a table of about 1.4 MB: written in many pieces, most after stdout is gone.
+    const many = join(dir, 'many-users.json');
+    await writeFile(many, JSON.stringify({ users: Array.from({ length: 20000 }, (_, i) => ({ user_code: `u${i}`, user_intra_ip: `10.9.${i >> 8}.${i & 255}` })) }));
+    const { child, stderr } = withClosedStdout(['snapshot', '--input', `${FIXTURES}/nft-v4-users.iptables-save`, '--users', many], { MARKMETER_LOG_LEVEL: 'error' }, 'after the first chunk');
+    const [code] = await once(child, 'exit');
+    assert.equal(code, 0);
+    assert.equal(stderr(), '', 'no EPIPE, no stack trace');
+  });
+
+  test('run keeps running (its stdout log lines are not worth dying for) and SIGTERM still exits 0', async (t) => {
+    const { child, stderr } = withClosedStdout(
+      ['run'],
+      {
+        MARKMETER_USERS_FILE: users,
+        MARKMETER_IPTABLES_SAVE: resolve('test/bin/fake-iptables-save'),
+        MARKMETER_IPV6: 'false',
+        FAKE_SAVE_OUTPUT: `${FIXTURES}/nft-v4-users.iptables-save`,
+        MARKMETER_COLLECT_INTERVAL_MS: '100',
+        MARKMETER_HEALTH_LISTEN: '',
+        MARKMETER_INTERFACES: '',
+        MARKMETER_LOG_LEVEL: 'info',
+        OTEL_METRIC_EXPORT_INTERVAL: '300',
+        OTEL_METRIC_EXPORT_TIMEOUT: '300',
+        // Nothing listens there: pushes fail and are logged (on stderr).
+        OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9',
+      },
+      'at once',
+    );
+    t.after(() => {
+      if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, 'SIGKILL');
+    });
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    // An info line, for the closed stdout.
+    process.kill(child.pid!, 'SIGHUP');
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.equal(child.exitCode, null, `still running after several readings; stderr: ${stderr()}`);
+    process.kill(child.pid!, 'SIGTERM');
+    const [code] = await once(child, 'exit');
+    assert.equal(code, 0);
+    assert.doesNotMatch(stderr(), /EPIPE|Unhandled/);
+    // Info lines moved to stderr once stdout was gone.
+    assert.match(stderr(), /"level":"info","msg":"SIGHUP received/);
   });
 });
