@@ -177,7 +177,7 @@ function toDumpError(file: string, args: readonly string[], options: RunOptions,
 
 /** The program could not be started: the kernel's reason, in words that say what to do. */
 const SPAWN_FAILURES: Record<string, (file: string, command: string) => string> = {
-  // execve refuses a binary with file capabilities (Debian's xtables-nft-multi has some) that the
+  // execve refuses a binary with file capabilities (the image's xtables binaries have two) that the
   // process's bounding set cannot grant: a container started without cap_add.
   EPERM: (file) =>
     `the kernel refused to run ${file} with its file capabilities (EPERM): the container lacks NET_ADMIN or NET_RAW; add cap_add: [NET_ADMIN, NET_RAW] to the service (docker run --cap-add NET_ADMIN --cap-add NET_RAW), or run as root with them`,
