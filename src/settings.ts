@@ -60,6 +60,9 @@ convict.addFormats({
   },
 });
 
+/** The most users.maxBytes may be. */
+const USERS_MAX_BYTES_LIMIT = 256 * 1024 * 1024;
+
 const schema = {
   users: {
     file: {
@@ -87,7 +90,7 @@ const schema = {
       env: 'MARKMETER_USERS_TIMEOUT_MS',
     },
     maxBytes: {
-      doc: 'The largest users document taken, in bytes (users.url body or users.file); a larger one is refused (a fetch aborted) and the last good mapping stays.',
+      doc: 'The largest users document taken, in bytes (users.url body or users.file; at most 256 MiB); a larger one is refused (a fetch aborted) and the last good mapping stays.',
       format: 'positive-int',
       default: 32 * 1024 * 1024,
       env: 'MARKMETER_USERS_MAX_BYTES',
@@ -294,6 +297,10 @@ export function loadSettings(options: LoadSettingsOptions = {}): Settings {
   }
   if (settings.users.url && !/^https?:\/\//.test(settings.users.url)) {
     throw new SettingsError(`settings: users.url must be an http:// or https:// URL, got ${JSON.stringify(redactUrl(settings.users.url))}`);
+  }
+  // V8 holds no string past about 512 MiB: a document that size could only crash the decoding.
+  if (settings.users.maxBytes > USERS_MAX_BYTES_LIMIT) {
+    throw new SettingsError(`settings: users.maxBytes is at most ${USERS_MAX_BYTES_LIMIT} (256 MiB), got ${settings.users.maxBytes}`);
   }
   return settings;
 }

@@ -94,7 +94,12 @@ export class HttpUsersSource implements UsersSource {
         if (settled) return;
         settled = true;
         clearTimeout(deadline);
-        outcome();
+        // Inside an event handler a throw would be uncaught (decoding a body past V8's string limit throws).
+        try {
+          outcome();
+        } catch (error) {
+          reject(new Error(`cannot be fetched (${String(error)}): lower users.maxBytes or check users.url`, { cause: error }));
+        }
       };
       // Our own reasons to give up: reported as they are, and the request torn down.
       const abort = (message: string) => {
@@ -125,9 +130,9 @@ export class HttpUsersSource implements UsersSource {
             const text = this.lastText;
             settle(() => resolve(text));
           } else if (status >= 200 && status < 300) {
-            const text = Buffer.concat(chunks, received).toString('utf8');
             const etag = response.headers.etag;
             settle(() => {
+              const text = Buffer.concat(chunks, received).toString('utf8');
               this.lastText = text;
               this.etag = typeof etag === 'string' ? etag : undefined;
               resolve(text);

@@ -214,7 +214,9 @@ describe('ConfigManager with a file source', () => {
     await assert.rejects(new FileUsersSource(file, 1000, size - 1).read(), new RegExp(`is ${size} bytes, more than users\\.maxBytes \\(${size - 1} bytes\\)`));
   });
 
-  test('users.maxBytes defaults to 32 MiB', () => {
+  test('users.maxBytes defaults to 32 MiB and is at most 256 MiB (V8 holds no string past about 512 MiB)', () => {
     assert.equal(loadSettings({ env: {} }).users.maxBytes, 32 * 1024 * 1024);
+    assert.equal(loadSettings({ env: { MARKMETER_USERS_MAX_BYTES: String(256 * 1024 * 1024) } }).users.maxBytes, 256 * 1024 * 1024);
+    assert.throws(() => loadSettings({ env: { MARKMETER_USERS_MAX_BYTES: '1073741824' } }), /users\.maxBytes is at most 268435456 \(256 MiB\), got 1073741824/);
   });
 });
