@@ -5,6 +5,7 @@
  * own timer; stop() takes a last reading, pushes it and shuts down.
  */
 import type { Server } from 'node:http';
+import { setTimeout as delay } from 'node:timers/promises';
 import { diag, DiagLogLevel } from '@opentelemetry/api';
 import type { PushMetricExporter } from '@opentelemetry/sdk-metrics';
 import { Accumulator } from './attribution/accumulator.js';
@@ -32,6 +33,9 @@ export interface AgentOptions {
   createExporter?: () => PushMetricExporter;
   sysfsRoot?: string;
 }
+
+/** How long start() waits for the first users document before the first reading. */
+const FIRST_USERS_WAIT_MS = 2000;
 
 /** How long stop() waits for the last push: a stopping container gets about 10 s before SIGKILL. */
 const LAST_PUSH_MS = 3000;
@@ -127,10 +131,13 @@ export class Agent {
       ipv6: settings.iptables.ipv6,
     });
     this.metricsServer = await this.pipeline.servePrometheus();
-    // Not awaited: a slow or silent users source must not hold back the readings. Until the
-    // first 'sync' the traffic counts as unattributed (and /readyz says not ready).
-    if (this.configManager) void this.configManager.start().catch((error: unknown) => this.log.error('loading the users document failed unexpectedly', { error }));
-    else this.log.warn('neither users.file nor users.url is set: every MARK rule is counted as unattributed until a users document is configured');
+    // Waited for briefly, not more: a slow or silent users source must not hold back the readings.
+    // Until the first 'sync' the traffic counts as unattributed (and /readyz says not ready); a
+    // local file is loaded by then, so its users get the rules' counts from before the start.
+    if (this.configManager) {
+      const loading = this.configManager.start().catch((error: unknown) => this.log.error('loading the users document failed unexpectedly', { error }));
+      await Promise.race([loading, delay(Math.min(FIRST_USERS_WAIT_MS, settings.collect.intervalMs), undefined, { ref: false })]);
+    } else this.log.warn('neither users.file nor users.url is set: every MARK rule is counted as unattributed until a users document is configured');
     await this.collectOnce();
     this.timer = setInterval(() => void this.tick(), settings.collect.intervalMs);
   }

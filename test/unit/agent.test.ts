@@ -58,6 +58,19 @@ async function agentWith(env: Record<string, string>, runner: CommandRunner, exp
 }
 
 describe('Agent', () => {
+  test('a local users file is loaded before the first reading: the counts from before the start go to its users', async () => {
+    const runner: CommandRunner = async (_file, _args, _options, onOutput) => onOutput(DUMP);
+    const { agent } = await agentWith({ MARKMETER_COLLECT_INTERVAL_MS: '60000' }, runner);
+    await agent.start();
+    try {
+      const rx = Object.fromEntries([...agent.accumulator.users()].map((s) => [s.user.user_code, Number(s.totals.rxPackets)]));
+      assert.deepEqual(rx, { alice: 3, bob: 5 });
+      assert.equal(agent.accumulator.unattributed.rxPackets, 0);
+    } finally {
+      await agent.stop();
+    }
+  });
+
   test('a reading still running when the next is due makes that tick skip, counted', async () => {
     const slow: CommandRunner = async (_f, _a, _o, onOutput) => {
       await sleep(250);
