@@ -60,8 +60,16 @@ export const execaRunner: CommandRunner = async (file, args, options, onOutput) 
     release();
   };
   // Our own deadline rather than execa's `timeout`: that one kills the program
-  // but still waits for the end of its output, which a grandchild can hold.
-  const deadline = setTimeout(() => stop(timedOut(command, options.timeoutMs)), options.timeoutMs);
+  // but still waits for the end of its output, which a grandchild can hold,
+  // and for the program's end, which one that ignores SIGTERM puts off (execa
+  // sends SIGKILL 5 s later; the reading does not wait for that).
+  let deadline: NodeJS.Timeout | undefined;
+  const deadlinePassed = new Promise<never>((_resolve, reject) => {
+    deadline = setTimeout(() => {
+      stop(timedOut(command, options.timeoutMs));
+      reject(stopped);
+    }, options.timeoutMs);
+  });
   let grace: NodeJS.Timeout | undefined;
   child.once('exit', (code) => {
     if (code === 0) grace = setTimeout(release, EXIT_GRACE_MS);
@@ -80,7 +88,8 @@ export const execaRunner: CommandRunner = async (file, args, options, onOutput) 
     }
   });
   try {
-    await child;
+    // The race listens to both, so a rejection of the one that loses is handled too.
+    await Promise.race([child, deadlinePassed]);
   } catch (error) {
     throw stopped ?? toDumpError(file, args, options, error);
   } finally {

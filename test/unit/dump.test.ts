@@ -213,6 +213,22 @@ describe('a grandchild holding the output pipe', () => {
   });
 });
 
+describe('collect.timeoutMs bounds a reading', () => {
+  test('a save command that ignores SIGTERM is a timeout at collect.timeoutMs, not when it finally dies', async () => {
+    const script = join(dir, 'ignores-sigterm');
+    // Ignored signals stay ignored across exec; the sleep ends by itself in 3 s.
+    await writeFile(script, `#!/bin/sh\ntrap '' TERM\nexec sleep 3\n`);
+    await chmod(script, 0o755);
+    const started = Date.now();
+    await assert.rejects(readTableDump({ command: script, table: 'mangle' }, { ...RUN, timeoutMs: 300 }, new SaveModelBuilder()), (error: unknown) => {
+      assert.ok(error instanceof DumpError);
+      assert.equal(error.code, 'timeout');
+      return true;
+    });
+    assert.ok(Date.now() - started < 1000, `gave up in ${Date.now() - started} ms`);
+  });
+});
+
 describe('Collector', () => {
   const users = buildMarkMap({ source: 't', users: [{ user_code: 'alice', user_intra_ip: '10.8.0.2' }], marks: [] });
   const roots = { rx: ['PREROUTING'], tx: ['POSTROUTING'] };
