@@ -1,11 +1,11 @@
 #!/usr/bin/env node
 /** The command line: `markmeter run` (the agent) and `markmeter snapshot` (one reading, printed). */
-import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { Accumulator } from './attribution/accumulator.js';
 import { buildMarkMap, EMPTY_MARK_MAP } from './attribution/mark-map.js';
 import { choiceMessage } from './mangle/backend.js';
 import { Collector, fileSource, tableSources, type TableSource } from './collector.js';
+import { FileUsersSource } from './config-manager/file-source.js';
 import { parseUsersDocument } from './config-manager/users-document.js';
 import { MarkmeterError, UsageError, UsersDocumentError } from './errors.js';
 import { createLogger, isOpen, stderrSink, surviveClosedOutput } from './log.js';
@@ -230,9 +230,10 @@ async function snapshot(args: string[]): Promise<number> {
   if (usersFile) {
     let text: string;
     try {
-      text = await readFile(usersFile, 'utf8');
+      // The agent's file source, so users.maxBytes bounds a snapshot too.
+      text = await new FileUsersSource(usersFile, undefined, settings.users.maxBytes).read();
     } catch (error) {
-      throw new UsersDocumentError(usersFile, undefined, `cannot be read (${(error as NodeJS.ErrnoException).code ?? error})`);
+      throw new UsersDocumentError(usersFile, undefined, (error as Error).message, { cause: error });
     }
     const users = parseUsersDocument(text, usersFile);
     markMap = buildMarkMap(users, settings.attribution.breakdown);

@@ -88,6 +88,20 @@ describe('markmeter snapshot', () => {
     assert.match(stderr, /users document .*bad\.json: users\[0\]\.user_intra_ip: must be an IPv4 or IPv6 address, got "10\.8\.0"/);
   });
 
+  test('a users document past users.maxBytes (here a device that never ends): exit 1 naming the setting', async () => {
+    const env = process.env.MARKMETER_USERS_MAX_BYTES;
+    process.env.MARKMETER_USERS_MAX_BYTES = '4096';
+    try {
+      const { code, stdout, stderr } = await markmeter('snapshot', '--input', `${FIXTURES}/nft-v4-users.iptables-save`, '--users', '/dev/zero');
+      assert.equal(code, 1);
+      assert.equal(stdout, '');
+      assert.match(stderr, /^markmeter: users document \/dev\/zero: .*users\.maxBytes \(4096 bytes\)/);
+    } finally {
+      if (env === undefined) delete process.env.MARKMETER_USERS_MAX_BYTES;
+      else process.env.MARKMETER_USERS_MAX_BYTES = env;
+    }
+  });
+
   test('a dump that is not iptables-save output: exit 1 naming the line', async () => {
     const garbage = join(dir, 'garbage.txt');
     await writeFile(garbage, '<html>502 Bad Gateway</html>\n');
