@@ -19,6 +19,7 @@ import { InterfaceReader } from './interfaces.js';
 import type { Logger } from './log.js';
 import { choiceMessage, type BackendSelector } from './mangle/backend.js';
 import type { CommandRunner } from './mangle/dump.js';
+import { NamespaceWatch } from './namespace-watch.js';
 import { warnAboutPrivileges } from './privileges.js';
 import type { Settings } from './settings.js';
 import { SDK_EXPORT_FAILURE, TelemetryPipeline } from './telemetry/pipeline.js';
@@ -46,6 +47,7 @@ export class Agent {
   private markMap: MarkMap = EMPTY_MARK_MAP;
   private readonly collector: Collector;
   private readonly interfaces: InterfaceReader;
+  private readonly namespace: NamespaceWatch;
   private readonly configManager: ConfigManager | undefined;
   private readonly pipeline: TelemetryPipeline;
   private readonly log: Logger;
@@ -76,6 +78,12 @@ export class Agent {
       (iface, error) => log.warn(`interface ${iface} not found; its totals are skipped until it appears`, { iface, error }),
       options.sysfsRoot,
     );
+    // A namespace left behind by the container it was shared from: a last push, then exit 1, so the restart policy joins the new one.
+    const exitOrphaned = (message: string) => {
+      log.error(message);
+      void this.stop().finally(() => process.exit(1));
+    };
+    this.namespace = new NamespaceWatch(settings.namespace.exitWhenOrphaned, exitOrphaned, options.sysfsRoot);
     const source = usersSource(settings.users);
     if (source) {
       this.configManager = new ConfigManager(source);
@@ -180,7 +188,7 @@ export class Agent {
 
   private collectOnce(): Promise<void> {
     this.collecting = (async () => {
-      const [reports] = await Promise.all([this.collector.collect(), this.interfaces.read()]);
+      const [reports] = await Promise.all([this.collector.collect(), this.interfaces.read(), this.namespace.read()]);
       for (const report of reports) this.record(report);
       if (reports.every((r) => r.ok)) this.lastSuccessAt = Date.now();
     })().finally(() => {

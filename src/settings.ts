@@ -28,6 +28,7 @@ export interface Settings {
   iptables: { ipv6: boolean; backend: BackendSetting; saveCommand: string; save6Command: string; table: string };
   attribution: { rxChains: string[]; txChains: string[]; breakdown: Breakdown };
   interfaces: { names: string[] };
+  namespace: { exitWhenOrphaned: boolean };
   limits: { maxUsers: number };
   health: { listen: string };
   log: { level: LogLevel };
@@ -233,6 +234,14 @@ const schema = {
       format: 'interface-list',
       default: ['wg0'],
       env: 'MARKMETER_INTERFACES',
+    },
+  },
+  namespace: {
+    exitWhenOrphaned: {
+      doc: "Exit (status 1) when the network namespace has had no up Ethernet link for 3 readings after having one: what a sidecar is left with when the container whose network it shares stops or restarts, so its restart policy starts it in the new namespace. Turn off where every Ethernet link may go away and come back.",
+      format: Boolean,
+      default: true,
+      env: 'MARKMETER_EXIT_WHEN_ORPHANED',
     },
   },
   limits: {
