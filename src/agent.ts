@@ -14,6 +14,7 @@ import { Collector, tableSources, type SourceReport } from './collector.js';
 import { ConfigManager } from './config-manager/config-manager.js';
 import { usersSource } from './config-manager/from-settings.js';
 import type { UsersSnapshot } from './config-manager/users-document.js';
+import { UsersSourceError } from './errors.js';
 import { startHealthServer } from './health.js';
 import { InterfaceReader } from './interfaces.js';
 import type { Logger } from './log.js';
@@ -90,7 +91,9 @@ export class Agent {
       this.configManager.on('sync', (snapshot) => this.onSync(snapshot));
       this.configManager.on('error', (error) => {
         this.stats.count(this.stats.usersSyncs, 'error');
-        log.error(error.message, { error, source: error.source, field: error.field });
+        // A document that could not be read or fetched changes nothing: say what stays in force.
+        const stays = this.configManager?.current() ? 'the last good mapping stays in force' : 'until one loads, traffic counts as unattributed';
+        log.error(error instanceof UsersSourceError ? `${error.message}; ${stays}` : error.message, { error, source: error.source, field: error.field });
       });
     }
     diag.setLogger(

@@ -7,7 +7,7 @@ import { choiceMessage } from './mangle/backend.js';
 import { Collector, fileSource, tableSources, type TableSource } from './collector.js';
 import { FileUsersSource } from './config-manager/file-source.js';
 import { parseUsersDocument } from './config-manager/users-document.js';
-import { MarkmeterError, UsageError, UsersDocumentError } from './errors.js';
+import { MarkmeterError, UsageError, UsersSourceError } from './errors.js';
 import { createLogger, isOpen, stderrSink, surviveClosedOutput } from './log.js';
 import { renderJson, renderTable } from './report.js';
 import { describeSettings, loadSettings, settingOrigins } from './settings.js';
@@ -233,7 +233,7 @@ async function snapshot(args: string[]): Promise<number> {
       // The agent's file source, so users.maxBytes bounds a snapshot too.
       text = await new FileUsersSource(usersFile, undefined, settings.users.maxBytes).read();
     } catch (error) {
-      throw new UsersDocumentError(usersFile, undefined, (error as Error).message, { cause: error });
+      throw new UsersSourceError(usersFile, (error as Error).message, { cause: error });
     }
     const users = parseUsersDocument(text, usersFile);
     markMap = buildMarkMap(users, settings.attribution.breakdown);

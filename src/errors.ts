@@ -42,6 +42,21 @@ export class UsersDocumentError extends MarkmeterError {
   }
 }
 
+/**
+ * The users document could not be read or fetched at all (a missing file, a
+ * server that is down): nothing was validated. Said so that it fits a one-shot
+ * command as well as the agent, which adds that its last mapping stays.
+ */
+export class UsersSourceError extends MarkmeterError {
+  readonly source: string;
+  readonly field = undefined;
+
+  constructor(source: string, problem: string, options?: { cause?: unknown }) {
+    super('users_source', `users document ${source}: ${problem}`, options);
+    this.source = source;
+  }
+}
+
 export type DumpFailure = 'missing_binary' | 'exit_code' | 'timeout' | 'max_buffer' | 'signal' | 'spawn';
 
 /** Running iptables-save (or ip6tables-save) failed. */

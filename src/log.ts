@@ -4,6 +4,8 @@
  * never throws: once stdout is closed (`markmeter run | head -1`) its lines
  * go to stderr, and once stderr is closed too they are dropped.
  */
+import { MarkmeterError } from './errors.js';
+
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
@@ -86,9 +88,18 @@ function serializeFields(fields: LogFields | undefined): LogFields {
   return out;
 }
 
-function serializeError(error: Error): LogFields {
+/**
+ * An error as log fields: type, code and message; for an error markmeter did
+ * not raise on purpose (not a MarkmeterError) also its stack, since that is all
+ * there is to debug it by. Causes are walked (a few levels), each the same way.
+ */
+function serializeError(error: Error, depth = 0): LogFields {
   const code = (error as { code?: unknown }).code;
-  return { type: error.name, ...(code === undefined ? {} : { code }), message: error.message };
+  const fields: LogFields = { type: error.name, ...(code === undefined ? {} : { code }), message: error.message };
+  if (!(error instanceof MarkmeterError) && error.stack) fields.stack = error.stack;
+  const cause = error.cause;
+  if (cause !== undefined && depth < 4) fields.cause = cause instanceof Error ? serializeError(cause, depth + 1) : String(cause);
+  return fields;
 }
 
 /** JSON of a record; fields that cannot be serialised (a cycle) are named rather than thrown about. */

@@ -5,13 +5,13 @@
  * snapshot stays in force. 'error' follows Node's rule: have a listener.
  */
 import { EventEmitter } from 'node:events';
-import { UsersDocumentError } from '../errors.js';
+import { UsersDocumentError, UsersSourceError } from '../errors.js';
 import type { UsersSource } from './source.js';
 import { parseUsersDocument, type UsersSnapshot } from './users-document.js';
 
 interface ConfigManagerEvents {
   sync: [UsersSnapshot];
-  error: [UsersDocumentError];
+  error: [UsersDocumentError | UsersSourceError];
 }
 
 export class ConfigManager extends EventEmitter<ConfigManagerEvents> {
@@ -81,7 +81,7 @@ export class ConfigManager extends EventEmitter<ConfigManagerEvents> {
     } catch (error) {
       // One error per outage, not one per poll.
       if (!this.readFailing) {
-        this.emit('error', new UsersDocumentError(this.source.name, undefined, (error as Error).message, { cause: error }));
+        this.emit('error', new UsersSourceError(this.source.name, (error as Error).message, { cause: error }));
       }
       this.readFailing = true;
       return;

@@ -9,7 +9,7 @@ import { ConfigManager } from '../../src/config-manager/config-manager.js';
 import { FileUsersSource } from '../../src/config-manager/file-source.js';
 import { usersSource } from '../../src/config-manager/from-settings.js';
 import { parseUsersDocument, type UsersSnapshot } from '../../src/config-manager/users-document.js';
-import { UsersDocumentError } from '../../src/errors.js';
+import { UsersDocumentError, UsersSourceError } from '../../src/errors.js';
 import { loadSettings } from '../../src/settings.js';
 
 const doc = (...codes: string[]) =>
@@ -140,8 +140,11 @@ describe('ConfigManager with a file source', () => {
     await startManager();
     await rm(file);
     const event = await nextEvent();
-    assert.ok(event instanceof Error);
+    // Its own error: nothing was validated, so it says nothing of a rejected document.
+    assert.ok(event instanceof UsersSourceError);
+    assert.equal(event.code, 'users_source');
     assert.match(event.message, /cannot be read \(ENOENT\)/);
+    assert.doesNotMatch(event.message, /rejected/);
     assert.deepEqual(codes(manager.current()), ['alice']);
     await sleep(500);
     assert.equal(events.length, 2, 'one error per outage');
@@ -197,7 +200,7 @@ describe('ConfigManager with a file source', () => {
     await writeFile(file, `${doc('bob')}${' '.repeat(8 * 1024 * 1024)}`);
     await manager.reload();
     const error = events.at(-1);
-    assert.ok(error instanceof UsersDocumentError, `an error event, got ${String(error)}`);
+    assert.ok(error instanceof UsersSourceError, `an error event, got ${String(error)}`);
     assert.match(error.message, /is 8388\d{3} bytes, more than users\.maxBytes \(1048576 bytes\)/);
     assert.deepEqual(codes(manager.current()), ['alice']);
   });
