@@ -304,7 +304,7 @@ export function loadSettings(options: LoadSettingsOptions = {}): Settings {
   if (settings.users.url && settings.users.file) {
     throw new SettingsError('settings: users.file and users.url are both set; set one: the users document has one source');
   }
-  if (settings.users.url && !/^https?:\/\//.test(settings.users.url)) {
+  if (settings.users.url && !(/^https?:\/\//.test(settings.users.url) && URL.canParse(settings.users.url))) {
     throw new SettingsError(`settings: users.url must be an http:// or https:// URL, got ${JSON.stringify(redactUrl(settings.users.url))}`);
   }
   // V8 holds no string past about 512 MiB: a document that size could only crash the decoding.

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { SettingsError } from '../../src/errors.js';
 import { redactUrl } from '../../src/redact.js';
+import { loadSettings } from '../../src/settings.js';
 
 test('redactUrl hides the userinfo of a URL and keeps the rest', () => {
   const cases: [string, string][] = [
@@ -13,4 +15,13 @@ test('redactUrl hides the userinfo of a URL and keeps the rest', () => {
     ['/etc/markmeter/users.json', '/etc/markmeter/users.json'],
   ];
   for (const [input, shown] of cases) assert.equal(redactUrl(input), shown, input);
+});
+
+test('a users.url that does not parse is a settings error that shows no credentials', () => {
+  for (const url of ['http://user:secret@[::1/', 'ftp://user:secret@host/']) {
+    assert.throws(
+      () => loadSettings({ env: { MARKMETER_USERS_URL: url } }),
+      (error: Error) => error instanceof SettingsError && /users\.url must be an http:\/\/ or https:\/\/ URL, got "\w+:\/\/\*\*\*@/.test(error.message) && !error.message.includes('secret'),
+    );
+  }
 });
