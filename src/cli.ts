@@ -1,15 +1,15 @@
 #!/usr/bin/env node
 /** The command line: `markmeter run` (the agent) and `markmeter snapshot` (one reading, printed). */
 import { parseArgs } from 'node:util';
-import { Accumulator } from './attribution/accumulator.js';
+import { Accumulator } from './totals/accumulator.js';
 import { buildMarkMap, EMPTY_MARK_MAP } from './attribution/mark-map.js';
-import { choiceMessage } from './mangle/backend.js';
-import { Collector, fileSource, tableSources, type TableSource } from './collector.js';
-import { FileUsersSource } from './config-manager/file-source.js';
-import { parseUsersDocument } from './config-manager/users-document.js';
+import { choiceMessage } from './sources/iptables/backend.js';
+import { Collector, fileSource, tableSources, type TableSource } from './sources/collect.js';
+import { FileUsersSource } from './users/file-source.js';
+import { parseUsersDocument } from './users/document.js';
 import { MarkmeterError, UsageError, UsersSourceError } from './errors.js';
 import { createLogger, isOpen, stderrSink, surviveClosedOutput } from './log.js';
-import { renderJson, renderTable } from './report.js';
+import { renderJson, renderTable } from './cli/report.js';
 import { describeSettings, loadSettings, settingOrigins } from './settings.js';
 import { VERSION } from './version.js';
 
@@ -169,7 +169,7 @@ async function check(args: string[]): Promise<number> {
   }
   const origins = settingOrigins(settings, file);
   print(true, 'settings', `valid${file ? ` (${file})` : ''}${origins.length ? `; not default: ${origins.map((o) => `${o.key}=${JSON.stringify(o.value)} (${o.origin})`).join(', ')}` : '; all defaults'}`);
-  const { runChecks } = await import('./check.js');
+  const { runChecks } = await import('./cli/check.js');
   const results = await runChecks(settings);
   for (const result of results) print(result.ok, result.name, result.detail);
   return results.every((r) => r.ok) ? 0 : 1;
@@ -198,7 +198,7 @@ async function top(args: string[]): Promise<number> {
   const seconds = Number(values.interval ?? 1);
   if (!Number.isFinite(seconds) || seconds < 0.1) throw new UsageError(`--interval must be a number of seconds (0.1 or more), got ${JSON.stringify(values.interval)}`);
   const settings = loadSettings({ file: values.config as string | undefined, overrides: values.users ? { 'users.file': values.users, 'users.url': '' } : {} });
-  const { runTop } = await import('./top.js');
+  const { runTop } = await import('./cli/top.js');
   return runTop({ settings, intervalMs: seconds * 1000, out: process.stdout, input: process.stdin });
 }
 

@@ -8,10 +8,10 @@ import convict from 'convict';
 import { existsSync, readFileSync } from 'node:fs';
 import YAML from 'yaml';
 import { SettingsError } from './errors.js';
-import { redactUrl } from './redact.js';
+import { redactUrl } from './shared/redact.js';
 import { LOG_LEVELS, type LogLevel } from './log.js';
 import type { Breakdown } from './attribution/mark-map.js';
-import type { BackendSetting } from './mangle/backend.js';
+import type { BackendSetting } from './sources/iptables/backend.js';
 
 convict.addParser([
   { extension: 'json', parse: JSON.parse },

@@ -3,11 +3,11 @@
  * TableReading -> Accumulator) over dumps given as text or fixture files,
  * with a users document, and totals as bigints for deepEqual.
  */
-import { Accumulator, type Totals } from '../src/attribution/accumulator.js';
+import { Accumulator, type Totals } from '../src/totals/accumulator.js';
 import { buildMarkMap, type Breakdown, type MarkMap } from '../src/attribution/mark-map.js';
-import { Collector, fileSource, type SourceReport, type TableSource } from '../src/collector.js';
-import { parseUsersDocument } from '../src/config-manager/users-document.js';
-import { IptablesSaveParser } from '../src/mangle/parse.js';
+import { Collector, fileSource, type SourceReport, type TableSource } from '../src/sources/collect.js';
+import { parseUsersDocument } from '../src/users/document.js';
+import { IptablesSaveParser } from '../src/sources/iptables/scan.js';
 
 export const ROOTS = { rx: ['PREROUTING'], tx: ['POSTROUTING'] };
 

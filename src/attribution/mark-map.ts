@@ -8,8 +8,8 @@
  * mark a user owns (with its mark_id and peer_ip), plus one per user for the
  * marks the pool lacks (mark_id "", counted by the rules' addresses).
  */
-import { hostAddress } from '../address.js';
-import type { User, UsersSnapshot } from '../config-manager/users-document.js';
+import { hostAddress } from '../shared/address.js';
+import type { User, UsersSnapshot } from '../users/document.js';
 
 export type Breakdown = 'user' | 'mark';
 

@@ -5,7 +5,7 @@
  * deterministic counters (some above 2^53). Also returns the expected per-user
  * totals, so correctness can be checked at scale.
  */
-import type { Totals } from '../../src/attribution/accumulator.js';
+import type { Totals } from '../../src/totals/accumulator.js';
 
 export interface GeneratedGateway {
   dump: string;

@@ -7,7 +7,7 @@
  * RLIMIT_NOFILE), runs the command, then frees them and runs it once more.
  */
 import { connect, createServer, type Socket } from 'node:net';
-import { execaRunner } from '../../src/mangle/dump.js';
+import { execaRunner } from '../../src/sources/iptables/save-command.js';
 
 const [command = '', flag] = process.argv.slice(2);
 const RUN = { timeoutMs: 2000, maxOutputBytes: 1 << 20 };

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { Accumulator } from '../../src/attribution/accumulator.js';
-import { counterDelta } from '../../src/count.js';
+import { Accumulator } from '../../src/totals/accumulator.js';
+import { counterDelta } from '../../src/shared/count.js';
 import { ParseError } from '../../src/errors.js';
 import { exact, t, TestGateway } from '../gateway.js';
 

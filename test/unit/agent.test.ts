@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { AggregationTemporality, InMemoryMetricExporter, type PushMetricExporter } from '@opentelemetry/sdk-metrics';
 import { Agent } from '../../src/agent.js';
 import { createLogger } from '../../src/log.js';
-import type { CommandRunner } from '../../src/mangle/dump.js';
+import type { CommandRunner } from '../../src/sources/iptables/save-command.js';
 import { loadSettings } from '../../src/settings.js';
 
 const DUMP = `*mangle

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { buildMarkMap } from '../../src/attribution/mark-map.js';
-import { parseUsersDocument } from '../../src/config-manager/users-document.js';
+import { parseUsersDocument } from '../../src/users/document.js';
 import { exact, readFixtures, t, TestGateway } from '../gateway.js';
 
 const FIXTURES = 'test/fixtures';

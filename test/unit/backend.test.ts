@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { BackendSelector, chooseBackend, detectBackend, type BackendChoice } from '../../src/mangle/backend.js';
-import type { CommandRunner } from '../../src/mangle/dump.js';
+import { BackendSelector, chooseBackend, detectBackend, type BackendChoice } from '../../src/sources/iptables/backend.js';
+import type { CommandRunner } from '../../src/sources/iptables/save-command.js';
 
 const RUN = { timeoutMs: 1000, maxOutputBytes: 1 << 20 };
 const table = (rules: number) =>

@@ -5,10 +5,10 @@ import { join } from 'node:path';
 import { once } from 'node:events';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ConfigManager } from '../../src/config-manager/config-manager.js';
-import { FileUsersSource } from '../../src/config-manager/file-source.js';
-import { usersSource } from '../../src/config-manager/from-settings.js';
-import { parseUsersDocument, type UsersSnapshot } from '../../src/config-manager/users-document.js';
+import { ConfigManager } from '../../src/users/manager.js';
+import { FileUsersSource } from '../../src/users/file-source.js';
+import { usersSource } from '../../src/users/from-settings.js';
+import { parseUsersDocument, type UsersSnapshot } from '../../src/users/document.js';
 import { UsersDocumentError, UsersSourceError } from '../../src/errors.js';
 import { loadSettings } from '../../src/settings.js';
 

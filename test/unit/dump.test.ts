@@ -5,12 +5,12 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { Accumulator } from '../../src/attribution/accumulator.js';
+import { Accumulator } from '../../src/totals/accumulator.js';
 import { buildMarkMap } from '../../src/attribution/mark-map.js';
-import { Collector, commandSource } from '../../src/collector.js';
+import { Collector, commandSource } from '../../src/sources/collect.js';
 import { DumpError, ParseError } from '../../src/errors.js';
-import { execaRunner, readTableDump, type CommandRunner } from '../../src/mangle/dump.js';
-import { parseIptablesSave, SaveModelBuilder } from '../../src/mangle/parse.js';
+import { execaRunner, readTableDump, type CommandRunner } from '../../src/sources/iptables/save-command.js';
+import { parseIptablesSave, SaveModelBuilder } from '../../src/sources/iptables/scan.js';
 import { labGate } from '../lab/netns.js';
 
 // A tiny real program that prints a file and exits with a chosen code, so the

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { parseListen, readiness, startHealthServer } from '../../src/health.js';
-import { LISTENER_LIMITS } from '../../src/listener-limits.js';
+import { parseListen, readiness, startHealthServer } from '../../src/sidecar/health.js';
+import { LISTENER_LIMITS } from '../../src/shared/listener-limits.js';
 import { assertCapAndIdle } from './listener-check.js';
 
 describe('readiness', () => {

@@ -7,11 +7,11 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
-import { RuleMemory } from '../../src/attribution/rule-memory.js';
+import { RuleMemory } from '../../src/totals/rule-memory.js';
 import { EMPTY_MARK_MAP } from '../../src/attribution/mark-map.js';
-import { TableReading } from '../../src/attribution/table-reading.js';
+import { TableReading } from '../../src/sources/iptables/rule-reading.js';
 import { ParseError } from '../../src/errors.js';
-import { findTable, IptablesSaveParser, parseIptablesSave } from '../../src/mangle/parse.js';
+import { findTable, IptablesSaveParser, parseIptablesSave } from '../../src/sources/iptables/scan.js';
 import { t, TestGateway } from '../gateway.js';
 
 const fixture = (name: string) => readFileSync(new URL(`../fixtures/${name}`, import.meta.url), 'utf8');

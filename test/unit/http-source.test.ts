@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ConfigManager } from '../../src/config-manager/config-manager.js';
-import { HttpUsersSource } from '../../src/config-manager/http-source.js';
-import type { UsersSnapshot } from '../../src/config-manager/users-document.js';
+import { ConfigManager } from '../../src/users/manager.js';
+import { HttpUsersSource } from '../../src/users/http-source.js';
+import type { UsersSnapshot } from '../../src/users/document.js';
 import type { UsersDocumentError } from '../../src/errors.js';
 
 const doc = (...codes: string[]) => JSON.stringify({ users: codes.map((code, i) => ({ user_code: code, user_intra_ip: `10.8.0.${i + 2}` })) });

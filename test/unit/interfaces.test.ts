@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { InterfaceReader } from '../../src/interfaces.js';
+import { InterfaceReader } from '../../src/sources/interfaces.js';
 
 let root: string;
 before(async () => {

@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { OrphanDetector, readLinks, type Link } from '../../src/namespace-watch.js';
+import { OrphanDetector, readLinks, type Link } from '../../src/sidecar/namespace-watch.js';
 
 const lo: Link = { name: 'lo', type: 772, up: true };
 const wg0: Link = { name: 'wg0', type: 65534, up: true };

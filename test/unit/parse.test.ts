@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { ParseError } from '../../src/errors.js';
-import { ChainGraph, resolveChainDirections } from '../../src/mangle/chains.js';
-import { findTable, parseIptablesSave, type SaveRule } from '../../src/mangle/parse.js';
+import { ChainGraph, resolveChainDirections } from '../../src/attribution/chain-directions.js';
+import { findTable, parseIptablesSave, type SaveRule } from '../../src/sources/iptables/scan.js';
 
 const fixture = (name: string) => readFileSync(new URL(`../fixtures/${name}`, import.meta.url), 'utf8');
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { describePrivileges, parseProcStatus, privilegeProblem } from '../../src/privileges.js';
+import { describePrivileges, parseProcStatus, privilegeProblem } from '../../src/sidecar/privileges.js';
 
 // Real /proc/self/status captures, made with setpriv (see each name).
 const status = (name: string) => parseProcStatus(readFileSync(`test/fixtures/proc-status/${name}.status`, 'utf8'));

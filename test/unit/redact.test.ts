@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { SettingsError } from '../../src/errors.js';
-import { redactUrl } from '../../src/redact.js';
+import { redactUrl } from '../../src/shared/redact.js';
 import { loadSettings } from '../../src/settings.js';
 
 test('redactUrl hides the userinfo of a URL and keeps the rest', () => {

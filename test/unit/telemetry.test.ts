@@ -4,13 +4,13 @@ import { describe, test } from 'node:test';
 import { millisToHrTime } from '@opentelemetry/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { AggregationTemporality, InMemoryMetricExporter, type ResourceMetrics } from '@opentelemetry/sdk-metrics';
-import { Accumulator } from '../../src/attribution/accumulator.js';
+import { Accumulator } from '../../src/totals/accumulator.js';
 import { userKey } from '../../src/attribution/mark-map.js';
 import { createLogger } from '../../src/log.js';
-import { TelemetryPipeline } from '../../src/telemetry/pipeline.js';
-import type { ListenerLimits } from '../../src/listener-limits.js';
-import { SelfStats } from '../../src/telemetry/self-stats.js';
-import { SharedScrapes } from '../../src/telemetry/shared-scrapes.js';
+import { TelemetryPipeline } from '../../src/export/pipeline.js';
+import type { ListenerLimits } from '../../src/shared/listener-limits.js';
+import { SelfStats } from '../../src/export/self-stats.js';
+import { SharedScrapes } from '../../src/export/shared-scrapes.js';
 import { assertCapAndIdle } from './listener-check.js';
 
 const alice = { user_code: 'alice', user_intra_ip: '10.8.0.2' };

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { parseUsersDocument } from '../../src/config-manager/users-document.js';
+import { parseUsersDocument } from '../../src/users/document.js';
 import { UsersDocumentError } from '../../src/errors.js';
 
 const SOURCE = '/etc/markmeter/users.json';

@@ -10,7 +10,7 @@
  * "Permission denied" although the capabilities are granted.
  */
 import { readFileSync } from 'node:fs';
-import type { Logger } from './log.js';
+import type { Logger } from '../log.js';
 
 const CAP_NET_ADMIN = 12;
 const CAP_NET_RAW = 13;

@@ -7,7 +7,7 @@
 import { EventEmitter } from 'node:events';
 import { UsersDocumentError, UsersSourceError } from '../errors.js';
 import type { UsersSource } from './source.js';
-import { parseUsersDocument, type UsersSnapshot } from './users-document.js';
+import { parseUsersDocument, type UsersSnapshot } from './document.js';
 
 interface ConfigManagerEvents {
   sync: [UsersSnapshot];

@@ -8,8 +8,8 @@ import type { ChildProcess } from 'node:child_process';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { StringDecoder } from 'node:string_decoder';
 import { execa, ExecaError } from 'execa';
-import { DumpError } from '../errors.js';
-import { IptablesSaveParser, type SaveVisitor } from './parse.js';
+import { DumpError } from '../../errors.js';
+import { IptablesSaveParser, type SaveVisitor } from './scan.js';
 
 export interface RunOptions {
   timeoutMs: number;

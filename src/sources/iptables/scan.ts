@@ -13,8 +13,8 @@
  * visitor asks for it. `parseIptablesSave` builds the plain SaveTable model
  * from the same scan, for tools and tests.
  */
-import { parseDigits, type Count } from '../count.js';
-import { ParseError } from '../errors.js';
+import { parseDigits, type Count } from '../../shared/count.js';
+import { ParseError } from '../../errors.js';
 
 
 export interface SaveChain {

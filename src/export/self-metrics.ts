@@ -6,9 +6,9 @@
  * an export.
  */
 import { ValueType, type Attributes, type BatchObservableResult, type Meter, type Observable } from '@opentelemetry/api';
-import type { Totals, UserSeries } from '../attribution/accumulator.js';
-import type { InterfaceTotals } from '../interfaces.js';
-import type { Count } from '../count.js';
+import type { Totals, UserSeries } from '../totals/accumulator.js';
+import type { InterfaceTotals } from '../sources/interfaces.js';
+import type { Count } from '../shared/count.js';
 import {
   ATTR_DIRECTION,
   ATTR_IFACE,

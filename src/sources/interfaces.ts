@@ -1,7 +1,7 @@
 /** Interface totals from sysfs (`/sys/class/net/<iface>/statistics`), kept monotonic. */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { addCount, counterDelta, parseDigits, type Count } from './count.js';
+import { addCount, counterDelta, parseDigits, type Count } from '../shared/count.js';
 
 export interface InterfaceTotals {
   iface: string;

@@ -7,15 +7,15 @@ import { existsSync } from 'node:fs';
 import { request } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
-import { Accumulator } from './attribution/accumulator.js';
-import { buildMarkMap, EMPTY_MARK_MAP, type MarkMap } from './attribution/mark-map.js';
-import { Collector, tableSources } from './collector.js';
-import { ConfigManager } from './config-manager/config-manager.js';
-import { usersSource } from './config-manager/from-settings.js';
-import { detectBackend } from './mangle/backend.js';
-import { describePrivileges, privilegeProblem, readPrivileges, type ProcessPrivileges } from './privileges.js';
-import { redactUrl } from './redact.js';
-import type { Settings } from './settings.js';
+import { Accumulator } from '../totals/accumulator.js';
+import { buildMarkMap, EMPTY_MARK_MAP, type MarkMap } from '../attribution/mark-map.js';
+import { Collector, tableSources } from '../sources/collect.js';
+import { ConfigManager } from '../users/manager.js';
+import { usersSource } from '../users/from-settings.js';
+import { detectBackend } from '../sources/iptables/backend.js';
+import { describePrivileges, privilegeProblem, readPrivileges, type ProcessPrivileges } from '../sidecar/privileges.js';
+import { redactUrl } from '../shared/redact.js';
+import type { Settings } from '../settings.js';
 
 export interface CheckResult {
   name: string;

@@ -20,7 +20,7 @@ import {
   type SumMetricData,
 } from '@opentelemetry/sdk-metrics';
 import type { Resource } from '@opentelemetry/resources';
-import type { UserSeries } from '../attribution/accumulator.js';
+import type { UserSeries } from '../totals/accumulator.js';
 import type { SeriesOwner } from '../attribution/mark-map.js';
 import { ATTR_MARK_ID, ATTR_PEER_IP, ATTR_USER_CODE, ATTR_USER_INTRA_IP, METER_NAME, USER_METRICS, type MetricSpec } from './semconv.js';
 

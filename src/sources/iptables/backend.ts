@@ -6,8 +6,8 @@
  * read, the way Kubernetes' iptables wrapper decides (legacy wins only when it
  * has more); when the chosen one comes back empty the choice is made again.
  */
-import { IptablesSaveParser } from './parse.js';
-import { execaRunner, type CommandRunner, type RunOptions } from './dump.js';
+import { IptablesSaveParser } from './scan.js';
+import { execaRunner, type CommandRunner, type RunOptions } from './save-command.js';
 
 export type Backend = 'nft' | 'legacy';
 export type BackendSetting = Backend | 'auto';

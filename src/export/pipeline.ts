@@ -17,10 +17,10 @@ import {
   type PushMetricExporter,
   type ResourceMetrics,
 } from '@opentelemetry/sdk-metrics';
-import { createLimitedServer, type ListenerLimits } from '../listener-limits.js';
+import { createLimitedServer, type ListenerLimits } from '../shared/listener-limits.js';
 import type { Logger } from '../log.js';
 import type { ExportProtocol } from '../settings.js';
-import { registerInstruments, type TelemetryView } from './instruments.js';
+import { registerInstruments, type TelemetryView } from './self-metrics.js';
 import { METER_NAME } from './semconv.js';
 import { SharedScrapes } from './shared-scrapes.js';
 import { UserSeriesProducer } from './user-series.js';

@@ -4,13 +4,13 @@
  * totals between two readings. Pure parts (rates, sorting, filtering, the
  * screen) are separate from the terminal loop at the bottom.
  */
-import { Accumulator, type Totals } from './attribution/accumulator.js';
-import { buildMarkMap, EMPTY_MARK_MAP, type MarkMap } from './attribution/mark-map.js';
-import { Collector, tableSources } from './collector.js';
-import { ConfigManager } from './config-manager/config-manager.js';
-import { usersSource } from './config-manager/from-settings.js';
-import { InterfaceReader } from './interfaces.js';
-import type { Settings } from './settings.js';
+import { Accumulator, type Totals } from '../totals/accumulator.js';
+import { buildMarkMap, EMPTY_MARK_MAP, type MarkMap } from '../attribution/mark-map.js';
+import { Collector, tableSources } from '../sources/collect.js';
+import { ConfigManager } from '../users/manager.js';
+import { usersSource } from '../users/from-settings.js';
+import { InterfaceReader } from '../sources/interfaces.js';
+import type { Settings } from '../settings.js';
 
 export interface UserRate {
   user_code: string;

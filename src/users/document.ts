@@ -4,9 +4,9 @@
  * that names the source and the field. A gateway's document lists tens of
  * thousands of users, so the happy path builds no strings for error messages.
  */
-import { hostAddress, isAddressOrPrefix } from '../address.js';
+import { hostAddress, isAddressOrPrefix } from '../shared/address.js';
 import { UsersDocumentError } from '../errors.js';
-import { parseU32 } from '../mangle/parse.js';
+import { parseU32 } from '../sources/iptables/scan.js';
 import { preview as show } from './preview.js';
 
 export interface User {

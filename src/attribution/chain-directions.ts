@@ -4,7 +4,7 @@
  * only from the tx ones. A chain reached from both, or from neither, has no
  * direction: its rules are reported, never guessed.
  */
-import type { RuleView, SaveTable } from './parse.js';
+import type { RuleView, SaveTable } from '../sources/iptables/scan.js';
 
 export type Direction = 'rx' | 'tx';
 

@@ -4,10 +4,10 @@
  * come and go with the users document: a removed user's series stays, frozen,
  * for a grace period, then is dropped.
  */
-import type { SeriesOwner } from './mark-map.js';
-import { addCount, type Count } from '../count.js';
-import type { Direction } from '../mangle/chains.js';
-import { userKey } from './mark-map.js';
+import type { SeriesOwner } from '../attribution/mark-map.js';
+import { addCount, type Count } from '../shared/count.js';
+import type { Direction } from '../attribution/chain-directions.js';
+import { userKey } from '../attribution/mark-map.js';
 
 export interface Totals {
   rxPackets: Count;

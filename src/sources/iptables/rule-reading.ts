@@ -12,12 +12,12 @@
  * the number of chains and users (one chain per user is a common layout).
  * Deltas from 2^53 up (rare) wait exactly in a side table.
  */
-import type { Count } from '../count.js';
-import { MarkmeterError } from '../errors.js';
-import { ChainGraph, type ChainDirections, type Direction } from '../mangle/chains.js';
-import { ruleBytes, rulePackets, type RuleView, type SaveChain, type SaveVisitor } from '../mangle/parse.js';
-import { NO_USER, type MarkMap } from './mark-map.js';
-import type { CounterDelta, RuleCache, RuleMemory } from './rule-memory.js';
+import type { Count } from '../../shared/count.js';
+import { MarkmeterError } from '../../errors.js';
+import { ChainGraph, type ChainDirections, type Direction } from '../../attribution/chain-directions.js';
+import { ruleBytes, rulePackets, type RuleView, type SaveChain, type SaveVisitor } from './scan.js';
+import { NO_USER, type MarkMap } from '../../attribution/mark-map.js';
+import type { CounterDelta, RuleCache, RuleMemory } from '../../totals/rule-memory.js';
 
 /** Receives a reading's per-user deltas: `owner` indexes the mapping's users, null is unattributed traffic. */
 export type DeltaSink = (owner: number | null, direction: Direction, packets: Count, bytes: Count) => void;

@@ -3,8 +3,8 @@
  * Counters are u64, so JSON numbers are written from their exact digits rather
  * than through JSON.stringify (which cannot hold integers above 2^53).
  */
-import type { Totals, UserSeries } from './attribution/accumulator.js';
-import type { Count } from './count.js';
+import type { Totals, UserSeries } from '../totals/accumulator.js';
+import type { Count } from '../shared/count.js';
 
 export interface TotalsReport {
   users: Iterable<UserSeries>;

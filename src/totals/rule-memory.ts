@@ -23,8 +23,8 @@
  * lookup in a large map (a cache miss) per rule. The lists and their order
  * stay the truth; the guess is taken only where the list walk would find it.
  */
-import { subtractCount, type Count } from '../count.js';
-import { ruleBytes, rulePackets, sameSlice, viewSpec, type RuleView } from '../mangle/parse.js';
+import { subtractCount, type Count } from '../shared/count.js';
+import { ruleBytes, rulePackets, sameSlice, viewSpec, type RuleView } from '../sources/iptables/scan.js';
 
 export interface CounterDelta {
   packets: Count;

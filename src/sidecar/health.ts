@@ -6,7 +6,7 @@
  * Connections are capped and idle ones closed (see listener-limits.ts).
  */
 import type { Server } from 'node:http';
-import { createLimitedServer, LISTENER_LIMITS, type ListenerLimits } from './listener-limits.js';
+import { createLimitedServer, LISTENER_LIMITS, type ListenerLimits } from '../shared/listener-limits.js';
 
 export interface Readiness {
   /** ms since epoch of the last successful reading of every source, or undefined. */

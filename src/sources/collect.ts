@@ -6,16 +6,16 @@
  */
 import { createReadStream } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { addTo, type Accumulator } from './attribution/accumulator.js';
-import type { MarkMap } from './attribution/mark-map.js';
-import { RuleMemory } from './attribution/rule-memory.js';
-import { TableReading, type ReadingReport } from './attribution/table-reading.js';
-import { MarkmeterError } from './errors.js';
-import { resolveChainDirections, type DirectionRoots } from './mangle/chains.js';
-import { readTableDump, type CommandRunner, type RunOptions } from './mangle/dump.js';
-import { IptablesSaveParser, type SaveVisitor } from './mangle/parse.js';
-import type { Settings } from './settings.js';
-import { BackendSelector, detectBackend, type Backend, type BackendChoice } from './mangle/backend.js';
+import { addTo, type Accumulator } from '../totals/accumulator.js';
+import type { MarkMap } from '../attribution/mark-map.js';
+import { RuleMemory } from '../totals/rule-memory.js';
+import { TableReading, type ReadingReport } from './iptables/rule-reading.js';
+import { MarkmeterError } from '../errors.js';
+import { resolveChainDirections, type DirectionRoots } from '../attribution/chain-directions.js';
+import { readTableDump, type CommandRunner, type RunOptions } from './iptables/save-command.js';
+import { IptablesSaveParser, type SaveVisitor } from './iptables/scan.js';
+import type { Settings } from '../settings.js';
+import { BackendSelector, detectBackend, type Backend, type BackendChoice } from './iptables/backend.js';
 
 /** Where one table's dump comes from (`name` is `ipv4` or `ipv6`): read() parses it into the visitor. */
 export interface TableSource {
