@@ -13,7 +13,8 @@ import { join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import YAML from 'yaml';
-import { Lab, requireLab } from '../lab/netns.js';
+import { Lab } from '../../src/demo/netns.js';
+import { requireLab } from '../lab/gate.js';
 
 const CLI = resolve('dist/cli.js');
 

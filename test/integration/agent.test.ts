@@ -13,7 +13,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { echoBytes, endProcess, GW_USERS_IFACE, Lab, requireLab } from '../lab/netns.js';
+import { echoBytes, endProcess, GW_USERS_IFACE, Lab } from '../../src/demo/netns.js';
+import { requireLab } from '../lab/gate.js';
 import { NamespacedReceiver } from '../lab/otlp-receiver.js';
 
 const CLI = resolve('dist/cli.js');

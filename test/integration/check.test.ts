@@ -9,7 +9,8 @@ import { chmod, copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Lab, requireLab } from '../lab/netns.js';
+import { Lab } from '../../src/demo/netns.js';
+import { requireLab } from '../lab/gate.js';
 import { NamespacedReceiver } from '../lab/otlp-receiver.js';
 
 const CLI = resolve('dist/cli.js');

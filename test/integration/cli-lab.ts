@@ -8,7 +8,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { TestContext } from 'node:test';
-import { withLab, type Lab } from '../lab/netns.js';
+import type { Lab } from '../../src/demo/netns.js';
+import { withLab } from '../lab/gate.js';
 
 export const CLI = resolve('dist/cli.js');
 

@@ -11,14 +11,14 @@ import { createInterface } from 'node:readline';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { requireLab } from '../lab/netns.js';
+import { requireLab } from '../lab/gate.js';
 
 const run = promisify(execFile);
 
 test('the demo shows every demo user with traffic, and Ctrl-C removes everything it made', { timeout: 60_000 }, async (t) => {
   if (!(await requireLab(t))) return;
-  if (!existsSync(resolve('dist/cli.js'))) throw new Error('dist/cli.js is missing: run npm run build first (npm test does)');
-  const demo = spawn(process.execPath, ['--import', 'tsx', 'test/demo/demo.ts'], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  if (!existsSync(resolve('dist/demo/demo.js'))) throw new Error('dist/demo/demo.js is missing: run npm run build first (npm test does)');
+  const demo = spawn(process.execPath, ['dist/demo/demo.js'], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   demo.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const active = new Set<string>();
@@ -36,6 +36,6 @@ test('the demo shows every demo user with traffic, and Ctrl-C removes everything
   assert.equal(await Promise.race([exited, sleep(20_000).then(() => 'timeout')]), 0, stderr);
   const { stdout: namespaces } = await run('ip', ['netns', 'list']);
   assert.doesNotMatch(namespaces, new RegExp(`mmlab-${demo.pid}-`), 'no namespace left');
-  const left = await run('pgrep', ['-f', 'markmeter-demo-|test/demo/demo.ts']).then((r) => r.stdout.trim(), () => '');
+  const left = await run('pgrep', ['-f', 'markmeter-demo-|dist/demo/demo.js']).then((r) => r.stdout.trim(), () => '');
   assert.equal(left, '', 'no process left');
 });

@@ -9,7 +9,7 @@ import { chmod, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { echoBytes, endProcess } from '../lab/netns.js';
+import { echoBytes, endProcess } from '../../src/demo/netns.js';
 import { NamespacedReceiver } from '../lab/otlp-receiver.js';
 import { CLI, withCliLab } from './cli-lab.js';
 

@@ -17,7 +17,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { endProcess, type Lab } from '../lab/netns.js';
+import { endProcess, type Lab } from '../../src/demo/netns.js';
 import { CLI, withCliLab } from './cli-lab.js';
 
 const INTERVAL_MS = 200;

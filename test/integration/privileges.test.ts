@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { chmod } from 'node:fs/promises';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { endProcess } from '../lab/netns.js';
+import { endProcess } from '../../src/demo/netns.js';
 import { CLI, withCliLab } from './cli-lab.js';
 
 test('markmeter run under no-new-privileges warns at start, naming it and both ways out', async (t) => {

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { endProcess } from '../lab/netns.js';
+import { endProcess } from '../../src/demo/netns.js';
 import { CLI, withCliLab } from './cli-lab.js';
 
 test('markmeter run prints no credentials of users.url or users.token', async (t) => {

@@ -13,7 +13,7 @@ import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { generateGateway, userIp } from '../bench/generate.js';
-import { endProcess } from '../lab/netns.js';
+import { endProcess } from '../../src/demo/netns.js';
 import { NamespacedReceiver } from '../lab/otlp-receiver.js';
 
 const USERS = 20_000;

@@ -14,7 +14,8 @@ import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { Lab, requireLab } from '../lab/netns.js';
+import { Lab } from '../../src/demo/netns.js';
+import { requireLab } from '../lab/gate.js';
 
 const CLI = resolve('dist/cli.js');
 const run = promisify(execFile);

@@ -11,7 +11,7 @@ import { Collector, commandSource } from '../../src/sources/collect.js';
 import { DumpError, ParseError } from '../../src/errors.js';
 import { execaRunner, readTableDump, type CommandRunner } from '../../src/sources/iptables/save-command.js';
 import { parseIptablesSave, SaveModelBuilder } from '../../src/sources/iptables/scan.js';
-import { labGate } from '../lab/netns.js';
+import { labGate } from '../lab/gate.js';
 
 // A tiny real program that prints a file and exits with a chosen code, so the
 // execa wiring runs for real without root (see test/bin/fake-iptables-save).

@@ -1,6 +1,7 @@
 /**
- * `npm run demo` (root, Linux): markmeter working on a machine with no tunnel
- * client. It builds the namespace lab (users, gateway, far side), loads
+ * `npm run demo` (root, Linux; `node dist/demo/demo.js`): markmeter working on
+ * a machine with no tunnel client. It builds the namespace lab of netns.ts
+ * (users, gateway, far side: the one the integration tests use), loads
  * per-user MARK rules and a users document for four demo users, drives
  * traffic at different rates (dave bursts: an anomaly to spot), and runs
  * `markmeter top` inside the gateway. With OTEL_EXPORTER_OTLP_ENDPOINT set, the
@@ -10,10 +11,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { endProcess, Lab, labSupport } from '../lab/netns.js';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { endProcess, Lab, labSupport } from './netns.js';
 
-const CLI = resolve('dist/cli.js');
+const CLI = fileURLToPath(new URL('../cli.js', import.meta.url));
 
 const USERS = [
   { user_code: 'alice', user_intra_ip: '10.8.0.2', mark: 101, far: '192.0.2.7', ping: ['-i', '0.05'] },
