@@ -57,7 +57,10 @@ export class NamespacedReceiver {
       }
     });
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => receiver.fail(new Error(`the OTLP receiver is not listening after 15 s: ${receiver.stderr}`)), 15_000);
+      const timer = setTimeout(() => {
+        receiver.fail(new Error(`the OTLP receiver is not listening after 15 s: ${receiver.stderr}`));
+        void endProcess(child, 500);
+      }, 15_000);
       receiver.waiters.add(function started() {
         if (!receiver.port && !receiver.broken) return;
         clearTimeout(timer);
