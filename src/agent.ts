@@ -1,24 +1,21 @@
 /**
- * Wires the parts of DESIGN.md's data flow together and owns the lifecycle:
- * the users document's 'sync' rebuilds the mark map; the collection timer reads
- * the tables into monotonic totals; the telemetry pipeline pushes them on its
- * own timer; stop() takes a last reading, pushes it and shuts down.
+ * `markmeter run`: the lifecycle. The reading path (reading-path.ts) is built
+ * as for every command; here are the timers, the users manager's events, the
+ * listeners, the telemetry pipeline pushing on its own timer, and stop(),
+ * which takes a last reading, pushes it and shuts down.
  */
 import type { Server } from 'node:http';
 import { setTimeout as delay } from 'node:timers/promises';
 import { diag, DiagLogLevel } from '@opentelemetry/api';
 import type { PushMetricExporter } from '@opentelemetry/sdk-metrics';
-import { Accumulator } from './totals/accumulator.js';
-import { buildMarkMap, EMPTY_MARK_MAP, type MarkMap } from './attribution/mark-map.js';
-import { Collector, tableSources, type SourceReport } from './sources/collect.js';
-import { ConfigManager } from './users/manager.js';
-import { usersSource } from './users/from-settings.js';
-import type { UsersSnapshot } from './users/document.js';
+import type { Accumulator } from './totals/accumulator.js';
+import type { SourceReport } from './sources/collect.js';
+import type { ConfigManager } from './users/manager.js';
 import { UsersSourceError } from './errors.js';
+import { ReadingPath, type UsersApplied } from './reading-path.js';
 import { startHealthServer } from './sidecar/health.js';
 import { InterfaceReader } from './sources/interfaces.js';
 import type { Logger } from './log.js';
-import { choiceMessage, type BackendSelector } from './sources/iptables/backend.js';
 import type { CommandRunner } from './sources/iptables/save-command.js';
 import { NamespaceWatch } from './sidecar/namespace-watch.js';
 import { warnAboutPrivileges } from './sidecar/privileges.js';
@@ -43,16 +40,14 @@ const FIRST_USERS_WAIT_MS = 2000;
 const LAST_PUSH_MS = 3000;
 
 export class Agent {
-  readonly accumulator = new Accumulator();
   readonly stats = new SelfStats();
-  private markMap: MarkMap = EMPTY_MARK_MAP;
-  private readonly collector: Collector;
+  readonly accumulator: Accumulator;
+  private readonly path: ReadingPath;
   private readonly interfaces: InterfaceReader;
   private readonly namespace: NamespaceWatch;
   private readonly configManager: ConfigManager | undefined;
   private readonly pipeline: TelemetryPipeline;
   private readonly log: Logger;
-  private readonly backend: BackendSelector;
   private health: Server | undefined;
   private metricsServer: Server | undefined;
   /** When every source last read successfully in one collection. */
@@ -66,14 +61,8 @@ export class Agent {
     const { settings, log } = options;
     this.log = log;
     warnAboutPrivileges(log);
-    const { sources, selector } = tableSources(settings, { runner: options.runner, onBackend: (choice, previous) => log.info(choiceMessage(choice, previous), { backend: choice.backend, rules: choice.rules }) });
-    this.backend = selector;
-    this.collector = new Collector(
-      sources,
-      { table: settings.iptables.table, roots: { rx: settings.attribution.rxChains, tx: settings.attribution.txChains } },
-      this.accumulator,
-      () => this.markMap,
-    );
+    this.path = new ReadingPath({ settings, log, remember: true, runner: options.runner });
+    this.accumulator = this.path.accumulator;
     this.interfaces = new InterfaceReader(
       settings.interfaces.names,
       (iface, error) => log.warn(`interface ${iface} not found; its totals are skipped until it appears`, { iface, error }),
@@ -85,10 +74,8 @@ export class Agent {
       void this.stop().finally(() => process.exit(1));
     };
     this.namespace = new NamespaceWatch(settings.namespace.exitWhenOrphaned, exitOrphaned, options.sysfsRoot);
-    const source = usersSource(settings.users);
-    if (source) {
-      this.configManager = new ConfigManager(source);
-      this.configManager.on('sync', (snapshot) => this.onSync(snapshot));
+    this.configManager = this.path.watchUsers((applied) => this.onSync(applied));
+    if (this.configManager) {
       this.configManager.on('error', (error) => {
         this.stats.count(this.stats.usersSyncs, 'error');
         // A document that could not be read or fetched changes nothing: say what stays in force.
@@ -191,7 +178,7 @@ export class Agent {
 
   private collectOnce(): Promise<void> {
     this.collecting = (async () => {
-      const [reports] = await Promise.all([this.collector.collect(), this.interfaces.read(), this.namespace.read()]);
+      const [reports] = await Promise.all([this.path.collect(), this.interfaces.read(), this.namespace.read()]);
       for (const report of reports) this.record(report);
       if (reports.every((r) => r.ok)) this.lastSuccessAt = Date.now();
     })().finally(() => {
@@ -221,7 +208,7 @@ export class Agent {
     }
     this.problem(report.source, '', () => {});
     // An empty IPv4 table may mean the tunnel client writes the other backend: look again.
-    if (report.source === 'ipv4' && report.rules === 0) this.backend.recheck();
+    if (report.source === 'ipv4' && report.rules === 0) this.path.backend.recheck();
     const count = (reason: string) => report.skipped.filter((s) => s.reason === reason).reduce((n, s) => n + s.rules, 0);
     stats.sources.set(report.source, {
       durationSeconds: report.durationSeconds,
@@ -249,24 +236,11 @@ export class Agent {
     else this.log.info(`${key}: back to normal`);
   }
 
-  private onSync(document: UsersSnapshot): void {
-    // limits.maxUsers bounds memory and the series sent on: refuse the rest, count and say so.
-    const { maxUsers } = this.options.settings.limits;
-    const refused = Math.max(0, document.users.length - maxUsers);
-    const snapshot = refused > 0 ? { ...document, users: document.users.slice(0, maxUsers) } : document;
-    if (refused > 0) {
-      this.log.warn(`the users document lists ${document.users.length} users, more than limits.maxUsers (${maxUsers}): the last ${refused} are not exported and their traffic counts as unattributed; raise limits.maxUsers`, {
-        source: document.source,
-      });
-    }
+  /** A users document is in force (the reading path has applied it): count and say so. */
+  private onSync({ snapshot, refused }: UsersApplied): void {
     this.stats.usersRefused = refused;
-    this.markMap = buildMarkMap(snapshot, this.options.settings.attribution.breakdown);
-    this.accumulator.setUsers(this.markMap.users, Date.now());
     this.stats.count(this.stats.usersSyncs, 'ok');
     this.stats.usersLoaded = snapshot.users.length;
     this.log.info('users document loaded', { source: snapshot.source, users: snapshot.users.length, marks: snapshot.marks.length });
-    for (const conflict of this.markMap.conflicts) {
-      this.log.warn(`mark ${conflict.mark_id} lists the addresses of several users; it is counted for the first`, conflict);
-    }
   }
 }

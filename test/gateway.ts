@@ -5,7 +5,8 @@
  */
 import { Accumulator, type Totals } from '../src/totals/accumulator.js';
 import { buildMarkMap, type Breakdown, type MarkMap } from '../src/attribution/mark-map.js';
-import { Collector, fileSource, type SourceReport, type TableSource } from '../src/sources/collect.js';
+import { Collector, type SourceReport } from '../src/sources/collect.js';
+import { IptablesSource, savedDump } from '../src/sources/iptables/source.js';
 import { parseUsersDocument } from '../src/users/document.js';
 import { IptablesSaveParser } from '../src/sources/iptables/scan.js';
 
@@ -33,16 +34,20 @@ export class TestGateway {
 
   constructor(usersDocument: object, sources: string[] = ['ipv4'], breakdown: Breakdown = 'user') {
     this.map = buildMarkMap(parseUsersDocument(JSON.stringify(usersDocument), 'test users'), breakdown);
-    this.accumulator.setUsers(this.map.users, 0);
-    const textSources: TableSource[] = sources.map((name) => ({
-      name,
-      read: async (visitor) => {
-        const parser = new IptablesSaveParser(visitor);
-        for (const chunk of this.chunking(this.texts.get(name) ?? '')) parser.push(chunk);
-        parser.end();
-      },
-    }));
-    this.collector = new Collector(textSources, { table: 'mangle', roots: ROOTS }, this.accumulator, () => this.map);
+    this.accumulator.setUsers(this.map, 0);
+    const textSources = sources.map(
+      (name) =>
+        new IptablesSource(
+          name,
+          async (visitor) => {
+            const parser = new IptablesSaveParser(visitor);
+            for (const chunk of this.chunking(this.texts.get(name) ?? '')) parser.push(chunk);
+            parser.end();
+          },
+          { table: 'mangle', roots: ROOTS, remember: true },
+        ),
+    );
+    this.collector = new Collector(textSources, this.accumulator, () => this.map);
   }
 
   /** One reading of every source whose text is given. */
@@ -53,7 +58,7 @@ export class TestGateway {
 
   sync(usersDocument: object, now: number): void {
     this.map = buildMarkMap(parseUsersDocument(JSON.stringify(usersDocument), 'test users'));
-    this.accumulator.setUsers(this.map.users, now);
+    this.accumulator.setUsers(this.map, now);
   }
 
   totals(code: string) {
@@ -75,8 +80,7 @@ export class TestGateway {
 export async function readFixtures(usersDocument: object, fixtures: [source: string, path: string][], breakdown: Breakdown = 'user') {
   const gateway = new TestGateway(usersDocument, [], breakdown);
   const collector = new Collector(
-    fixtures.map(([name, path]) => fileSource(name, path)),
-    { table: 'mangle', roots: ROOTS },
+    fixtures.map(([name, path]) => new IptablesSource(name, savedDump(path), { table: 'mangle', roots: ROOTS, remember: true })),
     gateway.accumulator,
     () => gateway.map,
   );

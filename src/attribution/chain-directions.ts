@@ -4,7 +4,8 @@
  * only from the tx ones. A chain reached from both, or from neither, has no
  * direction: its rules are reported, never guessed.
  */
-import type { RuleView, SaveTable } from '../sources/iptables/scan.js';
+import type { SaveTable } from '../sources/iptables/model.js';
+import type { RuleView } from '../sources/iptables/scan.js';
 
 export type Direction = 'rx' | 'tx';
 

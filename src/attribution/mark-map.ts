@@ -19,12 +19,6 @@ export interface SeriesOwner extends User {
   peer_ip?: string;
 }
 
-/** The key of a series: its attributes. */
-export function userKey(owner: SeriesOwner): string {
-  const base = `${owner.user_intra_ip} ${owner.user_code}`;
-  return owner.mark_id === undefined ? base : `${base} ${owner.mark_id} ${owner.peer_ip ?? ''}`;
-}
-
 let lastId = 0;
 
 /** byMark's value for a mark the pool knows but no user owns. */
@@ -35,8 +29,6 @@ export interface MarkMap {
   id: number;
   /** The series owners: the users, or with breakdown by mark the users' marks. */
   users: readonly SeriesOwner[];
-  /** userKey of users[i], computed once. */
-  keys: readonly string[];
   /** Marks the pool knows: to their user's index, or NO_USER. */
   byMark: ReadonlyMap<number, number>;
   /** Canonical address -> user index. */
@@ -72,7 +64,20 @@ export function buildMarkMap(snapshot: UsersSnapshot, breakdown: Breakdown = 'us
     }
     byMark.set(entry.mark_id, owner);
   }
-  return { id: ++lastId, users, keys: users.map(userKey), byMark, byIp, conflicts };
+  return { id: ++lastId, users, byMark, byIp, conflicts };
+}
+
+/**
+ * The owner of a rule address such as `10.8.0.2/32` or `fd00::2/128` (a host
+ * address: a wider prefix is no single user); undefined when none. iptables
+ * prints addresses canonically (inet_ntop), the form byIp is keyed by, so no
+ * parsing is needed.
+ */
+export function ownerOfAddress(map: MarkMap, address: string): number | undefined {
+  const slash = address.indexOf('/');
+  if (slash === -1) return map.byIp.get(address);
+  const prefix = address.slice(slash + 1);
+  return prefix === (address.includes(':') ? '128' : '32') ? map.byIp.get(address.slice(0, slash)) : undefined;
 }
 
 /** An empty mapping: every rule is unattributed until the first 'sync'. */

@@ -7,15 +7,48 @@ import { existsSync } from 'node:fs';
 import { request } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
-import { Accumulator } from '../totals/accumulator.js';
-import { buildMarkMap, EMPTY_MARK_MAP, type MarkMap } from '../attribution/mark-map.js';
-import { Collector, tableSources } from '../sources/collect.js';
-import { ConfigManager } from '../users/manager.js';
-import { usersSource } from '../users/from-settings.js';
+import { createLogger } from '../log.js';
+import { ReadingPath } from '../reading-path.js';
 import { detectBackend } from '../sources/iptables/backend.js';
 import { describePrivileges, privilegeProblem, readPrivileges, type ProcessPrivileges } from '../sidecar/privileges.js';
 import { redactUrl } from '../shared/redact.js';
-import type { Settings } from '../settings.js';
+import { loadSettings, settingOrigins, type Settings } from '../settings.js';
+import { parseOptions } from './args.js';
+
+export const CHECK_HELP = `Usage: markmeter check [--config FILE]
+
+Diagnostics to run first: the settings (and where each non-default one comes
+from), which iptables backend holds the mangle rules, whether the users
+document loads, how many MARK rules the users own (and the marks nobody owns),
+whether the configured interfaces exist, and whether the OTLP endpoint accepts
+an export. Exits 0 only when every check passes; a failure says what to do.
+
+Options:
+  --config FILE   settings file (JSON or YAML)
+  -h, --help      this help`;
+
+/** The command: settings first (a settings error is a failed check, not a crash), then every other check. */
+export async function check(args: string[]): Promise<number> {
+  const values = parseOptions(args, { config: { type: 'string' } }, CHECK_HELP);
+  if (values.help) {
+    process.stdout.write(`${CHECK_HELP}\n`);
+    return 0;
+  }
+  const file = values.config as string | undefined;
+  const print = (ok: boolean, name: string, detail: string) => process.stdout.write(`${ok ? 'ok  ' : 'FAIL'}  ${name}: ${detail}\n`);
+  let settings;
+  try {
+    settings = loadSettings({ file });
+  } catch (error) {
+    print(false, 'settings', (error as Error).message);
+    return 1;
+  }
+  const origins = settingOrigins(settings, file);
+  print(true, 'settings', `valid${file ? ` (${file})` : ''}${origins.length ? `; not default: ${origins.map((o) => `${o.key}=${JSON.stringify(o.value)} (${o.origin})`).join(', ')}` : '; all defaults'}`);
+  const results = await runChecks(settings);
+  for (const result of results) print(result.ok, result.name, result.detail);
+  return results.every((r) => r.ok) ? 0 : 1;
+}
 
 export interface CheckResult {
   name: string;
@@ -66,34 +99,22 @@ export async function runChecks(
           : problem.message,
   });
 
-  // The users document.
-  let map: MarkMap = EMPTY_MARK_MAP;
-  const source = usersSource(settings.users);
-  if (!source) {
+  // The users document, through the reading path every command uses.
+  const path = new ReadingPath({ settings, log: createLogger('silent'), remember: false, listUnowned: true });
+  if (!path.usersSource) {
     results.push({ name: 'users document', ok: false, detail: 'neither users.file nor users.url is set: every MARK rule would count as unattributed' });
   } else {
-    const manager = new ConfigManager(source);
-    let problem = '';
-    manager.on('error', (error) => (problem = error.message));
-    await manager.start();
-    manager.stop();
-    const snapshot = manager.current();
-    if (snapshot) map = buildMarkMap(snapshot, settings.attribution.breakdown);
-    results.push({
-      name: 'users document',
-      ok: snapshot !== undefined,
-      detail: snapshot ? `${source.name}: ${snapshot.users.length} users, ${snapshot.marks.length} marks` : problem,
-    });
+    try {
+      const { snapshot, refused } = (await path.loadUsersOnce())!;
+      const over = refused > 0 ? `; ${refused} beyond limits.maxUsers (${settings.limits.maxUsers}) would not be exported: raise limits.maxUsers` : '';
+      results.push({ name: 'users document', ok: refused === 0, detail: `${snapshot.source}: ${snapshot.users.length + refused} users, ${snapshot.marks.length} marks${over}` });
+    } catch (error) {
+      results.push({ name: 'users document', ok: false, detail: (error as Error).message });
+    }
   }
 
   // One reading: how many MARK rules the users own.
-  const collector = new Collector(
-    tableSources(settings).sources,
-    { table: settings.iptables.table, roots: { rx: settings.attribution.rxChains, tx: settings.attribution.txChains }, remember: false, listUnowned: true },
-    new Accumulator(),
-    () => map,
-  );
-  for (const report of await collector.collect()) {
+  for (const report of await path.collect()) {
     const name = `attribution (${report.source})`;
     if (!report.ok) {
       results.push({ name, ok: false, detail: report.error.message });

@@ -4,6 +4,7 @@
  * than through JSON.stringify (which cannot hold integers above 2^53).
  */
 import type { Totals, UserSeries } from '../totals/accumulator.js';
+import type { SeriesOwner } from '../attribution/mark-map.js';
 import type { Count } from '../shared/count.js';
 
 export interface TotalsReport {
@@ -39,13 +40,14 @@ export function* renderJson(report: TotalsReport): Generator<string> {
   yield `\n],"unattributed":{${counters(report.unattributed)}}}\n`;
 }
 
+/** How a table names a series: its user code, and with breakdown by mark the mark and its peer after it. */
+export function seriesLabel(user: SeriesOwner): string {
+  return user.mark_id === undefined ? user.user_code : `${user.user_code} #${user.mark_id || '-'} ${user.peer_ip || ''}`.trim();
+}
+
 export function* renderTable(report: TotalsReport): Generator<string> {
   const rows: string[][] = [['USER_CODE', 'USER_INTRA_IP', ...COLUMNS.map((c) => c.toUpperCase())]];
-  for (const { user, totals } of sorted(report.users)) {
-    // With breakdown by mark: the mark and its peer after the user.
-    const code = user.mark_id === undefined ? user.user_code : `${user.user_code} #${user.mark_id || '-'} ${user.peer_ip || ''}`.trim();
-    rows.push([code, user.user_intra_ip, ...values(totals).map(String)]);
-  }
+  for (const { user, totals } of sorted(report.users)) rows.push([seriesLabel(user), user.user_intra_ip, ...values(totals).map(String)]);
   rows.push(['(unattributed)', '-', ...values(report.unattributed).map(String)]);
   const widths = rows[0]!.map((_, col) => Math.max(...rows.map((r) => r[col]!.length)));
   for (const row of rows) {

@@ -4,17 +4,47 @@
  * totals between two readings. Pure parts (rates, sorting, filtering, the
  * screen) are separate from the terminal loop at the bottom.
  */
-import { Accumulator, type Totals } from '../totals/accumulator.js';
-import { buildMarkMap, EMPTY_MARK_MAP, type MarkMap } from '../attribution/mark-map.js';
-import { Collector, tableSources } from '../sources/collect.js';
-import { ConfigManager } from '../users/manager.js';
-import { usersSource } from '../users/from-settings.js';
+import { UsageError } from '../errors.js';
+import { createLogger } from '../log.js';
+import { ReadingPath } from '../reading-path.js';
+import { loadSettings, type Settings } from '../settings.js';
 import { InterfaceReader } from '../sources/interfaces.js';
-import type { Settings } from '../settings.js';
+import type { Totals, UserSeries } from '../totals/accumulator.js';
+import { parseOptions } from './args.js';
+import { seriesLabel } from './report.js';
 
+export const TOP_HELP = `Usage: markmeter top [--config FILE] [--users FILE] [--interval SECONDS]
+
+A live per-user view read straight from the mangle table: RX and TX packets/s
+and bits/s per user, busiest first, with the totals, the unattributed traffic
+and the interface totals. Keys: s changes the sort, / filters by user code or
+IP (Enter keeps it, Esc clears it), q quits. When stdout is not a terminal it
+prints one plain table per interval.
+
+Options:
+  --config FILE       settings file (JSON or YAML)
+  --users FILE        users document (default: users.file / users.url of the settings)
+  --interval SECONDS  refresh interval (default 1)
+  -h, --help          this help`;
+
+export async function top(args: string[]): Promise<number> {
+  const values = parseOptions(args, { config: { type: 'string' }, users: { type: 'string' }, interval: { type: 'string' } }, TOP_HELP);
+  if (values.help) {
+    process.stdout.write(`${TOP_HELP}\n`);
+    return 0;
+  }
+  const seconds = Number(values.interval ?? 1);
+  if (!Number.isFinite(seconds) || seconds < 0.1) throw new UsageError(`--interval must be a number of seconds (0.1 or more), got ${JSON.stringify(values.interval)}`);
+  const settings = loadSettings({ file: values.config as string | undefined, overrides: values.users ? { 'users.file': values.users, 'users.url': '' } : {} });
+  return runTop({ settings, intervalMs: seconds * 1000, out: process.stdout, input: process.stdin });
+}
+
+/** One row: a series (a user, or with breakdown by mark one of a user's marks) and its rates. */
 export interface UserRate {
   user_code: string;
   user_intra_ip: string;
+  /** What the row shows for its owner: the user code, with breakdown by mark also the mark and its peer. */
+  label: string;
   rxPps: number;
   txPps: number;
   rxBps: number;
@@ -24,14 +54,21 @@ export interface UserRate {
 export const SORTS = ['total', 'rx', 'tx', 'bits', 'user'] as const;
 export type SortKey = (typeof SORTS)[number];
 
-/** Pure: rates from two snapshots of totals taken `seconds` apart. */
-export function ratesBetween(before: Map<string, Totals>, after: Map<string, { user_code: string; user_intra_ip: string; totals: Totals }>, seconds: number): UserRate[] {
+/**
+ * Pure: rates from two readings `seconds` apart: `before` holds copies of the
+ * totals of the series then, `after` the series now. A series is the same
+ * object from one reading to the next, so each row pairs with itself (one per
+ * mark with breakdown by mark).
+ */
+export function ratesBetween(before: ReadonlyMap<UserSeries, Totals>, after: Iterable<{ series: UserSeries; totals: Totals }>, seconds: number): UserRate[] {
   const per = (a: Totals[keyof Totals] | undefined, b: Totals[keyof Totals]) => (Number(b) - Number(a ?? b)) / seconds;
-  return [...after].map(([key, { user_code, user_intra_ip, totals }]) => {
-    const old = before.get(key);
+  return [...after].map(({ series, totals }) => {
+    const old = before.get(series);
+    const { user_code, user_intra_ip } = series.user;
     return {
       user_code,
       user_intra_ip,
+      label: seriesLabel(series.user),
       rxPps: per(old?.rxPackets, totals.rxPackets),
       txPps: per(old?.txPackets, totals.txPackets),
       rxBps: 8 * per(old?.rxBytes, totals.rxBytes),
@@ -76,14 +113,16 @@ export interface Screen {
 
 /** Pure: the lines of one screen (or, with height Infinity, one plain table). */
 export function render(screen: Screen): string[] {
+  // Wide enough for a mark and its peer after the user (breakdown by mark), within reason.
+  const label = Math.min(40, Math.max(16, ...screen.rates.map((r) => r.label.length)));
   const total = screen.rates.reduce((n, r) => n + r.rxPps + r.txPps, 0);
   const lines = [
     `markmeter top  users ${screen.rates.length}  total ${rate(total)} pkt/s  unattributed ${rate(screen.unattributedPps)} pkt/s  ${screen.interfacePps.map((i) => `${i.iface} ${rate(i.pps)} pkt/s`).join('  ')}`,
     screen.problem ? `!! ${screen.problem}` : `sort: ${screen.sort} (s)  filter: ${screen.editing ? `${screen.filter}_` : screen.filter || '-'} (/)  quit (q)`,
-    `${'USER'.padEnd(16)} ${'IP'.padEnd(20)} ${'RX pkt/s'.padStart(9)} ${'TX pkt/s'.padStart(9)} ${'RX bit/s'.padStart(9)} ${'TX bit/s'.padStart(9)}`,
+    `${'USER'.padEnd(label)} ${'IP'.padEnd(20)} ${'RX pkt/s'.padStart(9)} ${'TX pkt/s'.padStart(9)} ${'RX bit/s'.padStart(9)} ${'TX bit/s'.padStart(9)}`,
   ];
   for (const r of arrange(screen.rates, screen.sort, screen.filter).slice(0, Math.max(0, screen.height - lines.length))) {
-    lines.push(`${r.user_code.slice(0, 16).padEnd(16)} ${r.user_intra_ip.padEnd(20)} ${rate(r.rxPps).padStart(9)} ${rate(r.txPps).padStart(9)} ${rate(r.rxBps).padStart(9)} ${rate(r.txBps).padStart(9)}`);
+    lines.push(`${r.label.slice(0, label).padEnd(label)} ${r.user_intra_ip.padEnd(20)} ${rate(r.rxPps).padStart(9)} ${rate(r.txPps).padStart(9)} ${rate(r.rxBps).padStart(9)} ${rate(r.txBps).padStart(9)}`);
   }
   return lines.map((l) => l.slice(0, screen.width));
 }
@@ -97,18 +136,13 @@ export interface TopOptions {
 
 /** The live loop: a full-screen view on a terminal, one plain table per interval otherwise. */
 export async function runTop({ settings, intervalMs, out, input }: TopOptions): Promise<number> {
-  let map: MarkMap = EMPTY_MARK_MAP;
-  const accumulator = new Accumulator();
+  // The agent's reading path, with its memory: rates are the growth of its totals. Its logs would disturb the screen.
+  const path = new ReadingPath({ settings, log: createLogger('silent'), remember: true });
+  const { accumulator } = path;
   let problem = '';
-  const source = usersSource(settings.users);
-  const manager = source ? new ConfigManager(source) : undefined;
-  manager?.on('sync', (snapshot) => {
-    map = buildMarkMap(snapshot, settings.attribution.breakdown);
-    accumulator.setUsers(map.users, Date.now());
-  });
+  const manager = path.watchUsers();
   manager?.on('error', (error) => (problem = error.message));
   await manager?.start();
-  const collector = new Collector(tableSources(settings).sources, { table: settings.iptables.table, roots: { rx: settings.attribution.rxChains, tx: settings.attribution.txChains } }, accumulator, () => map);
   const interfaces = new InterfaceReader(settings.interfaces.names, () => {});
 
   const tty = Boolean(out.isTTY && input.isTTY);
@@ -116,16 +150,15 @@ export async function runTop({ settings, intervalMs, out, input }: TopOptions): 
   let filter = '';
   let editing = false;
   let stopped = false;
-  let last: { at: number; users: Map<string, Totals>; unattributed: number; interfaces: Map<string, number> } | undefined;
+  let last: { at: number; users: Map<UserSeries, Totals>; unattributed: number; interfaces: Map<string, number> } | undefined;
   let screen: Screen | undefined;
 
   const snapshot = () => {
-    const users = new Map<string, Totals>();
-    const now = new Map<string, { user_code: string; user_intra_ip: string; totals: Totals }>();
-    for (const s of accumulator.users()) {
-      const key = `${s.user.user_intra_ip} ${s.user.user_code}`;
-      users.set(key, { ...s.totals });
-      now.set(key, { ...s.user, totals: { ...s.totals } });
+    const users = new Map<UserSeries, Totals>();
+    const now: { series: UserSeries; totals: Totals }[] = [];
+    for (const series of accumulator.users()) {
+      users.set(series, { ...series.totals });
+      now.push({ series, totals: { ...series.totals } });
     }
     const unattributed = Number(accumulator.unattributed.rxPackets) + Number(accumulator.unattributed.txPackets);
     const ifaces = new Map([...interfaces.totals()].map((i) => [i.iface, Number(i.rxPackets) + Number(i.txPackets)]));
@@ -138,7 +171,7 @@ export async function runTop({ settings, intervalMs, out, input }: TopOptions): 
     else out.write(`${render({ ...screen, width: 200, height: Infinity }).join('\n')}\n\n`);
   };
   const tick = async () => {
-    const reports = await collector.collect();
+    const reports = await path.collect();
     await interfaces.read();
     const failed = reports.find((r) => !r.ok);
     problem = failed && !failed.ok ? `cannot read the ${failed.source} table: ${failed.error.message}` : problem.startsWith('cannot read the') ? '' : problem;

@@ -1,13 +1,17 @@
 /**
- * Pure: monotonic per-user totals. Readings hand in per-user deltas (see
- * TableReading and RuleMemory), so an exported total never goes down. Users
- * come and go with the users document: a removed user's series stays, frozen,
- * for a grace period, then is dropped.
+ * Pure: monotonic per-user totals. Readings hand in per-user increases (see
+ * the sources), so an exported total never goes down. Users come and go with
+ * the users document: a removed user's series stays, frozen, for a grace
+ * period, then is dropped.
+ *
+ * Inside a reading a user is its owner index in the reading's mapping: at each
+ * users update the series line up with the mapping's owners, index for index,
+ * so a reading's 100,000 increases find their totals by index.
  */
-import type { SeriesOwner } from '../attribution/mark-map.js';
-import { addCount, type Count } from '../shared/count.js';
 import type { Direction } from '../attribution/chain-directions.js';
-import { userKey } from '../attribution/mark-map.js';
+import type { MarkMap, SeriesOwner } from '../attribution/mark-map.js';
+import { addCount, type Count } from '../shared/count.js';
+import type { DeltaSink } from '../sources/source.js';
 
 export interface Totals {
   rxPackets: Count;
@@ -28,48 +32,46 @@ export interface UserSeries {
 export const zeroTotals = (): Totals => ({ rxPackets: 0, txPackets: 0, rxBytes: 0, txBytes: 0 });
 
 export class Accumulator {
+  /** Every exported series, by its attributes: how a user is found again in the next users document. */
   private readonly series = new Map<string, UserSeries>();
   readonly unattributed: Totals = zeroTotals();
-  /** Changes whenever users are added, removed or expired: invalidates `targets`. */
-  private generation = 0;
-  private targets: { keys: readonly string[]; generation: number; totals: Totals[] } | undefined;
+  /** The current mapping and its owners' totals, index for index. */
+  private current: { map: MarkMap; totals: Totals[] } | undefined;
 
-  /** Adopts the users of a new 'sync': new users start at zero, missing ones are marked removed. */
-  setUsers(users: readonly SeriesOwner[], now: number): void {
-    this.generation += 1;
-    const present = new Set<string>();
-    for (const user of users) {
-      const key = userKey(user);
-      present.add(key);
-      const existing = this.series.get(key);
-      if (existing) delete existing.removedAt;
-      else this.series.set(key, { user, totals: zeroTotals(), since: now });
+  /** Adopts the owners of a new mapping: new ones start at zero, missing ones are marked removed. */
+  setUsers(map: MarkMap, now: number): void {
+    const totals: Totals[] = new Array(map.users.length);
+    const present = new Set<UserSeries>();
+    map.users.forEach((user, i) => {
+      const key = seriesKey(user);
+      let entry = this.series.get(key);
+      if (entry) delete entry.removedAt;
+      else this.series.set(key, (entry = { user, totals: zeroTotals(), since: now }));
+      present.add(entry);
+      totals[i] = entry.totals;
+    });
+    for (const entry of this.series.values()) {
+      if (!present.has(entry) && entry.removedAt === undefined) entry.removedAt = now;
     }
-    for (const [key, entry] of this.series) {
-      if (!present.has(key) && entry.removedAt === undefined) entry.removedAt = now;
-    }
-  }
-
-  /** Adds a delta to a user's totals (by userKey); null, an unknown or a removed user: to unattributed. */
-  add(user: string | null, direction: Direction, packets: Count, bytes: Count): void {
-    addTo(this.totalsOf(user), direction, packets, bytes);
+    this.current = { map, totals };
   }
 
   /**
-   * The totals each of `keys` adds to (as add() resolves them), kept while
-   * neither the keys nor the users change: a reading hands in 100,000 deltas,
-   * and this spares each a lookup in a large map.
+   * Where a reading made with `map` adds its increases: owner i to the totals
+   * of that mapping's owner i, null to unattributed. A reading that began
+   * before the latest users update (its mapping replaced while it ran) finds
+   * its owners' series by their attributes; a user removed since counts as
+   * unattributed.
    */
-  totalsFor(keys: readonly string[]): readonly Totals[] {
-    if (this.targets?.keys !== keys || this.targets.generation !== this.generation) {
-      this.targets = { keys, generation: this.generation, totals: keys.map((key) => this.totalsOf(key)) };
-    }
-    return this.targets.totals;
+  sinkFor(map: MarkMap): DeltaSink {
+    const { unattributed } = this;
+    const totals = map === this.current?.map ? this.current.totals : map.users.map((user) => this.presentTotals(user) ?? unattributed);
+    return (owner, direction, packets, bytes) => addTo(owner === null ? unattributed : totals[owner]!, direction, packets, bytes);
   }
 
-  private totalsOf(user: string | null): Totals {
-    const owner = user === null ? undefined : this.series.get(user);
-    return owner && owner.removedAt === undefined ? owner.totals : this.unattributed;
+  private presentTotals(user: SeriesOwner): Totals | undefined {
+    const entry = this.series.get(seriesKey(user));
+    return entry && entry.removedAt === undefined ? entry.totals : undefined;
   }
 
   /** Drops users removed more than `graceMs` ago and returns them. */
@@ -78,7 +80,6 @@ export class Accumulator {
     for (const [key, entry] of this.series) {
       if (entry.removedAt !== undefined && now - entry.removedAt >= graceMs) {
         this.series.delete(key);
-        this.generation += 1;
         expired.push(entry.user);
       }
     }
@@ -89,6 +90,12 @@ export class Accumulator {
   users(): IterableIterator<UserSeries> {
     return this.series.values();
   }
+}
+
+/** A series' identity: its attributes. */
+function seriesKey(owner: SeriesOwner): string {
+  const base = `${owner.user_intra_ip} ${owner.user_code}`;
+  return owner.mark_id === undefined ? base : `${base} ${owner.mark_id} ${owner.peer_ip ?? ''}`;
 }
 
 /** Adds a delta to one series' totals. */

@@ -31,18 +31,19 @@ export interface CounterDelta {
   bytes: Count;
 }
 
-/**
- * What a reading may cache per rule (TableReading keeps the rule's owners
- * here): `cachedFor` says which mapping the cached values belong to (an id, not
- * the mapping itself, so that idle rules do not keep old mappings alive).
- */
-export interface RuleCache {
-  cachedFor: number;
-  tx: number;
-  rx: number;
+/** What observe() says of a rule besides its delta. */
+export interface ObservedRule extends CounterDelta {
+  /**
+   * The rule's slot: a small number that stays the rule's while it is
+   * remembered, so that a reading can keep per-rule data in arrays. A slot
+   * freed by a forgotten rule goes to a later new rule: `fresh` says so.
+   */
+  slot: number;
+  fresh: boolean;
 }
 
-interface RuleState extends RuleCache {
+interface RuleState {
+  slot: number;
   /** Its chain's map (the chain's identity) and its mark. */
   byMark: Map<number, RuleState>;
   mark: number;
@@ -83,6 +84,9 @@ export class RuleMemory {
   private lastByMark: Map<number, RuleState> | undefined;
   /** The rules in the order the reading saw them (the last complete one's, until overwritten). */
   private readonly order: RuleState[] = [];
+  /** Slots of forgotten rules, for the next new ones; then nextSlot. */
+  private readonly freeSlots: number[] = [];
+  private nextSlot = 0;
   private position = 0;
   /** How many rules the lists hold. */
   private known = 0;
@@ -94,11 +98,8 @@ export class RuleMemory {
     this.position = 0;
   }
 
-  /**
-   * The rule's increase since the last complete reading, written into `out`
-   * (reused: no allocation). Returns the rule's cache.
-   */
-  observe(rule: RuleView, out: CounterDelta): RuleCache {
+  /** The rule's increase since the last complete reading and its slot, written into `out` (reused: no allocation). */
+  observe(rule: RuleView, out: ObservedRule): void {
     const mark = rule.mark ?? -1;
     let byMark = this.lastByMark;
     if (byMark === undefined || rule.chain !== this.lastChain) {
@@ -118,6 +119,8 @@ export class RuleMemory {
     ) {
       state = this.find(rule, byMark, mark);
     }
+    out.slot = state.slot;
+    out.fresh = state.proposedIn === 0;
     this.order[this.position++] = state;
     state.proposedIn = this.reading;
     if (rule.exact === undefined && state.exact === undefined) {
@@ -142,7 +145,6 @@ export class RuleMemory {
       state.proposedBytes = exact ? NaN : bytes;
       state.proposedExact = exact ? { packets, bytes } : undefined;
     }
-    return state;
   }
 
   /** The first rule of the chain and mark with the same rule text that this reading has not taken yet; a new one when none. */
@@ -160,9 +162,7 @@ export class RuleMemory {
         byMark,
         mark,
         head: first === undefined,
-        cachedFor: 0,
-        tx: 0,
-        rx: 0,
+        slot: this.freeSlots.pop() ?? this.nextSlot++,
         spec: detach(viewSpec(rule)),
         seen: false,
         packets: NaN,
@@ -220,24 +220,31 @@ export class RuleMemory {
     return this.known;
   }
 
-  /** Drops every rule `wanted` rejects, keeping the others' order; returns how many are kept. */
+  /** Drops every rule `wanted` rejects (freeing its slot), keeping the others' order; returns how many are kept. */
   private keep(wanted: (state: RuleState) => boolean): number {
     let kept = 0;
     this.byChain.forEach((byMark, chain) => {
       byMark.forEach((first, mark) => {
-        let head: RuleState | undefined = first;
-        while (head !== undefined && !wanted(head)) head = head.next;
-        if (head === undefined) {
+        let head: RuleState | undefined;
+        let last: RuleState | undefined;
+        for (let state: RuleState | undefined = first; state !== undefined; state = state.next) {
+          if (!wanted(state)) {
+            this.freeSlots.push(state.slot);
+            continue;
+          }
+          if (last === undefined) head = state;
+          else last.next = state;
+          last = state;
+          kept += 1;
+        }
+        if (head === undefined || last === undefined) {
           byMark.delete(mark);
           return;
         }
+        last.next = undefined;
         if (head !== first) {
           byMark.set(mark, head);
           head.head = true;
-        }
-        for (let state: RuleState | undefined = head; state !== undefined; state = state.next) {
-          while (state.next !== undefined && !wanted(state.next)) state.next = state.next.next;
-          kept += 1;
         }
       });
       if (byMark.size === 0) this.byChain.delete(chain);

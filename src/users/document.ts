@@ -6,7 +6,7 @@
  */
 import { hostAddress, isAddressOrPrefix } from '../shared/address.js';
 import { UsersDocumentError } from '../errors.js';
-import { parseU32 } from '../sources/iptables/scan.js';
+import { parseU32 } from '../shared/u32.js';
 import { preview as show } from './preview.js';
 
 export interface User {

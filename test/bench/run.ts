@@ -16,10 +16,11 @@ import { resourceFromAttributes } from '@opentelemetry/resources';
 import type { PushMetricExporter, ResourceMetrics } from '@opentelemetry/sdk-metrics';
 import { Accumulator } from '../../src/totals/accumulator.js';
 import { buildMarkMap } from '../../src/attribution/mark-map.js';
-import { Collector, type TableSource } from '../../src/sources/collect.js';
+import { Collector } from '../../src/sources/collect.js';
+import { IptablesSource } from '../../src/sources/iptables/source.js';
 import { parseUsersDocument } from '../../src/users/document.js';
 import { createLogger } from '../../src/log.js';
-import { IptablesSaveParser } from '../../src/sources/iptables/scan.js';
+import { IptablesSaveParser, type SaveVisitor } from '../../src/sources/iptables/scan.js';
 import type { ExportProtocol } from '../../src/settings.js';
 import { createOtlpExporter, TelemetryPipeline } from '../../src/export/pipeline.js';
 import { SelfStats } from '../../src/export/self-stats.js';
@@ -47,7 +48,7 @@ const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
  * A table source that replays a dump as the save command's pipe delivers it:
  * 64 KiB chunks of bytes, decoded as they come (like the agent's runner).
  */
-function replay(name: string, text: () => string, encodeNow: string[] = []): TableSource {
+function replay(name: string, text: () => string, encodeNow: string[] = []): IptablesSource {
   // Encoded once per distinct dump (the last two are kept), outside what a reading costs.
   const cache = new Map<string, Buffer[]>();
   const encoded = (dump: string) => {
@@ -62,16 +63,14 @@ function replay(name: string, text: () => string, encodeNow: string[] = []): Tab
     return chunks;
   };
   for (const dump of encodeNow) encoded(dump);
-  return {
-    name,
-    read: async (visitor) => {
-      const decoder = new StringDecoder('utf8');
-      const parser = new IptablesSaveParser(visitor);
-      for (const chunk of encoded(text())) parser.push(decoder.write(chunk));
-      parser.push(decoder.end());
-      parser.end();
-    },
+  const dump = async (visitor: SaveVisitor) => {
+    const decoder = new StringDecoder('utf8');
+    const parser = new IptablesSaveParser(visitor);
+    for (const chunk of encoded(text())) parser.push(decoder.write(chunk));
+    parser.push(decoder.end());
+    parser.end();
   };
+  return new IptablesSource(name, dump, { table: 'mangle', roots: ROOTS, remember: true });
 }
 
 /** The dump with every rule's counters raised, as the next reading of a busy gateway would show them. */
@@ -83,7 +82,7 @@ async function collection(gateway: ReturnType<typeof generateGateway>): Promise<
   const snapshot = parseUsersDocument(gateway.usersDocument, 'bench');
   const map = buildMarkMap(snapshot);
   const accumulator = new Accumulator();
-  accumulator.setUsers(snapshot.users, 0);
+  accumulator.setUsers(map, 0);
   // Every rule's counters move between readings (the two dumps alternate: a
   // rise, then a fall that counts as a reset), so every rule is attributed and
   // every user's totals change, as on a busy gateway.
@@ -93,7 +92,7 @@ async function collection(gateway: ReturnType<typeof generateGateway>): Promise<
   // Both dumps encoded now, so that the heap measured below grows only by what readings keep.
   const source = replay('ipv4', () => next(), [gateway.dump, moved]);
   const heapBefore = heapUsed();
-  const collector = new Collector([source], { table: 'mangle', roots: ROOTS }, accumulator, () => map);
+  const collector = new Collector([source], accumulator, () => map);
   const [cold] = await readingTimes(collector, 5);
   const kept = heapUsed() - heapBefore;
   const busy = await roundMedians(collector);
@@ -143,11 +142,11 @@ async function steadyState(): Promise<void> {
   const snapshot = parseUsersDocument(small.usersDocument, 'bench');
   const map = buildMarkMap(snapshot);
   const accumulator = new Accumulator();
-  accumulator.setUsers(snapshot.users, 0);
+  accumulator.setUsers(map, 0);
   // Counters move between readings, like a live table's.
   let round = 0;
   const text = () => advanced(small.dump, BigInt(round), 0n);
-  const collector = new Collector([replay('ipv4', text)], { table: 'mangle', roots: ROOTS }, accumulator, () => map);
+  const collector = new Collector([replay('ipv4', text)], accumulator, () => map);
 
   for (; round < 200; round++) await collector.collect();
   const before = heapUsed();
@@ -302,11 +301,13 @@ async function exportCost(): Promise<void> {
   const accumulator = new Accumulator();
   const gateway = generateGateway(USERS, { huge: false, seed: 3 });
   const snapshot = parseUsersDocument(gateway.usersDocument, 'bench');
-  accumulator.setUsers(snapshot.users, 0);
+  const map = buildMarkMap(snapshot);
+  accumulator.setUsers(map, 0);
+  const add = accumulator.sinkFor(map);
   for (const [i, user] of snapshot.users.entries()) {
     const totals = gateway.expected.get(user.user_code)!;
-    accumulator.add(`${user.user_intra_ip} ${user.user_code}`, 'rx', totals.rxPackets, totals.rxBytes);
-    accumulator.add(`${user.user_intra_ip} ${user.user_code}`, 'tx', BigInt(totals.txPackets) + BigInt(i % 2), totals.txBytes);
+    add(i, 'rx', totals.rxPackets, totals.rxBytes);
+    add(i, 'tx', BigInt(totals.txPackets) + BigInt(i % 2), totals.txBytes);
   }
   const variants: [string, ExportProtocol, boolean][] = [
     ['http/json', 'http/json', false],

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { buildMarkMap } from '../../src/attribution/mark-map.js';
 import { Accumulator } from '../../src/totals/accumulator.js';
 import { counterDelta } from '../../src/shared/count.js';
 import { ParseError } from '../../src/errors.js';
@@ -185,27 +186,42 @@ describe('monotonic totals from per-rule deltas', () => {
 describe('Accumulator users', () => {
   const alice = USERS.users[0]!;
   const bob = USERS.users[1]!;
-  const key = (u: typeof alice) => `${u.user_intra_ip} ${u.user_code}`;
+  const mapOf = (...users: (typeof alice)[]) => buildMarkMap({ source: 't', users, marks: [] });
   const of = (acc: Accumulator, code: string) => exact([...acc.users()].find((s) => s.user.user_code === code)!.totals);
 
   test('a removed user keeps its series for the grace period, then is dropped; a returning user keeps its total', () => {
     const acc = new Accumulator();
-    acc.setUsers([alice, bob], 1000);
-    acc.add(key(alice), 'rx', 5, 50);
-    acc.add(key(bob), 'rx', 6, 60);
-    acc.setUsers([alice], 2000);
+    const both = mapOf(alice, bob);
+    acc.setUsers(both, 1000);
+    acc.sinkFor(both)(0, 'rx', 5, 50);
+    acc.sinkFor(both)(1, 'rx', 6, 60);
+    acc.setUsers(mapOf(alice), 2000);
     assert.deepEqual(acc.expireRemoved(2000 + 299_999, 300_000), []);
     assert.equal(of(acc, 'bob').rxPackets, 6n);
-    // While removed, traffic still attributed to bob goes to unattributed; his total is frozen.
-    acc.add(key(bob), 'rx', 3, 30);
+    // A reading begun under the old mapping: its traffic for bob goes to unattributed; his total is frozen.
+    acc.sinkFor(both)(1, 'rx', 3, 30);
     assert.equal(of(acc, 'bob').rxPackets, 6n);
     assert.equal(BigInt(acc.unattributed.rxPackets), 3n);
     assert.deepEqual(acc.expireRemoved(2000 + 300_000, 300_000), [bob]);
     assert.deepEqual([...acc.users()].map((s) => s.user.user_code), ['alice']);
 
-    acc.setUsers([], 4000);
-    acc.setUsers([alice], 5000);
+    acc.setUsers(mapOf(), 4000);
+    acc.setUsers(mapOf(alice), 5000);
     assert.deepEqual(acc.expireRemoved(10_000_000, 300_000), []);
     assert.equal(of(acc, 'alice').rxPackets, 5n);
+  });
+
+  test('owners line up with the mapping by index: a user moved to another place keeps its series', () => {
+    const acc = new Accumulator();
+    const first = mapOf(alice, bob);
+    acc.setUsers(first, 0);
+    acc.sinkFor(first)(1, 'tx', 2, 20);
+    const swapped = mapOf(bob, alice);
+    acc.setUsers(swapped, 1);
+    acc.sinkFor(swapped)(0, 'tx', 3, 30);
+    // A reading that began under the first mapping still adds to the right series.
+    acc.sinkFor(first)(0, 'tx', 4, 40);
+    assert.equal(of(acc, 'bob').txPackets, 5n);
+    assert.equal(of(acc, 'alice').txPackets, 4n);
   });
 });

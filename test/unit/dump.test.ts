@@ -7,10 +7,11 @@ import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { Accumulator } from '../../src/totals/accumulator.js';
 import { buildMarkMap } from '../../src/attribution/mark-map.js';
-import { Collector, commandSource } from '../../src/sources/collect.js';
+import { Collector } from '../../src/sources/collect.js';
+import { IptablesSource, saveCommandDump } from '../../src/sources/iptables/source.js';
 import { DumpError, ParseError } from '../../src/errors.js';
 import { execaRunner, readTableDump, type CommandRunner } from '../../src/sources/iptables/save-command.js';
-import { parseIptablesSave, SaveModelBuilder } from '../../src/sources/iptables/scan.js';
+import { parseIptablesSave, SaveModelBuilder } from '../../src/sources/iptables/model.js';
 import { labGate } from '../lab/gate.js';
 
 // A tiny real program that prints a file and exits with a chosen code, so the
@@ -232,13 +233,14 @@ describe('collect.timeoutMs bounds a reading', () => {
 describe('Collector', () => {
   const users = buildMarkMap({ source: 't', users: [{ user_code: 'alice', user_intra_ip: '10.8.0.2' }], marks: [] });
   const roots = { rx: ['PREROUTING'], tx: ['POSTROUTING'] };
+  const source = (name: string, command: string, runner: CommandRunner) => new IptablesSource(name, saveCommandDump(command, 'mangle', RUN, runner), { table: 'mangle', roots, remember: true });
 
   test('output that is not a dump is a ParseError; the totals keep their values; the next good reading counts', async () => {
     let output = DUMP;
     const runner: CommandRunner = async (_f, _a, _o, onOutput) => onOutput(output);
     const acc = new Accumulator();
-    acc.setUsers(users.users, 0);
-    const collector = new Collector([commandSource('ipv4', 'iptables-save', 'mangle', RUN, runner)], { table: 'mangle', roots }, acc, () => users);
+    acc.setUsers(users, 0);
+    const collector = new Collector([source('ipv4', 'iptables-save', runner)], acc, () => users);
     const [first] = await collector.collect();
     assert.ok(first?.ok);
     const alice = () => [...acc.users()][0]!.totals;
@@ -265,16 +267,11 @@ describe('Collector', () => {
 
   test('one failing source does not stop the other', async () => {
     const acc = new Accumulator();
-    acc.setUsers(users.users, 0);
+    acc.setUsers(users, 0);
     const failing: CommandRunner = async () => {
       throw new DumpError('missing_binary', 'ip6tables-save', 'ip6tables-save was not found');
     };
-    const collector = new Collector(
-      [commandSource('ipv4', 'x', 'mangle', RUN, async (_f, _a, _o, onOutput) => onOutput(DUMP)), commandSource('ipv6', 'y', 'mangle', RUN, failing)],
-      { table: 'mangle', roots },
-      acc,
-      () => users,
-    );
+    const collector = new Collector([source('ipv4', 'x', async (_f, _a, _o, onOutput) => onOutput(DUMP)), source('ipv6', 'y', failing)], acc, () => users);
     const reports = await collector.collect();
     assert.deepEqual(
       reports.map((r) => [r.source, r.ok]),

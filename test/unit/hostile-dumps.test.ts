@@ -9,9 +9,10 @@ import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { RuleMemory } from '../../src/totals/rule-memory.js';
 import { EMPTY_MARK_MAP } from '../../src/attribution/mark-map.js';
-import { TableReading } from '../../src/sources/iptables/rule-reading.js';
+import { RuleOwners, RuleReading } from '../../src/sources/iptables/rule-reading.js';
 import { ParseError } from '../../src/errors.js';
-import { findTable, IptablesSaveParser, parseIptablesSave } from '../../src/sources/iptables/scan.js';
+import { findTable, parseIptablesSave } from '../../src/sources/iptables/model.js';
+import { IptablesSaveParser } from '../../src/sources/iptables/scan.js';
 import { t, TestGateway } from '../gateway.js';
 
 const fixture = (name: string) => readFileSync(new URL(`../fixtures/${name}`, import.meta.url), 'utf8');
@@ -161,8 +162,9 @@ describe('the line-length limit', () => {
 describe('failed readings leave memory as they found it', () => {
   test('rules seen only by failed readings are forgotten', () => {
     const memory = new RuleMemory();
+    const owners = new RuleOwners();
     const read = (text: string) => {
-      const reading = new TableReading('mangle', EMPTY_MARK_MAP, memory);
+      const reading = new RuleReading('mangle', EMPTY_MARK_MAP, { rules: memory, owners });
       const parser = new IptablesSaveParser(reading);
       try {
         parser.push(text).end();

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { ParseError } from '../../src/errors.js';
 import { ChainGraph, resolveChainDirections } from '../../src/attribution/chain-directions.js';
-import { findTable, parseIptablesSave, type SaveRule } from '../../src/sources/iptables/scan.js';
+import { findTable, parseIptablesSave, type SaveRule } from '../../src/sources/iptables/model.js';
 
 const fixture = (name: string) => readFileSync(new URL(`../fixtures/${name}`, import.meta.url), 'utf8');
 

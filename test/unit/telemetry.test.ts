@@ -5,7 +5,7 @@ import { millisToHrTime } from '@opentelemetry/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { AggregationTemporality, InMemoryMetricExporter, type ResourceMetrics } from '@opentelemetry/sdk-metrics';
 import { Accumulator } from '../../src/totals/accumulator.js';
-import { userKey } from '../../src/attribution/mark-map.js';
+import { EMPTY_MARK_MAP, type MarkMap, type SeriesOwner } from '../../src/attribution/mark-map.js';
 import { createLogger } from '../../src/log.js';
 import { TelemetryPipeline } from '../../src/export/pipeline.js';
 import type { ListenerLimits } from '../../src/shared/listener-limits.js';
@@ -53,14 +53,24 @@ function setup(prometheus?: { host: string; port: number; limits?: ListenerLimit
       return exporter;
     },
   });
+  /** Puts `owners` in force, as a users update does; `add` then adds to one of them by its owner index, as a reading does. */
+  let owners: SeriesOwner[] = [];
+  let map: MarkMap = EMPTY_MARK_MAP;
+  const setUsers = (list: SeriesOwner[], now: number) => {
+    owners = list;
+    map = { ...EMPTY_MARK_MAP, id: -now - 1, users: list };
+    accumulator.setUsers(map, now);
+  };
+  const add = (user: SeriesOwner, direction: 'rx' | 'tx', packets: number | bigint, bytes: number | bigint) =>
+    accumulator.sinkFor(map)(owners.indexOf(user), direction, packets, bytes);
   /** A rule's counter for the user as it would be read: the increase since the last reading. */
   const last = new Map<string, bigint>();
   const reading = (user: typeof alice, packets: bigint) => {
     const delta = packets - (last.get(user.user_code) ?? 0n);
     last.set(user.user_code, packets);
-    accumulator.add(userKey(user), 'tx', delta, delta * 100n);
+    add(user, 'tx', delta, delta * 100n);
   };
-  return { accumulator, stats, exporters, pipeline, reading, productions: () => productions };
+  return { accumulator, setUsers, add, stats, exporters, pipeline, reading, productions: () => productions };
 }
 
 /** One GET of /metrics with its own connection: status, Retry-After and body. */
@@ -76,9 +86,9 @@ function scrape(port: number): Promise<{ status: number; retryAfter: string | un
 
 describe('TelemetryPipeline', () => {
   test('exports the four per-user counters with user_code and user_intra_ip, cumulative and monotonic', async () => {
-    const { accumulator, exporters, pipeline, reading } = setup();
+    const { accumulator, setUsers, add, exporters, pipeline, reading } = setup();
     const since = Date.now();
-    accumulator.setUsers([alice, bob], since);
+    setUsers([alice, bob], since);
     reading(alice, 3n); reading(bob, 5n);
     await pipeline.flush();
     const exported = exporters[0]!.getMetrics();
@@ -96,13 +106,13 @@ describe('TelemetryPipeline', () => {
   });
 
   test('a removed user is exported through the grace period, then has no point at all; the others continue unchanged', async () => {
-    const { accumulator, stats, exporters, pipeline, reading } = setup();
-    accumulator.setUsers([alice, bob], 0);
+    const { accumulator, setUsers, add, stats, exporters, pipeline, reading } = setup();
+    setUsers([alice, bob], 0);
     reading(alice, 10n); reading(bob, 20n);
     stats.count(stats.collectionErrors, 'timeout', 3);
     await pipeline.flush();
 
-    accumulator.setUsers([alice], 1000);
+    setUsers([alice], 1000);
     assert.deepEqual(accumulator.expireRemoved(1000 + 299_999, 300_000), []);
     await pipeline.flush();
     assert.equal(points(exporters[0]!.getMetrics()).get('net_user_tx_packets')?.get('bob@fd00:8::2'), 20, 'kept during grace');
@@ -121,10 +131,10 @@ describe('TelemetryPipeline', () => {
   });
 
   test('every user reaches the export, far past the SDK\'s default cardinality limit of 2000 series', async () => {
-    const { accumulator, exporters, pipeline } = setup();
+    const { accumulator, setUsers, add, exporters, pipeline } = setup();
     const users = Array.from({ length: 2500 }, (_, i) => ({ user_code: `u${i}`, user_intra_ip: `10.9.${i >> 8}.${i & 255}` }));
-    accumulator.setUsers(users, 0);
-    users.forEach((user, i) => accumulator.add(userKey(user), 'rx', i, 10 * i));
+    setUsers(users, 0);
+    users.forEach((user, i) => add(user, 'rx', i, 10 * i));
     await pipeline.flush();
     const p = points(exporters[0]!.getMetrics());
     for (const name of ['net_user_rx_packets', 'net_user_tx_packets', 'net_user_rx_bytes', 'net_user_tx_bytes']) {
@@ -135,10 +145,10 @@ describe('TelemetryPipeline', () => {
   });
 
   test('breakdown by mark: the series carry mark_id and peer_ip', async () => {
-    const { accumulator, exporters, pipeline } = setup();
+    const { accumulator, setUsers, add, exporters, pipeline } = setup();
     const owner = { ...alice, mark_id: '101', peer_ip: '192.0.2.7' };
-    accumulator.setUsers([owner], 0);
-    accumulator.add(userKey(owner), 'tx', 4, 400);
+    setUsers([owner], 0);
+    add(owner, 'tx', 4, 400);
     await pipeline.flush();
     const metric = exporters[0]!.getMetrics().at(-1)!.scopeMetrics.flatMap((scope) => scope.metrics).find((m) => m.descriptor.name === 'net_user_tx_packets')!;
     assert.deepEqual(metric.dataPoints.map((p) => [p.attributes, p.value]), [
@@ -150,10 +160,10 @@ describe('TelemetryPipeline', () => {
 
 describe('/metrics', () => {
   test('concurrent scrapes share one production: complete bodies, 503 with Retry-After past the bound', async () => {
-    const { accumulator, pipeline, productions } = setup({ host: '127.0.0.1', port: 0 });
+    const { accumulator, setUsers, add, pipeline, productions } = setup({ host: '127.0.0.1', port: 0 });
     const users = Array.from({ length: 5000 }, (_, i) => ({ user_code: `u${i}`, user_intra_ip: `10.9.${i >> 8}.${i & 255}` }));
-    accumulator.setUsers(users, 0);
-    users.forEach((user, i) => accumulator.add(userKey(user), 'rx', i, 10 * i));
+    setUsers(users, 0);
+    users.forEach((user, i) => add(user, 'rx', i, 10 * i));
     const server = (await pipeline.servePrometheus())!;
     try {
       const port = (server.address() as { port: number }).port;

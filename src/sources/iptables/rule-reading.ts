@@ -15,21 +15,10 @@
 import type { Count } from '../../shared/count.js';
 import { MarkmeterError } from '../../errors.js';
 import { ChainGraph, type ChainDirections, type Direction } from '../../attribution/chain-directions.js';
-import { ruleBytes, rulePackets, type RuleView, type SaveChain, type SaveVisitor } from './scan.js';
-import { NO_USER, type MarkMap } from '../../attribution/mark-map.js';
-import type { CounterDelta, RuleCache, RuleMemory } from '../../totals/rule-memory.js';
-
-/** Receives a reading's per-user deltas: `owner` indexes the mapping's users, null is unattributed traffic. */
-export type DeltaSink = (owner: number | null, direction: Direction, packets: Count, bytes: Count) => void;
-
-export interface ReadingReport {
-  rules: number;
-  markRules: number;
-  /** MARK rules not counted because their chain is reached from both directions or from none. */
-  skipped: { chain: string; reason: 'ambiguous' | 'unreached'; rules: number }[];
-  /** With listUnowned: MARK rules no user owns and their marks. */
-  unowned?: { rules: number; marks: number[] };
-}
+import { ruleBytes, rulePackets, viewDestination, viewSource, type RuleView, type SaveChain, type SaveVisitor } from './scan.js';
+import { NO_USER, ownerOfAddress, type MarkMap } from '../../attribution/mark-map.js';
+import type { CounterDelta, ObservedRule, RuleMemory } from '../../totals/rule-memory.js';
+import type { DeltaSink, ReadingReport } from '../source.js';
 
 const UNATTRIBUTED = 0;
 
@@ -70,14 +59,14 @@ class PendingDeltas {
   }
 }
 
-export class TableReading implements SaveVisitor {
+export class RuleReading implements SaveVisitor {
   readonly graph = new ChainGraph();
   /** Chains holding MARK rules, by their index in the pending deltas, and how many MARK rules each holds. */
   private readonly chainIndex = new Map<string, number>();
   private readonly chainNames: string[] = [];
   private readonly chainMarkRules: number[] = [];
   private readonly pending = new PendingDeltas();
-  private readonly delta: CounterDelta = { packets: 0, bytes: 0 };
+  private readonly delta: ObservedRule = { packets: 0, bytes: 0, slot: 0, fresh: false };
   private inTable = false;
   /** Whether the dump listed the table at all: output without it is a failed reading, not an empty table. */
   private sawTable = false;
@@ -93,10 +82,10 @@ export class TableReading implements SaveVisitor {
   constructor(
     private readonly tableName: string,
     private readonly map: MarkMap,
-    private readonly memory?: RuleMemory,
+    private readonly memory?: { rules: RuleMemory; owners: RuleOwners },
     options: { listUnowned?: boolean } = {},
   ) {
-    memory?.begin();
+    memory?.rules.begin();
     this.unowned = options.listUnowned ? new Set() : undefined;
   }
 
@@ -130,8 +119,8 @@ export class TableReading implements SaveVisitor {
     }
     this.chainMarkRules[chain]! += 1;
     const delta = this.delta;
-    let cache: RuleCache | undefined;
-    if (this.memory) cache = this.memory.observe(rule, delta);
+    const memory = this.memory;
+    if (memory) memory.rules.observe(rule, delta);
     else {
       delta.packets = rulePackets(rule);
       delta.bytes = ruleBytes(rule);
@@ -141,10 +130,11 @@ export class TableReading implements SaveVisitor {
 
     let tx: number;
     let rx: number;
-    if (cache !== undefined && cache.cachedFor === this.map.id) {
+    const cached = memory?.owners.cachedFor(delta, this.map.id);
+    if (cached) {
       // The rule's owners under this mapping were found in an earlier reading.
-      tx = cache.tx;
-      rx = cache.rx;
+      tx = memory!.owners.tx[delta.slot]!;
+      rx = memory!.owners.rx[delta.slot]!;
     } else {
       const pooled = this.map.byMark.get(rule.mark);
       if (pooled !== undefined) {
@@ -152,16 +142,12 @@ export class TableReading implements SaveVisitor {
       } else {
         // The pool lacks the mark: the rule's own addresses decide, the user's side
         // first (its source on upload, its destination on download).
-        const source = this.userAt(rule.text, rule.sourceStart, rule.sourceEnd);
-        const destination = this.userAt(rule.text, rule.destinationStart, rule.destinationEnd);
+        const source = this.slotOf(viewSource(rule));
+        const destination = this.slotOf(viewDestination(rule));
         tx = source ?? destination ?? UNATTRIBUTED;
         rx = destination ?? source ?? UNATTRIBUTED;
       }
-      if (cache !== undefined) {
-        cache.cachedFor = this.map.id;
-        cache.tx = tx;
-        cache.rx = rx;
-      }
+      memory?.owners.remember(delta.slot, this.map.id, tx, rx);
     }
     if (this.unowned !== undefined && (tx === UNATTRIBUTED || rx === UNATTRIBUTED)) {
       this.unownedRules += 1;
@@ -207,22 +193,44 @@ export class TableReading implements SaveVisitor {
     return report;
   }
 
-  /**
-   * The owner slot of a rule address such as `10.8.0.2/32` or `fd00::2/128`.
-   * iptables prints addresses canonically (inet_ntop), the form byIp is keyed
-   * by, so no parsing is needed; a wider prefix is no single user.
-   */
-  private userAt(text: string, start: number, end: number): number | undefined {
-    if (start < 0) return undefined;
-    const address = text.slice(start, end);
-    const slash = address.indexOf('/');
-    let host: string | undefined = address;
-    if (slash !== -1) {
-      const prefix = address.slice(slash + 1);
-      const full = address.includes(':') ? '128' : '32';
-      host = prefix === full ? address.slice(0, slash) : undefined;
+  /** The owner slot (user index + 1) of a rule address; undefined when no user's. */
+  private slotOf(address: string | undefined): number | undefined {
+    const owner = address === undefined ? undefined : ownerOfAddress(this.map, address);
+    return owner === undefined ? undefined : owner + 1;
+  }
+}
+
+/**
+ * Each remembered rule's owners under the mapping that found them, by the
+ * rule's slot in the RuleMemory: found once per mapping, not every reading.
+ * The mapping is named by its id, so idle rules keep no old mapping alive.
+ */
+export class RuleOwners {
+  mapId = new Int32Array(1024);
+  tx = new Int32Array(1024);
+  rx = new Int32Array(1024);
+
+  /** Whether the rule's owners under mapping `id` are here (never for a rule new to its slot). */
+  cachedFor(rule: ObservedRule, id: number): boolean {
+    if (rule.slot >= this.mapId.length) return false;
+    if (rule.fresh) this.mapId[rule.slot] = 0;
+    return this.mapId[rule.slot] === id;
+  }
+
+  remember(slot: number, id: number, tx: number, rx: number): void {
+    if (slot >= this.mapId.length) {
+      const size = Math.max(slot + 1, this.mapId.length * 2);
+      const grown = (from: Int32Array) => {
+        const to = new Int32Array(size);
+        to.set(from);
+        return to;
+      };
+      this.mapId = grown(this.mapId);
+      this.tx = grown(this.tx);
+      this.rx = grown(this.rx);
     }
-    const index = host === undefined ? undefined : this.map.byIp.get(host);
-    return index === undefined ? undefined : index + 1;
+    this.mapId[slot] = id;
+    this.tx[slot] = tx;
+    this.rx[slot] = rx;
   }
 }

@@ -10,10 +10,11 @@
  * parser takes the output in chunks as it streams in (`push`), scans with
  * charCodeAt and indexOf of single characters (no regex or split per line), and hands each rule to a
  * visitor as one reused RuleView: nothing is allocated per rule unless the
- * visitor asks for it. `parseIptablesSave` builds the plain SaveTable model
+ * visitor asks for it. The plain model of a whole dump (model.ts) is built
  * from the same scan, for tools and tests.
  */
 import { parseDigits, type Count } from '../../shared/count.js';
+import { parseU32 } from '../../shared/u32.js';
 import { ParseError } from '../../errors.js';
 
 
@@ -21,34 +22,6 @@ export interface SaveChain {
   name: string;
   /** `ACCEPT`/`DROP` for builtin chains, null for user-defined ones (printed as `-`). */
   policy: string | null;
-}
-
-export interface SaveRule {
-  table: string;
-  chain: string;
-  packets: Count;
-  bytes: Count;
-  /** The rule as printed after `-A CHAIN ` (without counters): the rule's identity. */
-  spec: string;
-  /** `-s` address as printed (e.g. `10.8.0.2/32`); undefined when missing or negated. */
-  source: string | undefined;
-  /** `-d` address as printed; undefined when missing or negated. */
-  destination: string | undefined;
-  /** `-j` or `-g` target. */
-  jump: string | undefined;
-  /** True when the target was given with `-g` (goto). */
-  goto: boolean;
-  /** The mark value set by `-j MARK --set-xmark V/M` or `--set-mark V[/M]`. */
-  mark: number | undefined;
-  markMask: number | undefined;
-  /** 1-based line number in the dump. */
-  line: number;
-}
-
-export interface SaveTable {
-  name: string;
-  chains: Map<string, SaveChain>;
-  rules: SaveRule[];
 }
 
 /**
@@ -150,48 +123,6 @@ const ONE_VALUE_SHORT = [105, 111, 112, 109];
  */
 const MARK_OPERATIONS = ['--and-mark ', '--or-mark ', '--xor-mark '];
 const ONE_VALUE_LONG = new Set(['comment', 'string', 'hex-string', 'log-prefix', 'nflog-prefix', 'name', 'helper', 'physdev-in', 'physdev-out', 'uid-owner', 'gid-owner', 'match-set', 'algo']);
-
-/** Parses a whole dump into its tables, in the order they appear. */
-export function parseIptablesSave(text: string): SaveTable[] {
-  const model = new SaveModelBuilder();
-  new IptablesSaveParser(model).push(text).end();
-  return model.tables;
-}
-
-/** A visitor that builds the plain model: every table with its chains and rules. */
-export class SaveModelBuilder implements SaveVisitor {
-  readonly tables: SaveTable[] = [];
-
-  table(name: string): void {
-    this.tables.push({ name, chains: new Map(), rules: [] });
-  }
-
-  chain(_table: string, chain: SaveChain): void {
-    this.tables.at(-1)!.chains.set(chain.name, chain);
-  }
-
-  rule(view: RuleView): void {
-    this.tables.at(-1)!.rules.push({
-      table: view.table,
-      chain: view.chain,
-      packets: rulePackets(view),
-      bytes: ruleBytes(view),
-      spec: viewSpec(view),
-      source: viewSource(view),
-      destination: viewDestination(view),
-      jump: view.jump,
-      goto: view.goto,
-      mark: view.mark,
-      markMask: view.mark === undefined ? undefined : view.markMask,
-      line: view.line,
-    });
-  }
-}
-
-/** The named table of a dump, or an empty one when the dump does not list it. */
-export function findTable(tables: SaveTable[], name: string): SaveTable {
-  return tables.find((t) => t.name === name) ?? { name, chains: new Map(), rules: [] };
-}
 
 interface OpenTable {
   name: string;
@@ -509,30 +440,4 @@ function literalAt(text: string, at: number, literal: string): boolean {
 function spaceOrEnd(text: string, from: number, end: number): number {
   const i = text.indexOf(' ', from);
   return i === -1 || i > end ? end : i;
-}
-
-function isDigit(c: number): boolean {
-  return c >= 48 && c <= 57;
-}
-
-/** A 32-bit unsigned value written as `0x` hex (1-8 digits) or decimal; undefined when it is not one. */
-export function parseU32(text: string, start = 0, end = text.length): number | undefined {
-  let value = 0;
-  if (end - start > 2 && text.charCodeAt(start) === 48 && (text.charCodeAt(start + 1) | 32) === 120 /* 0x */) {
-    if (end - start - 2 > 8) return undefined;
-    for (let i = start + 2; i < end; i++) {
-      const c = text.charCodeAt(i) | 32;
-      const digit = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : -1;
-      if (digit < 0) return undefined;
-      value = value * 16 + digit;
-    }
-    return value;
-  }
-  if (end === start || end - start > 10) return undefined;
-  for (let i = start; i < end; i++) {
-    const c = text.charCodeAt(i);
-    if (!isDigit(c)) return undefined;
-    value = value * 10 + (c - 48);
-  }
-  return value <= 0xffffffff ? value : undefined;
 }

@@ -1,0 +1,125 @@
+/**
+ * The one place that wires the reading path, for every command (run, snapshot,
+ * top, check): settings -> users source (with limits.maxUsers) -> mark map ->
+ * sources -> collector -> totals. A new command gets the same path by building
+ * one; a new source is added to the list in sources() and nowhere else.
+ */
+import { buildMarkMap, EMPTY_MARK_MAP, type MarkMap } from './attribution/mark-map.js';
+import { UsersSourceError } from './errors.js';
+import type { Logger } from './log.js';
+import type { Settings } from './settings.js';
+import { Collector, type SourceReport } from './sources/collect.js';
+import { choiceMessage, type BackendSelector } from './sources/iptables/backend.js';
+import type { CommandRunner } from './sources/iptables/save-command.js';
+import { iptablesSources } from './sources/iptables/source.js';
+import type { Source } from './sources/source.js';
+import { Accumulator } from './totals/accumulator.js';
+import { parseUsersDocument, type UsersSnapshot } from './users/document.js';
+import { usersSource } from './users/from-settings.js';
+import { ConfigManager } from './users/manager.js';
+import type { UsersSource } from './users/source.js';
+
+export interface ReadingPathOptions {
+  settings: Settings;
+  log: Logger;
+  /** Keep every source's memory between readings (run, top); off: each reading counts whole (snapshot, check). */
+  remember: boolean;
+  /** List the marks of rules no user owns (check). */
+  listUnowned?: boolean;
+  /** Saved dumps to read instead of the save commands (snapshot --input/--input6). */
+  inputs?: { ipv4?: string; ipv6?: string };
+  runner?: CommandRunner;
+}
+
+/** What a users update did: the users taken and those refused by limits.maxUsers. */
+export interface UsersApplied {
+  snapshot: UsersSnapshot;
+  map: MarkMap;
+  refused: number;
+}
+
+export class ReadingPath {
+  readonly accumulator = new Accumulator();
+  readonly collector: Collector;
+  readonly sources: readonly Source[];
+  /** The iptables backend choice (auto-detected, or the setting). */
+  readonly backend: BackendSelector;
+  /** Where the users document comes from; undefined when neither users.file nor users.url is set. */
+  readonly usersSource: UsersSource | undefined;
+  private mapping: MarkMap = EMPTY_MARK_MAP;
+
+  constructor(private readonly options: ReadingPathOptions) {
+    const { settings, log } = options;
+    const iptables = iptablesSources(settings, {
+      remember: options.remember,
+      listUnowned: options.listUnowned,
+      runner: options.runner,
+      inputs: options.inputs,
+      onBackend: (choice, previous) => log.info(choiceMessage(choice, previous), { backend: choice.backend, rules: choice.rules }),
+    });
+    this.backend = iptables.selector;
+    this.sources = iptables.sources;
+    this.collector = new Collector(this.sources, this.accumulator, () => this.mapping);
+    this.usersSource = usersSource(settings.users);
+  }
+
+  /** The mapping readings use now. */
+  get markMap(): MarkMap {
+    return this.mapping;
+  }
+
+  /** Reads every source once into the totals. */
+  collect(): Promise<SourceReport[]> {
+    return this.collector.collect();
+  }
+
+  /** Puts a users document in force: limits.maxUsers applied, the mark map rebuilt, the totals lined up with it. */
+  applyUsers(document: UsersSnapshot): UsersApplied {
+    const { settings, log } = this.options;
+    // limits.maxUsers bounds memory and the series sent on: refuse the rest, count and say so.
+    const { maxUsers } = settings.limits;
+    const refused = Math.max(0, document.users.length - maxUsers);
+    const snapshot = refused > 0 ? { ...document, users: document.users.slice(0, maxUsers) } : document;
+    if (refused > 0) {
+      log.warn(
+        `the users document lists ${document.users.length} users, more than limits.maxUsers (${maxUsers}): the last ${refused} are not exported and their traffic counts as unattributed; raise limits.maxUsers`,
+        { source: document.source },
+      );
+    }
+    this.mapping = buildMarkMap(snapshot, settings.attribution.breakdown);
+    this.accumulator.setUsers(this.mapping, Date.now());
+    for (const conflict of this.mapping.conflicts) {
+      log.warn(`mark ${conflict.mark_id} lists the addresses of several users; it is counted for the first`, conflict);
+    }
+    return { snapshot, map: this.mapping, refused };
+  }
+
+  /**
+   * For the long-running commands (run, top): a manager that loads the users
+   * document, watches it, and puts every new version in force, then tells
+   * `onApplied`; undefined without a users source. Its 'error' events are the caller's.
+   */
+  watchUsers(onApplied: (applied: UsersApplied) => void = () => {}): ConfigManager | undefined {
+    if (!this.usersSource) return undefined;
+    const manager = new ConfigManager(this.usersSource);
+    manager.on('sync', (snapshot) => onApplied(this.applyUsers(snapshot)));
+    return manager;
+  }
+
+  /**
+   * For the one-shot commands (snapshot, check): loads the users document once
+   * and puts it in force. Throws UsersSourceError when it cannot be read or
+   * fetched, UsersDocumentError when it is invalid; undefined without a source.
+   */
+  async loadUsersOnce(): Promise<UsersApplied | undefined> {
+    const source = this.usersSource;
+    if (!source) return undefined;
+    let text: string;
+    try {
+      text = await source.read();
+    } catch (error) {
+      throw new UsersSourceError(source.name, (error as Error).message, { cause: error });
+    }
+    return this.applyUsers(parseUsersDocument(text, source.name));
+  }
+}
