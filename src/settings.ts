@@ -2,7 +2,7 @@
  * The agent's own settings (convict): one schema, every key with a doc string,
  * default, env var and format. Sources, later ones winning: defaults, the
  * `--config` file (JSON or YAML), environment variables, overrides from the CLI.
- * Not to be confused with the tunnel client's users document (config-manager/).
+ * Not to be confused with the tunnel client's users document (users/).
  */
 import convict from 'convict';
 import { existsSync, readFileSync } from 'node:fs';

@@ -1,6 +1,6 @@
 /**
- * Test helper: the agent's reading path (Collector -> RuleMemory ->
- * TableReading -> Accumulator) over dumps given as text or fixture files,
+ * Test helper: the agent's reading path (Collector -> IptablesSource with its
+ * rule memory -> Accumulator) over dumps given as text or fixture files,
  * with a users document, and totals as bigints for deepEqual.
  */
 import { Accumulator, type Totals } from '../src/totals/accumulator.js';

@@ -27,7 +27,7 @@ function sorted(users: Iterable<UserSeries>): UserSeries[] {
   );
 }
 
-/** JSON as DESIGN.md fixes it, written in pieces so a large report is never one giant string. */
+/** The JSON form the README documents, written in pieces so a large report is never one giant string. */
 export function* renderJson(report: TotalsReport): Generator<string> {
   const counters = (t: Totals) => COLUMNS.map((c, i) => `"${c}":${values(t)[i]}`).join(',');
   yield '{"users":[';

@@ -1,4 +1,4 @@
-/** The one place metric names, units and attribute keys live (DESIGN.md, "Metrics"). */
+/** The one place metric names, units and attribute keys live (the README lists them). */
 
 export const ATTR_USER_CODE = 'user_code';
 export const ATTR_USER_INTRA_IP = 'user_intra_ip';

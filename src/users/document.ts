@@ -1,5 +1,5 @@
 /**
- * Pure validation of the users document (DESIGN.md, "Users document"). A
+ * Pure validation of the users document (its form is in the README). A
  * document is accepted whole or rejected whole with one UsersDocumentError
  * that names the source and the field. A gateway's document lists tens of
  * thousands of users, so the happy path builds no strings for error messages.

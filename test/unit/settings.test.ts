@@ -13,7 +13,7 @@ before(async () => {
 after(() => rm(dir, { recursive: true, force: true }));
 
 describe('loadSettings', () => {
-  test('defaults match DESIGN.md', () => {
+  test('defaults match the documented settings table', () => {
     const s = loadSettings({ env: {} });
     assert.equal(s.users.file, '');
     assert.equal(s.collect.intervalMs, 5000);

@@ -11,7 +11,7 @@ import { UsersDocumentError } from '../../src/errors.js';
 const SOURCE = '/etc/markmeter/users.json';
 
 describe('parseUsersDocument', () => {
-  test('accepts the DESIGN.md example, ignores extra fields, canonicalises addresses', () => {
+  test('accepts the documented example, ignores extra fields, canonicalises addresses', () => {
     const snapshot = parseUsersDocument(
       JSON.stringify({
         version: 7,
