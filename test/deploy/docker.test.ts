@@ -86,6 +86,21 @@ describe('docker/', () => {
     }
   });
 
+  test('rules.yml: the shaper drops alert, sustained, on the recorded drop rate and share of both TC directions', async () => {
+    type Rule = { record?: string; alert?: string; expr: string; for?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+    const rules = (YAML.parse(await read('prometheus/rules.yml')) as { groups: { rules: Rule[] }[] }).groups.flatMap((g) => g.rules);
+    const byName = new Map(rules.map((r) => [r.record ?? r.alert, r]));
+    const drops = byName.get('user:net_user_tc_dropped_packets:rate5m')!;
+    for (const metric of ['net_user_tc_rx_dropped_packets_total', 'net_user_tc_tx_dropped_packets_total']) assert.match(drops.expr, new RegExp(metric));
+    assert.ok(byName.has('user:net_user_tc_dropped_ratio:rate5m'));
+    const alert = byName.get('MarkmeterUserShaperDrops')!;
+    assert.match(alert.expr, /user:net_user_tc_dropped_packets:rate5m > \d/);
+    assert.match(alert.expr, /user:net_user_tc_dropped_ratio:rate5m > 0\.\d+/);
+    assert.ok(Number.parseInt(alert.for ?? '0', 10) >= 5 && alert.for?.endsWith('m'), `for: ${alert.for}`);
+    assert.equal(alert.labels?.severity, 'warning');
+    assert.ok(alert.annotations?.summary && alert.annotations.description);
+  });
+
   test('promtool check config: prometheus.yml with its rules', async (t) => {
     try {
       await promisify(execFile)('promtool', ['--version']);
@@ -100,7 +115,7 @@ describe('docker/', () => {
       const config = (await read('prometheus/prometheus.yml')).replace('/etc/prometheus/rules.yml', resolve('docker/prometheus/rules.yml'));
       await writeFile(join(dir, 'prometheus.yml'), config);
       const { stdout } = await promisify(execFile)('promtool', ['check', 'config', join(dir, 'prometheus.yml')]);
-      assert.match(stdout, /SUCCESS: 9 rules found/);
+      assert.match(stdout, /SUCCESS: 13 rules found/);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -125,7 +125,7 @@ test('a real Prometheus scrapes the agent; dashboard and rule queries run; total
         count += 1;
       }
     }
-    assert.equal(count, 9);
+    assert.equal(count, 13);
     const perUser = await query('sum by (user_code) (rate(net_user_tx_packets_total[1m]))');
     assert.equal(perUser.data.result.length, 2);
   } finally {
