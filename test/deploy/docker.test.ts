@@ -13,8 +13,14 @@ import { join, resolve } from 'node:path';
 import { describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import YAML from 'yaml';
+import { seriesText, variableOptions } from './grafana-variable.js';
 
 const read = (path: string) => readFile(join('docker', path), 'utf8');
+interface Dashboard {
+  templating: { list: { name: string; definition: string; regex: string; query: { query: string; qryType?: number; seriesQuery?: string }; multi: boolean; includeAll: boolean }[] };
+  panels: { title: string; description?: string; datasource: { uid: string }; targets: { expr: string; legendFormat?: string }[] }[];
+}
+const readDashboard = async () => JSON.parse(await read('grafana/dashboards/markmeter.json')) as Dashboard;
 type Service = Record<string, unknown> & { cap_add?: string[]; volumes?: string[]; command?: string[]; image?: string };
 
 describe('docker/', () => {
@@ -68,12 +74,8 @@ describe('docker/', () => {
 
   test('Grafana: provisioned datasource, and a dashboard with the user and agent variables and rates over $__rate_interval', async () => {
     const datasource = YAML.parse(await read('grafana/provisioning/datasources/prometheus.yaml')) as { datasources: { uid: string; url: string }[] };
-    const dashboard = JSON.parse(await read('grafana/dashboards/markmeter.json')) as {
-      templating: { list: { name: string; definition: string; multi: boolean; includeAll: boolean }[] };
-      panels: { title: string; datasource: { uid: string }; targets: { expr: string }[] }[];
-    };
+    const dashboard = await readDashboard();
     const user = dashboard.templating.list.find((v) => v.name === 'user')!;
-    assert.equal(user.definition, 'label_values(net_user_rx_packets_total, user_code)');
     assert.ok(user.multi && user.includeAll);
     assert.ok(dashboard.templating.list.some((v) => v.name === 'instance'));
     for (const panel of dashboard.panels) {
@@ -81,8 +83,50 @@ describe('docker/', () => {
       for (const { expr } of panel.targets) if (expr.includes('rate(')) assert.match(expr, /\[\$__rate_interval\]/, panel.title);
     }
     const titles = dashboard.panels.map((p) => p.title).join(' | ');
-    for (const wanted of [/RX packets/, /TX packets/, /RX bits/, /TX bits/, /Top 10/, /Interface total/, /collection errors/, /reading duration/, /syncs/]) {
+    for (const wanted of [/RX packets/, /TX packets/, /RX bits/, /TX bits/, /Top 10/, /Interface total/, /Shaper drops/, /Shaper overlimits/, /collection errors/, /reading duration/, /syncs/]) {
       assert.match(titles, wanted);
+    }
+  });
+
+  test('Grafana: the user variable is user_code, shown as user_name where the series carry one (iptables or TC series)', async () => {
+    const user = (await readDashboard()).templating.list.find((v) => v.name === 'user')!;
+    // A series query (Grafana asks /api/v1/series over the dashboard's range), not query_result.
+    assert.equal(user.query.query, user.definition);
+    assert.equal(user.query.seriesQuery, user.definition);
+    assert.equal(user.query.qryType, 4);
+    assert.match(user.definition, /net_user_rx_packets_total/);
+    assert.match(user.definition, /net_user_tc_rx_packets_total/);
+    const series = (labels: Record<string, string>) => seriesText({ __name__: 'net_user_rx_packets_total', instance: 'gw1', job: 'markmeter', ...labels });
+    const texts = [
+      series({ user_code: 'alice', user_intra_ip: '10.8.0.2', user_name: 'Alice Liddell' }),
+      series({ user_code: 'bob', user_intra_ip: '10.8.0.3' }),
+      seriesText({ __name__: 'net_user_tc_rx_packets_total', job: 'markmeter', instance: 'gw1', user_code: 'carol', user_intra_ip: '10.8.0.4', user_name: 'Carol "C", Jones' }),
+      series({ user_code: 'alice', user_intra_ip: '10.8.0.2', user_name: 'Alice Liddell', mark_id: '101', peer_ip: '192.0.2.7' }),
+      series({ user_code: 'dave', user_intra_ip: '10.8.0.5', zone: 'eu' }),
+    ];
+    assert.deepEqual(variableOptions(user.regex, texts), [
+      { value: 'alice', text: 'Alice Liddell' },
+      { value: 'bob', text: 'bob' },
+      { value: 'carol', text: 'Carol "C", Jones' },
+      { value: 'dave', text: 'dave' },
+    ]);
+  });
+
+  test('Grafana: shaper panels (TC source) show drops/s and overlimits/s per user and direction for $user and $instance', async () => {
+    const panels = (await readDashboard()).panels;
+    const wanted = {
+      'Shaper drops': ['net_user_tc_rx_dropped_packets_total', 'net_user_tc_tx_dropped_packets_total'],
+      'Shaper overlimits': ['net_user_tc_rx_overlimits_total', 'net_user_tc_tx_overlimits_total'],
+    };
+    for (const [title, metrics] of Object.entries(wanted)) {
+      const panel = panels.find((p) => p.title.startsWith(title))!;
+      assert.ok(panel, title);
+      assert.deepEqual(panel.targets.map((t) => /net_user_tc_\w+_total/.exec(t.expr)?.[0]), metrics, title);
+      for (const { expr, legendFormat } of panel.targets) {
+        assert.match(expr, /^sum by \(user_code\) \(rate\(\w+\{user_code=~"\$user", instance=~"\$instance"\}\[\$__rate_interval\]\)\)$/, title);
+        assert.match(legendFormat ?? '', /\{\{user_code\}\} (rx|tx)/, title);
+      }
+      assert.match(panel.description ?? '', /empty unless the TC source is on \(`collect\.sources` includes `tc`/i, title);
     }
   });
 

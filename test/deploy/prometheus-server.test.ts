@@ -2,7 +2,8 @@
  * A real Prometheus (Debian's package) scraping the agent's /metrics in a
  * namespace lab with real per-user traffic: every PromQL expression of the
  * dashboard (variables set) and of the rules runs through Prometheus's HTTP
- * API without error, the per-user rate query has one series per active user,
+ * API without error, the user variable lists the active users (by the regex
+ * Grafana applies), the per-user rate query has one series per active user,
  * and each user's net_user_tx_packets_total equals the packets sent.
  */
 import assert from 'node:assert/strict';
@@ -15,6 +16,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import YAML from 'yaml';
 import { Lab } from '../../src/demo/netns.js';
 import { requireLab } from '../lab/gate.js';
+import { seriesText, variableOptions } from './grafana-variable.js';
 
 const CLI = resolve('dist/cli.js');
 
@@ -38,7 +40,7 @@ test('a real Prometheus scrapes the agent; dashboard and rule queries run; total
       await lab.exec(gw, 'iptables', ['-t', 'mangle', '-A', 'PREROUTING', '-s', '192.0.2.7', '-d', user, '-j', 'MARK', '--set-mark', mark]);
     }
     const users = join(dir, 'users.json');
-    await writeFile(users, JSON.stringify({ users: [{ user_code: 'alice', user_intra_ip: '10.8.0.2' }, { user_code: 'bob', user_intra_ip: '10.8.0.3' }] }));
+    await writeFile(users, JSON.stringify({ users: [{ user_code: 'alice', user_intra_ip: '10.8.0.2', user_name: 'Alice Liddell' }, { user_code: 'bob', user_intra_ip: '10.8.0.3' }] }));
     const agent = lab.spawn(gw, process.execPath, [CLI, 'run'], {
       env: {
         ...process.env,
@@ -70,10 +72,12 @@ test('a real Prometheus scrapes the agent; dashboard and rule queries run; total
     ]);
 
     // Prometheus listens on the gateway namespace's loopback: ask it from there.
-    const query = async (promql: string): Promise<{ status: string; error?: string; data: { result: { metric: Record<string, string>; value: [number, string] }[] } }> => {
-      const script = `fetch('http://127.0.0.1:19090/api/v1/query?query=' + encodeURIComponent(process.argv[1])).then((r) => r.text()).then((t) => process.stdout.write(t), (e) => { process.stdout.write(JSON.stringify({ status: 'down', error: String(e) })); })`;
-      return JSON.parse(await lab.exec(gw, process.execPath, ['-e', script, promql])) as never;
+    const api = async (path: string, params: Record<string, string>): Promise<unknown> => {
+      const script = `fetch('http://127.0.0.1:19090/api/v1/' + process.argv[1] + '?' + process.argv[2]).then((r) => r.text()).then((t) => process.stdout.write(t), (e) => { process.stdout.write(JSON.stringify({ status: 'down', error: String(e) })); })`;
+      return JSON.parse(await lab.exec(gw, process.execPath, ['-e', script, path, new URLSearchParams(params).toString()])) as unknown;
     };
+    const query = async (promql: string) =>
+      (await api('query', { query: promql })) as { status: string; error?: string; data: { result: { metric: Record<string, string>; value: [number, string] }[] } };
     const waitFor = async (what: string, check: () => Promise<boolean>) => {
       for (let i = 0; i < 120; i++) {
         if (await check().catch(() => false)) return;
@@ -95,15 +99,26 @@ test('a real Prometheus scrapes the agent; dashboard and rule queries run; total
 
     // Every expression of the dashboard, with its variables set as Grafana would.
     const dashboard = JSON.parse(await readFile('docker/grafana/dashboards/markmeter.json', 'utf8')) as {
-      templating: { list: { name: string; definition: string }[] };
+      templating: { list: { name: string; definition: string; regex?: string }[] };
       panels: { title: string; targets: { expr: string }[] }[];
     };
     const expand = (expr: string) => expr.replaceAll('$__rate_interval', '1m').replaceAll('$user', 'alice|bob').replaceAll('$instance', '.+');
     for (const variable of dashboard.templating.list) {
-      const metric = /label_values\((\w+), (\w+)\)/.exec(variable.definition)!;
-      const values = await query(`count by (${metric[2]}) (${metric[1]})`);
-      assert.equal(values.status, 'success', variable.name);
-      assert.ok(values.data.result.length > 0, `variable ${variable.name} has values`);
+      const metric = /^label_values\((\w+), (\w+)\)$/.exec(variable.definition);
+      if (metric) {
+        const values = await query(`count by (${metric[2]}) (${metric[1]})`);
+        assert.equal(values.status, 'success', variable.name);
+        assert.ok(values.data.result.length > 0, `variable ${variable.name} has values`);
+        continue;
+      }
+      // A series query: what Grafana asks over the dashboard's range, then its regex.
+      const now = Math.floor(Date.now() / 1000);
+      const series = (await api('series', { 'match[]': variable.definition, start: String(now - 3600), end: String(now) })) as { status: string; data: Record<string, string>[] };
+      assert.equal(series.status, 'success', variable.name);
+      const options = variableOptions(variable.regex!, series.data.map(seriesText));
+      assert.deepEqual(options.map((o) => o.value).sort(), ['alice', 'bob'], variable.name);
+      // Each shown as its series' user_name, if the agent exports one, else as its user_code.
+      for (const { value, text } of options) assert.equal(text, series.data.find((s) => s.user_code === value)!.user_name ?? value);
     }
     for (const panel of dashboard.panels) {
       for (const target of panel.targets) {
