@@ -110,6 +110,9 @@ describe('docker/', () => {
       { value: 'carol', text: 'Carol "C", Jones' },
       { value: 'dave', text: 'dave' },
     ]);
+    // The README shows the same query and regex.
+    const readme = await readFile('README.md', 'utf8');
+    assert.ok(readme.includes(user.definition) && readme.includes(user.regex), 'README quotes the variable');
   });
 
   test('Grafana: shaper panels (TC source) show drops/s and overlimits/s per user and direction for $user and $instance', async () => {
