@@ -47,6 +47,8 @@ export class ReadingPath {
   /** Where the users document comes from; undefined when neither users.file nor users.url is set. */
   readonly usersSource: UsersSource | undefined;
   private mapping: MarkMap = EMPTY_MARK_MAP;
+  /** The users manager of watchUsers(), asked before each reading whether the document changed. */
+  private manager: ConfigManager | undefined;
 
   constructor(private readonly options: ReadingPathOptions) {
     const { settings, log } = options;
@@ -68,8 +70,9 @@ export class ReadingPath {
     return this.mapping;
   }
 
-  /** Reads every source once into the totals. */
-  collect(): Promise<SourceReport[]> {
+  /** Reads every source once into the totals, with the newest users document in force. */
+  async collect(): Promise<SourceReport[]> {
+    await this.manager?.refresh();
     return this.collector.collect();
   }
 
@@ -103,6 +106,7 @@ export class ReadingPath {
     if (!this.usersSource) return undefined;
     const manager = new ConfigManager(this.usersSource);
     manager.on('sync', (snapshot) => onApplied(this.applyUsers(snapshot)));
+    this.manager = manager;
     return manager;
   }
 

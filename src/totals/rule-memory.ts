@@ -40,6 +40,12 @@ export interface ObservedRule extends CounterDelta {
    */
   slot: number;
   fresh: boolean;
+  /**
+   * Whether the rule's counts so far have gone to a user (see credit()). A
+   * rule that never had an owner keeps its counts for its first owner, as a
+   * rule's counts from before the agent started go to its owner.
+   */
+  credited: boolean;
 }
 
 interface RuleState {
@@ -53,6 +59,9 @@ interface RuleState {
   spec: string;
   /** Whether a complete reading has seen the rule. */
   seen: boolean;
+  /** Whether its counts have gone to a user (as of the last complete reading), and the reading that credited it. */
+  credited: boolean;
+  creditedIn: number;
   /**
    * Counters at the last complete reading, then those proposed by the reading
    * `proposedIn`: numbers only, so that V8 updates them in place (a bigint
@@ -91,6 +100,17 @@ export class RuleMemory {
   /** How many rules the lists hold. */
   private known = 0;
 
+  /** The rule observe() was last called for: the one credit() means. */
+  private observed: RuleState | undefined;
+
+  /**
+   * The rule just observed now has an owner: its counts go to a user from
+   * this reading on (adopted with the reading, like its counters).
+   */
+  credit(): void {
+    if (this.observed) this.observed.creditedIn = this.reading;
+  }
+
   /** Starts a reading. */
   begin(): void {
     this.reading += 1;
@@ -121,6 +141,8 @@ export class RuleMemory {
     }
     out.slot = state.slot;
     out.fresh = state.proposedIn === 0;
+    out.credited = state.credited;
+    this.observed = state;
     this.order[this.position++] = state;
     state.proposedIn = this.reading;
     if (rule.exact === undefined && state.exact === undefined) {
@@ -165,6 +187,8 @@ export class RuleMemory {
         slot: this.freeSlots.pop() ?? this.nextSlot++,
         spec: detach(viewSpec(rule)),
         seen: false,
+        credited: false,
+        creditedIn: 0,
         packets: NaN,
         bytes: NaN,
         exact: undefined,
@@ -193,6 +217,7 @@ export class RuleMemory {
     for (let k = 0; k < this.position; k++) {
       const state = this.order[k]!;
       state.seen = true;
+      if (state.creditedIn === reading) state.credited = true;
       state.packets = state.proposedPackets;
       state.bytes = state.proposedBytes;
       state.exact = state.proposedExact;

@@ -4,7 +4,7 @@
  * on the folder reacts at once; a stat poll catches what fs.watch misses
  * (bind mounts, symlink swaps as Kubernetes does them, network filesystems).
  */
-import { watch, type FSWatcher } from 'node:fs';
+import { watch, type FSWatcher, type Stats } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { USERS_MAX_BYTES, type UsersSource } from './source.js';
@@ -20,10 +20,13 @@ export class FileUsersSource implements UsersSource {
     this.name = path;
   }
 
+  /** The stat signature of what read() last read. */
+  private readSignature: string | undefined;
+
   async read(): Promise<string> {
     let found: Bounded;
     try {
-      found = await readAtMost(this.path, this.maxBytes);
+      found = await readAtMost(this.path, this.maxBytes, (signature) => (this.readSignature = signature));
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code ?? String(error);
       throw new Error(`cannot be read (${code}): check the path in users.file`, { cause: error });
@@ -33,6 +36,10 @@ export class FileUsersSource implements UsersSource {
       throw new Error(`is ${size}more than users.maxBytes (${this.maxBytes} bytes): check users.file or raise users.maxBytes`);
     }
     return found.bytes.toString('utf8');
+  }
+
+  async changedSinceRead(): Promise<boolean> {
+    return (await signatureOf(this.path)) !== this.readSignature;
   }
 
   watch(onChange: () => void): () => void {
@@ -51,10 +58,7 @@ export class FileUsersSource implements UsersSource {
     }
     let last = '';
     const poll = setInterval(() => {
-      stat(this.path).then(
-        (s) => `${s.ino} ${s.size} ${s.mtimeMs} ${s.ctimeMs}`,
-        (error: NodeJS.ErrnoException) => `missing ${error.code}`,
-      ).then((signature) => {
+      void signatureOf(this.path).then((signature) => {
         // The first poll always reports: the file may have changed since the caller's first read.
         if (signature !== last) {
           last = signature;
@@ -78,10 +82,12 @@ type Bounded = { bytes: Buffer } | { over: number | undefined };
  * first, and the reading stops past the bound all the same: a device or a pipe
  * has no size, and a file may grow while it is read.
  */
-async function readAtMost(path: string, maxBytes: number): Promise<Bounded> {
+async function readAtMost(path: string, maxBytes: number, opened: (signature: string) => void): Promise<Bounded> {
   const file = await open(path, 'r');
   try {
-    const { size } = await file.stat();
+    const stats = await file.stat();
+    opened(signature(stats));
+    const { size } = stats;
     if (size > maxBytes) return { over: size };
     const chunks: Buffer[] = [];
     let total = 0;
@@ -98,4 +104,13 @@ async function readAtMost(path: string, maxBytes: number): Promise<Bounded> {
   } finally {
     await file.close();
   }
+}
+
+/** What identifies a version of the file without reading it. */
+function signature(s: Stats): string {
+  return `${s.ino} ${s.size} ${s.mtimeMs} ${s.ctimeMs}`;
+}
+
+function signatureOf(path: string): Promise<string> {
+  return stat(path).then(signature, (error: NodeJS.ErrnoException) => `missing ${error.code}`);
 }

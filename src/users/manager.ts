@@ -53,6 +53,17 @@ export class ConfigManager extends EventEmitter<ConfigManagerEvents> {
     clearTimeout(this.debounce);
   }
 
+  /**
+   * Before each reading: reads the source again when it can tell cheaply that
+   * it changed since it was read (a local file). A source that cannot tell (a
+   * URL) is never waited for: a slow server must not hold a reading back.
+   */
+  async refresh(): Promise<void> {
+    if (!this.source.changedSinceRead) return;
+    if (this.running) return this.running;
+    if (await this.source.changedSinceRead()) await this.reload();
+  }
+
   /** Reads the source now; concurrent calls are folded into one more read. */
   reload(): Promise<void> {
     if (this.running) {

@@ -6,6 +6,12 @@ export interface UsersSource {
   read(): Promise<string>;
   /** Calls `onChange` (possibly more than once per change) when the document may have changed; returns a stop function. */
   watch(onChange: () => void): () => void;
+  /**
+   * Cheap: whether the document may differ from what read() last returned (a
+   * file compares its stat). Asked before each reading, so that a document
+   * written before a reading starts is in force for it. Absent: only watch() tells.
+   */
+  changedSinceRead?(): Promise<boolean>;
 }
 
 /** The default of users.maxBytes: far above any real document (100,000 users take about 8 MB), far below what exhausts memory. */

@@ -135,6 +135,42 @@ describe('monotonic totals from per-rule deltas', () => {
     assert.equal(gw.unattributed().txPackets, 3n);
   });
 
+  test("a rule's counts from before it had any owner go to its first owner (and stay in unattributed, where they were counted)", async () => {
+    const daveTx = (p: number) => `[${p}:${p * 100}] -A POSTROUTING -s 10.8.0.4/32 -d 192.0.2.7/32 -j MARK --set-xmark 0x68/0xffffffff`;
+    const dave = { user_code: 'dave', user_intra_ip: '10.8.0.4' };
+    const gw = new TestGateway(USERS);
+    await gw.read({ ipv4: dump(daveTx(5)) });
+    await gw.read({ ipv4: dump(daveTx(6)) });
+    assert.equal(gw.unattributed().txPackets, 6n);
+    gw.sync({ ...USERS, users: [...USERS.users, dave] }, 1);
+    // Idle since: the first reading with an owner still gives it the rule's counts so far.
+    await gw.read({ ipv4: dump(daveTx(6)) });
+    assert.deepEqual(gw.totals('dave'), t(0n, 6n, 0n, 600n));
+    await gw.read({ ipv4: dump(daveTx(9)) });
+    assert.deepEqual(gw.totals('dave'), t(0n, 9n, 0n, 900n));
+    assert.equal(gw.unattributed().txPackets, 6n);
+  });
+
+  test('a rule that moves from one owner to another carries only what it counts after the move', async () => {
+    const gw = new TestGateway(USERS);
+    await gw.read({ ipv4: dump(aliceTx(10, 1000)) });
+    gw.sync({ users: USERS.users, marks: [{ mark_id: 101, sips: ['10.8.0.3'], dips: ['192.0.2.7'] }] }, 1);
+    await gw.read({ ipv4: dump(aliceTx(12, 1200)) });
+    assert.deepEqual(gw.totals('alice'), t(0n, 10n, 0n, 1000n));
+    assert.deepEqual(gw.totals('bob'), t(0n, 2n, 0n, 200n));
+  });
+
+  test('a failed reading in which a rule first had an owner credits nothing: the next good one does', async () => {
+    const daveTx = (p: number) => `[${p}:${p}] -A POSTROUTING -s 10.8.0.4/32 -j MARK --set-xmark 0x68/0xffffffff`;
+    const gw = new TestGateway(USERS);
+    await gw.read({ ipv4: dump(daveTx(4)) });
+    gw.sync({ users: [...USERS.users, { user_code: 'dave', user_intra_ip: '10.8.0.4' }] }, 1);
+    const [failed] = await gw.read({ ipv4: dump(daveTx(5)).replace('COMMIT\n', '') });
+    assert.ok(failed && !failed.ok);
+    await gw.read({ ipv4: dump(daveTx(5)) });
+    assert.equal(gw.totals('dave').txPackets, 5n);
+  });
+
   test('a mark moved to a rule with other addresses is a new rule: its whole counter counts', async () => {
     const gw = new TestGateway(USERS);
     await gw.read({ ipv4: dump(aliceTx(100, 100)) });

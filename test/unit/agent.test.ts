@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
@@ -69,6 +69,25 @@ describe('Agent', () => {
     } finally {
       await agent.stop();
     }
+  });
+
+  test('a users document written just before a reading is in force for it (a stat before each reading, not only the watcher)', async () => {
+    const file = join(dir, 'users-now.json');
+    const alice = { user_code: 'alice', user_intra_ip: '10.8.0.2' };
+    await writeFile(file, JSON.stringify({ users: [alice] }));
+    let output = EMPTY;
+    const runner: CommandRunner = async (_file, _args, _options, onOutput) => onOutput(output);
+    const { agent } = await agentWith({ MARKMETER_COLLECT_INTERVAL_MS: '60000', MARKMETER_USERS_FILE: file }, runner);
+    await agent.start();
+    // bob and his rule appear together, as the tunnel client's config manager adds a user.
+    await writeFile(`${file}.tmp`, JSON.stringify({ users: [alice, { user_code: 'bob', user_intra_ip: '10.8.0.3' }] }));
+    await rename(`${file}.tmp`, file);
+    output = DUMP;
+    // The last reading comes at once: before the watcher's debounce would have reloaded.
+    await agent.stop();
+    const rx = Object.fromEntries([...agent.accumulator.users()].map((s) => [s.user.user_code, Number(s.totals.rxPackets)]));
+    assert.deepEqual(rx, { alice: 3, bob: 5 });
+    assert.equal(agent.accumulator.unattributed.rxPackets, 0);
   });
 
   test('a reading still running when the next is due makes that tick skip, counted', async () => {

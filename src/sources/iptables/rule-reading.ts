@@ -66,7 +66,7 @@ export class RuleReading implements SaveVisitor {
   private readonly chainNames: string[] = [];
   private readonly chainMarkRules: number[] = [];
   private readonly pending = new PendingDeltas();
-  private readonly delta: ObservedRule = { packets: 0, bytes: 0, slot: 0, fresh: false };
+  private readonly delta: ObservedRule = { packets: 0, bytes: 0, slot: 0, fresh: false, credited: false };
   private inTable = false;
   /** Whether the dump listed the table at all: output without it is a failed reading, not an empty table. */
   private sawTable = false;
@@ -122,11 +122,14 @@ export class RuleReading implements SaveVisitor {
     const memory = this.memory;
     if (memory) memory.rules.observe(rule, delta);
     else {
+      // One reading (snapshot, check): every rule counts whole.
       delta.packets = rulePackets(rule);
       delta.bytes = ruleBytes(rule);
+      delta.credited = true;
     }
     const idle = delta.packets === 0 && delta.bytes === 0;
-    if (idle && this.unowned === undefined) return;
+    // An idle rule is passed over, unless it has never had an owner (one may have come) or check asks for owners.
+    if (idle && delta.credited && this.unowned === undefined) return;
 
     let tx: number;
     let rx: number;
@@ -153,7 +156,13 @@ export class RuleReading implements SaveVisitor {
       this.unownedRules += 1;
       this.unowned.add(rule.mark);
     }
-    if (!idle) this.pending.push(chain, rx, tx, delta.packets, delta.bytes);
+    if (!delta.credited && (tx !== UNATTRIBUTED || rx !== UNATTRIBUTED)) {
+      // Its first owner: the rule's counts from before it had one go to it (what went to unattributed stays there).
+      memory!.rules.credit();
+      delta.packets = rulePackets(rule);
+      delta.bytes = ruleBytes(rule);
+    }
+    if (delta.packets !== 0 || delta.bytes !== 0) this.pending.push(chain, rx, tx, delta.packets, delta.bytes);
   }
 
   /**
