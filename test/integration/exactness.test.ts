@@ -1,115 +1,171 @@
 /**
- * The real agent in a namespace lab through what used to over-count: a save
+ * The real agent in a namespace lab through what used to count wrong: a save
  * command that once printed nothing, a sibling rule deleted, the table flushed
- * and the rules added again. Every exported counter must equal the packets
- * sent, exactly.
+ * and the rules added again, a user added together with its rules, a mark
+ * given to another user. Every exported counter must equal the packets sent,
+ * exactly.
  */
 import assert from 'node:assert/strict';
-import { chmod, rm, writeFile } from 'node:fs/promises';
+import { chmod, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { echoBytes, endProcess } from '../../src/demo/netns.js';
+import { echoBytes, endProcess, type Lab } from '../../src/demo/netns.js';
 import { NamespacedReceiver } from '../lab/otlp-receiver.js';
 import { CLI, withCliLab } from './cli-lab.js';
 
+type User = { user_code: string; user_intra_ip: string };
+type Counts = { rxPackets: number; txPackets: number; rxBytes: number; txBytes: number };
 const ALICE = { user_code: 'alice', user_intra_ip: '10.8.0.2' };
 const BOB = { user_code: 'bob', user_intra_ip: '10.8.0.3' };
-type Counts = { rxPackets: number; txPackets: number; rxBytes: number; txBytes: number };
+const DAVE = { user_code: 'dave', user_intra_ip: '10.8.0.4' };
+/** A user's MARK rules towards 192.0.2.7: upload in POSTROUTING, download in PREROUTING. */
+const rulesOf = (ip: string, mark: string) => [
+  ['POSTROUTING', '-s', ip, '-d', '192.0.2.7', '-j', 'MARK', '--set-mark', mark],
+  ['PREROUTING', '-s', '192.0.2.7', '-d', ip, '-j', 'MARK', '--set-mark', mark],
+];
 
-test('exact through an empty reading, a deleted sibling rule and a flushed table', { timeout: 120_000 }, async (t) => {
-  await withCliLab(t, async (lab, dir) => {
-    const gw = lab.ns.gw;
-    const v4 = (...args: string[]) => lab.exec(gw, 'iptables', ['-t', 'mangle', ...args]);
-    const aliceRules = [
-      ['POSTROUTING', '-s', '10.8.0.2', '-d', '192.0.2.7', '-j', 'MARK', '--set-mark', '101'],
-      ['PREROUTING', '-s', '192.0.2.7', '-d', '10.8.0.2', '-j', 'MARK', '--set-mark', '101'],
-    ];
+/**
+ * The agent running in the lab's gateway (its save command through a wrapper
+ * that prints nothing while a flag file exists), pushing to a receiver there;
+ * what was sent, per user, to compare with what it exports.
+ */
+async function agentLab(lab: Lab, dir: string, users: object) {
+  const gw = lab.ns.gw;
+  const usersFile = join(dir, 'users.json');
+  const writeUsers = async (document: object) => {
+    await writeFile(`${usersFile}.tmp`, JSON.stringify(document));
+    await rename(`${usersFile}.tmp`, usersFile);
+  };
+  await writeUsers(users);
+  const flag = join(dir, 'print-nothing');
+  const save = join(dir, 'save');
+  await writeFile(save, `#!/bin/sh\nif [ -e '${flag}' ]; then echo '# nothing'; exit 0; fi\nexec iptables-save "$@"\n`);
+  await chmod(save, 0o755);
+  const settings = join(dir, 'agent.json');
+  await writeFile(settings, JSON.stringify({ users: { file: usersFile }, collect: { intervalMs: 200 }, iptables: { ipv6: false, saveCommand: save }, interfaces: { names: [] }, health: { listen: '' } }));
+  const receiver = await NamespacedReceiver.start(lab, gw);
+  const agent = lab.spawn(gw, process.execPath, [CLI, 'run', '--config', settings], {
+    env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_METRIC_EXPORT_INTERVAL: '300', OTEL_METRIC_EXPORT_TIMEOUT: '300' },
+  });
+  let log = '';
+  agent.stdout!.on('data', (chunk: Buffer) => (log += chunk.toString()));
+  agent.stderr!.on('data', (chunk: Buffer) => (log += chunk.toString()));
+
+  const expected = new Map<string, Counts>();
+  const sent = (user: User) => expected.get(user.user_code) ?? expected.set(user.user_code, { rxPackets: 0, txPackets: 0, rxBytes: 0, txBytes: 0 }).get(user.user_code)!;
+  /** Pings from `from`, booked for `to` (upload only when `tx`: no upload rule may count them any more). */
+  const send = async (from: User, count: number, size: number, { to = from, tx = true } = {}) => {
+    await lab.ping({ from: 'users', source: from.user_intra_ip, to: '192.0.2.7', count, size });
+    const bytes = count * echoBytes(size, false);
+    const e = sent(to);
+    e.rxPackets += count;
+    e.rxBytes += bytes;
+    if (tx) {
+      e.txPackets += count;
+      e.txBytes += bytes;
+    }
+  };
+  const exported = (user: User): Counts => ({
+    rxPackets: receiver.latest('net_user_rx_packets', user) ?? NaN,
+    txPackets: receiver.latest('net_user_tx_packets', user) ?? NaN,
+    rxBytes: receiver.latest('net_user_rx_bytes', user) ?? NaN,
+    txBytes: receiver.latest('net_user_tx_bytes', user) ?? NaN,
+  });
+  /** Waits until two more exports arrived and every listed user's latest export equals what was sent. */
+  const exportsMatch = async (step: string, users: User[]) => {
+    const since = receiver.requests.length;
+    const now = () => Object.fromEntries(users.map((u) => [u.user_code, exported(u)]));
+    const want = () => Object.fromEntries(users.map((u) => [u.user_code, sent(u)]));
+    await receiver.waitFor(
+      () => receiver.requests.length > since + 1 && JSON.stringify(now()) === JSON.stringify(want()),
+      15000,
+      () => `${step}: ${JSON.stringify({ expected: want(), exported: now(), log: log.slice(-2000) })}`,
+    );
+  };
+  return {
+    v4: (...args: string[]) => lab.exec(gw, 'iptables', ['-t', 'mangle', ...args]),
+    flag,
+    log: () => log,
+    writeUsers,
+    send,
+    exported,
+    exportsMatch,
+    stop: () => endProcess(agent),
+  };
+}
+
+const inLab = (t: TestContext, users: object, fn: (agent: Awaited<ReturnType<typeof agentLab>>) => Promise<void>) =>
+  withCliLab(t, async (lab, dir) => {
+    const agent = await agentLab(lab, dir, users);
+    try {
+      await fn(agent);
+    } finally {
+      await agent.stop();
+    }
+  });
+
+test('exact through an empty reading, a deleted sibling rule and a flushed table', { timeout: 120_000 }, (t) =>
+  inLab(t, { users: [ALICE, BOB] }, async ({ v4, flag, log, send, exported, exportsMatch }) => {
     // bob's upload: two rules that differ only in a length match (the big packets first).
     const bobBig = ['POSTROUTING', '-s', '10.8.0.3', '-d', '192.0.2.7', '-p', 'icmp', '-m', 'length', '--length', '201:65535', '-j', 'MARK', '--set-mark', '103'];
     const bobSmall = ['POSTROUTING', '-s', '10.8.0.3', '-d', '192.0.2.7', '-p', 'icmp', '-m', 'length', '--length', '0:200', '-j', 'MARK', '--set-mark', '103'];
     const bobRx = ['PREROUTING', '-s', '192.0.2.7', '-d', '10.8.0.3', '-j', 'MARK', '--set-mark', '103'];
-    for (const rule of [...aliceRules, bobBig, bobSmall, bobRx]) await v4('-A', ...rule);
+    for (const rule of [...rulesOf('10.8.0.2', '101'), bobBig, bobSmall, bobRx]) await v4('-A', ...rule);
 
-    const users = join(dir, 'users.json');
-    await writeFile(users, JSON.stringify({ users: [ALICE, BOB] }));
-    // The save command, through a wrapper that prints nothing (and exits 0) while a flag file exists.
-    const flag = join(dir, 'print-nothing');
-    const save = join(dir, 'save');
-    await writeFile(save, `#!/bin/sh\nif [ -e '${flag}' ]; then echo '# nothing'; exit 0; fi\nexec iptables-save "$@"\n`);
-    await chmod(save, 0o755);
-    const settings = join(dir, 'agent.json');
-    await writeFile(settings, JSON.stringify({ users: { file: users }, collect: { intervalMs: 200 }, iptables: { ipv6: false, saveCommand: save }, interfaces: { names: [] }, health: { listen: '' } }));
+    await send(ALICE, 5, 100);
+    await send(BOB, 4, 300);
+    await send(BOB, 3, 56);
+    await exportsMatch('first traffic', [ALICE, BOB]);
 
-    const receiver = await NamespacedReceiver.start(lab, gw);
-    const agent = lab.spawn(gw, process.execPath, [CLI, 'run', '--config', settings], {
-      env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_METRIC_EXPORT_INTERVAL: '300', OTEL_METRIC_EXPORT_TIMEOUT: '300' },
-    });
-    let log = '';
-    agent.stdout!.on('data', (chunk: Buffer) => (log += chunk.toString()));
-    agent.stderr!.on('data', (chunk: Buffer) => (log += chunk.toString()));
-
-    const expected: Record<string, Counts> = {
-      alice: { rxPackets: 0, txPackets: 0, rxBytes: 0, txBytes: 0 },
-      bob: { rxPackets: 0, txPackets: 0, rxBytes: 0, txBytes: 0 },
-    };
-    /** Pings from a user; `tx` false when no upload rule counts them any more. */
-    const send = async (who: 'alice' | 'bob', count: number, size: number, tx = true) => {
-      await lab.ping({ from: 'users', source: who === 'alice' ? ALICE.user_intra_ip : BOB.user_intra_ip, to: '192.0.2.7', count, size });
-      const bytes = count * echoBytes(size, false);
-      expected[who]!.rxPackets += count;
-      expected[who]!.rxBytes += bytes;
-      if (tx) {
-        expected[who]!.txPackets += count;
-        expected[who]!.txBytes += bytes;
+    // The save command prints nothing for a while: failed readings, logged once, nothing counted twice.
+    await writeFile(flag, '');
+    await send(ALICE, 2, 100);
+    await (async () => {
+      for (let waited = 0; !/no \*mangle table/.test(log()); waited += 100) {
+        if (waited > 10000) throw new Error(`the empty reading was not logged: ${log().slice(-2000)}`);
+        await sleep(100);
       }
-    };
-    const exported = (user: typeof ALICE): Counts => ({
-      rxPackets: receiver.latest('net_user_rx_packets', user) ?? NaN,
-      txPackets: receiver.latest('net_user_tx_packets', user) ?? NaN,
-      rxBytes: receiver.latest('net_user_rx_bytes', user) ?? NaN,
-      txBytes: receiver.latest('net_user_tx_bytes', user) ?? NaN,
-    });
-    const exportsMatch = async (step: string) => {
-      const since = receiver.requests.length;
-      const now = () => ({ alice: exported(ALICE), bob: exported(BOB) });
-      await receiver.waitFor(
-        () => receiver.requests.length > since + 1 && JSON.stringify(now()) === JSON.stringify(expected),
-        15000,
-        () => `${step}: ${JSON.stringify({ expected, exported: now(), log: log.slice(-2000) })}`,
-      );
-    };
+    })();
+    await sleep(600);
+    await rm(flag);
+    await exportsMatch('after the empty readings', [ALICE, BOB]);
+    assert.equal(log().match(/no \*mangle table/g)?.length, 1, 'the failure is logged once, not every reading');
 
-    try {
-      await send('alice', 5, 100);
-      await send('bob', 4, 300);
-      await send('bob', 3, 56);
-      await exportsMatch('first traffic');
+    // bob's big-packet rule is deleted: the small-packet one keeps its own counter.
+    await v4('-D', ...bobBig);
+    await send(BOB, 2, 56);
+    await send(BOB, 1, 300, { tx: false });
+    await exportsMatch('after deleting a sibling rule', [ALICE, BOB]);
 
-      // The save command prints nothing for a while: failed readings, logged once, nothing counted twice.
-      await writeFile(flag, '');
-      await send('alice', 2, 100);
-      await receiver.waitFor(() => /no \*mangle table/.test(log), 10000, () => log.slice(-2000));
-      await sleep(600);
-      await rm(flag);
-      await exportsMatch('after the empty readings');
-      assert.equal(log.match(/no \*mangle table/g)?.length, 1, 'the failure is logged once, not every reading');
+    // The table flushed and filled again (counters start at zero): counted once.
+    await v4('-F');
+    await sleep(600);
+    for (const rule of rulesOf('10.8.0.2', '101')) await v4('-A', ...rule);
+    await send(ALICE, 3, 100);
+    await exportsMatch('after a flush', [ALICE, BOB]);
+    assert.deepEqual(exported(ALICE), { rxPackets: 10, txPackets: 10, rxBytes: 1280, txBytes: 1280 });
+  }),
+);
 
-      // bob's big-packet rule is deleted: the small-packet one keeps its own counter.
-      await v4('-D', ...bobBig);
-      await send('bob', 2, 56);
-      await send('bob', 1, 300, false);
-      await exportsMatch('after deleting a sibling rule');
+test("a user added with its rules gets its first packets; a mark given to another user carries only what comes after", { timeout: 120_000 }, (t) =>
+  inLab(t, { users: [ALICE, BOB], marks: [{ mark_id: 101, sips: ['10.8.0.2'] }] }, async ({ v4, writeUsers, send, exported, exportsMatch }) => {
+    for (const rule of [...rulesOf('10.8.0.2', '101'), ...rulesOf('10.8.0.4', '104')]) await v4('-A', ...rule);
+    // dave's rules are there and busy before the users document names him: a reading comes between.
+    await send(ALICE, 2, 100);
+    await send(DAVE, 3, 200);
+    await sleep(600);
+    await writeUsers({ users: [ALICE, BOB, DAVE], marks: [{ mark_id: 101, sips: ['10.8.0.2'] }] });
+    await send(DAVE, 1, 200);
+    await exportsMatch('dave added', [ALICE, DAVE]);
+    assert.equal(exported(DAVE).txPackets, 4, "dave's first packets are his");
 
-      // The table flushed and filled again (counters start at zero): counted once.
-      await v4('-F');
-      await sleep(600);
-      for (const rule of aliceRules) await v4('-A', ...rule);
-      await send('alice', 3, 100);
-      await exportsMatch('after a flush');
-      assert.deepEqual(exported(ALICE), { rxPackets: 10, txPackets: 10, rxBytes: 1280, txBytes: 1280 });
-    } finally {
-      await endProcess(agent);
-    }
-  });
-});
+    // Mark 101 (alice's rules) now belongs to bob: alice keeps what she had, bob gets only what comes after.
+    await writeUsers({ users: [ALICE, BOB, DAVE], marks: [{ mark_id: 101, sips: ['10.8.0.3'] }] });
+    await sleep(600);
+    await send(ALICE, 3, 100, { to: BOB });
+    await exportsMatch('mark 101 moved to bob', [ALICE, BOB, DAVE]);
+    assert.equal(exported(ALICE).txPackets, 2);
+    assert.equal(exported(BOB).txPackets, 3);
+  }),
+);
