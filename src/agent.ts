@@ -117,7 +117,8 @@ export class Agent {
     if (settings.health.listen) {
       this.health = await startHealthServer(settings.health.listen, {
         lastSuccessAt: () => this.lastSuccessAt,
-        usersLoaded: () => this.configManager?.current() !== undefined,
+        // Without a users document users are known by address: nothing to wait for.
+        usersLoaded: () => !this.configManager || this.configManager.current() !== undefined,
         collectIntervalMs: settings.collect.intervalMs,
       });
     }
@@ -135,7 +136,9 @@ export class Agent {
     if (this.configManager) {
       const loading = this.configManager.start().catch((error: unknown) => this.log.error('loading the users document failed unexpectedly', { error }));
       await Promise.race([loading, delay(Math.min(FIRST_USERS_WAIT_MS, settings.collect.intervalMs), undefined, { ref: false })]);
-    } else this.log.warn('neither users.file nor users.url is set: every MARK rule is counted as unattributed until a users document is configured');
+    } else {
+      this.log.warn('neither users.file nor users.url is set: users are known by address (each MARK rule counts for its source address on upload, its destination on download); set one to name users and read the mark pool');
+    }
     await this.collectOnce();
     this.timer = setInterval(() => void this.tick(), settings.collect.intervalMs);
   }

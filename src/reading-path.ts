@@ -4,7 +4,7 @@
  * sources -> collector -> totals. A new command gets the same path by building
  * one; a new source is added to the list in sources() and nowhere else.
  */
-import { buildMarkMap, EMPTY_MARK_MAP, type MarkMap } from './attribution/mark-map.js';
+import { addressMarkMap, buildMarkMap, EMPTY_MARK_MAP, type MarkMap } from './attribution/mark-map.js';
 import { UsersSourceError } from './errors.js';
 import type { Logger } from './log.js';
 import type { Settings } from './settings.js';
@@ -44,7 +44,7 @@ export class ReadingPath {
   readonly sources: readonly Source[];
   /** The iptables backend choice (auto-detected, or the setting). */
   readonly backend: BackendSelector;
-  /** Where the users document comes from; undefined when neither users.file nor users.url is set. */
+  /** Where the users document comes from; undefined when neither users.file nor users.url is set (users are then known by address). */
   readonly usersSource: UsersSource | undefined;
   private mapping: MarkMap = EMPTY_MARK_MAP;
   /** The users manager of watchUsers(), asked before each reading whether the document changed. */
@@ -63,6 +63,11 @@ export class ReadingPath {
     this.sources = iptables.sources;
     this.collector = new Collector(this.sources, this.accumulator, () => this.mapping);
     this.usersSource = usersSource(settings.users);
+    if (!this.usersSource) {
+      // No users document at all: users are known by the addresses their rules carry (phase 1).
+      this.mapping = addressMarkMap(settings.limits.maxUsers);
+      this.accumulator.setUsers(this.mapping, Date.now());
+    }
   }
 
   /** The mapping readings use now. */

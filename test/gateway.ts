@@ -4,7 +4,7 @@
  * with a users document, and totals as bigints for deepEqual.
  */
 import { Accumulator, type Totals } from '../src/totals/accumulator.js';
-import { buildMarkMap, type Breakdown, type MarkMap } from '../src/attribution/mark-map.js';
+import { addressMarkMap, buildMarkMap, type Breakdown, type MarkMap } from '../src/attribution/mark-map.js';
 import { Collector, type SourceReport } from '../src/sources/collect.js';
 import { IptablesSource, savedDump } from '../src/sources/iptables/source.js';
 import { parseUsersDocument } from '../src/users/document.js';
@@ -32,8 +32,9 @@ export class TestGateway {
   /** How a dump's text is cut into the chunks the parser is pushed (one chunk unless a test says otherwise). */
   chunking: (text: string) => string[] = (text) => [text];
 
-  constructor(usersDocument: object, sources: string[] = ['ipv4'], breakdown: Breakdown = 'user') {
-    this.map = buildMarkMap(parseUsersDocument(JSON.stringify(usersDocument), 'test users'), breakdown);
+  /** `usersDocument` null: no document, users are known by address (up to `maxUsers`). */
+  constructor(usersDocument: object | null, sources: string[] = ['ipv4'], breakdown: Breakdown = 'user', maxUsers = 50_000) {
+    this.map = usersDocument === null ? addressMarkMap(maxUsers) : buildMarkMap(parseUsersDocument(JSON.stringify(usersDocument), 'test users'), breakdown);
     this.accumulator.setUsers(this.map, 0);
     const textSources = sources.map(
       (name) =>

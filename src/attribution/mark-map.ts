@@ -35,6 +35,12 @@ export interface MarkMap {
   byIp: ReadonlyMap<string, number>;
   /** Pool entries whose sips/dips hold the addresses of more than one user (the first one wins). */
   conflicts: { mark_id: number; users: string[] }[];
+  /**
+   * Without a users document (phase 1 of the requirements): users are known
+   * by address, and a rule's address that no owner has yet becomes one (see
+   * ownerByAddress), up to this many owners.
+   */
+  byAddress?: { maxOwners: number };
 }
 
 export function buildMarkMap(snapshot: UsersSnapshot, breakdown: Breakdown = 'user'): MarkMap {
@@ -73,11 +79,38 @@ export function buildMarkMap(snapshot: UsersSnapshot, breakdown: Breakdown = 'us
  * prints addresses canonically (inet_ntop), the form byIp is keyed by, so no
  * parsing is needed.
  */
+/** Whether a rule address such as `10.8.0.2/32` names one host (a wider prefix does not). */
+export function isHostAddress(address: string): boolean {
+  const slash = address.indexOf('/');
+  return slash === -1 || address.slice(slash + 1) === (address.includes(':') ? '128' : '32');
+}
+
 export function ownerOfAddress(map: MarkMap, address: string): number | undefined {
   const slash = address.indexOf('/');
   if (slash === -1) return map.byIp.get(address);
   const prefix = address.slice(slash + 1);
   return prefix === (address.includes(':') ? '128' : '32') ? map.byIp.get(address.slice(0, slash)) : undefined;
+}
+
+/** A mapping for users known by address alone: it starts empty and grows with the addresses rules carry. */
+export function addressMarkMap(maxOwners: number): MarkMap {
+  return { id: ++lastId, users: [], byMark: new Map(), byIp: new Map(), conflicts: [], byAddress: { maxOwners } };
+}
+
+/**
+ * The owner of a rule's host address in a by-address mapping, made when the
+ * address is new: its user_code and user_intra_ip are the address itself (as
+ * iptables prints it). Undefined for a wider prefix, or past maxOwners.
+ */
+export function ownerByAddress(map: MarkMap, address: string): number | undefined {
+  const found = ownerOfAddress(map, address);
+  if (found !== undefined || !map.byAddress || map.users.length >= map.byAddress.maxOwners || !isHostAddress(address)) return found;
+  const slash = address.indexOf('/');
+  const host = slash === -1 ? address : address.slice(0, slash);
+  // Owned by the mapping alone, so it may grow: readings add owners, the accumulator lines up with them.
+  const owner = (map.users as SeriesOwner[]).push({ user_code: host, user_intra_ip: host }) - 1;
+  (map.byIp as Map<string, number>).set(host, owner);
+  return owner;
 }
 
 /** An empty mapping: every rule is unattributed until the first 'sync'. */

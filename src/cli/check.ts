@@ -102,7 +102,7 @@ export async function runChecks(
   // The users document, through the reading path every command uses.
   const path = new ReadingPath({ settings, log: createLogger('silent'), remember: false, listUnowned: true });
   if (!path.usersSource) {
-    results.push({ name: 'users document', ok: false, detail: 'neither users.file nor users.url is set: every MARK rule would count as unattributed' });
+    results.push({ name: 'users document', ok: true, detail: 'neither users.file nor users.url is set: users are known by address (each MARK rule counts for the address it carries)' });
   } else {
     try {
       const { snapshot, refused } = (await path.loadUsersOnce())!;

@@ -35,7 +35,7 @@ export async function snapshot(args: string[]): Promise<number> {
   // stdout is the report: logs go to stderr.
   const log = createLogger(settings.log.level, {}, stderrSink);
   const path = new ReadingPath({ settings, log, remember: false, inputs: { ipv4: values.input as string | undefined, ipv6: values.input6 as string | undefined } });
-  if (!(await path.loadUsersOnce())) log.warn('no users document (--users, users.file or users.url): every MARK rule is counted as unattributed');
+  if (!(await path.loadUsersOnce())) log.info('no users document (--users, users.file or users.url): users are known by address');
 
   let failed = false;
   for (const report of await path.collect()) {

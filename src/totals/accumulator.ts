@@ -40,20 +40,25 @@ export class Accumulator {
 
   /** Adopts the owners of a new mapping: new ones start at zero, missing ones are marked removed. */
   setUsers(map: MarkMap, now: number): void {
-    const totals: Totals[] = new Array(map.users.length);
     const present = new Set<UserSeries>();
-    map.users.forEach((user, i) => {
-      const key = seriesKey(user);
-      let entry = this.series.get(key);
-      if (entry) delete entry.removedAt;
-      else this.series.set(key, (entry = { user, totals: zeroTotals(), since: now }));
+    const totals = map.users.map((user) => {
+      const entry = this.seriesOf(user, now);
       present.add(entry);
-      totals[i] = entry.totals;
+      return entry.totals;
     });
     for (const entry of this.series.values()) {
       if (!present.has(entry) && entry.removedAt === undefined) entry.removedAt = now;
     }
     this.current = { map, totals };
+  }
+
+  /** The user's series, present again if it was removed, new (from zero) if there is none. */
+  private seriesOf(user: SeriesOwner, now: number): UserSeries {
+    const key = seriesKey(user);
+    let entry = this.series.get(key);
+    if (entry) delete entry.removedAt;
+    else this.series.set(key, (entry = { user, totals: zeroTotals(), since: now }));
+    return entry;
   }
 
   /**
@@ -66,7 +71,17 @@ export class Accumulator {
   sinkFor(map: MarkMap): DeltaSink {
     const { unattributed } = this;
     const totals = map === this.current?.map ? this.current.totals : map.users.map((user) => this.presentTotals(user) ?? unattributed);
-    return (owner, direction, packets, bytes) => addTo(owner === null ? unattributed : totals[owner]!, direction, packets, bytes);
+    return (owner, direction, packets, bytes) => {
+      // Users known by address: the reading may have made owners since the mapping was adopted.
+      if (owner !== null && owner >= totals.length) this.lineUp(map, totals);
+      addTo(owner === null ? unattributed : totals[owner]!, direction, packets, bytes);
+    };
+  }
+
+  /** Series for the owners a growing mapping made after it was adopted (current mapping only; else unattributed). */
+  private lineUp(map: MarkMap, totals: Totals[]): void {
+    const now = Date.now();
+    for (let i = totals.length; i < map.users.length; i++) totals.push(map === this.current?.map ? this.seriesOf(map.users[i]!, now).totals : this.unattributed);
   }
 
   private presentTotals(user: SeriesOwner): Totals | undefined {

@@ -30,20 +30,20 @@ const rulesOf = (ip: string, mark: string) => [
  * that prints nothing while a flag file exists), pushing to a receiver there;
  * what was sent, per user, to compare with what it exports.
  */
-async function agentLab(lab: Lab, dir: string, users: object) {
+async function agentLab(lab: Lab, dir: string, users: object | undefined) {
   const gw = lab.ns.gw;
   const usersFile = join(dir, 'users.json');
   const writeUsers = async (document: object) => {
     await writeFile(`${usersFile}.tmp`, JSON.stringify(document));
     await rename(`${usersFile}.tmp`, usersFile);
   };
-  await writeUsers(users);
+  if (users) await writeUsers(users);
   const flag = join(dir, 'print-nothing');
   const save = join(dir, 'save');
   await writeFile(save, `#!/bin/sh\nif [ -e '${flag}' ]; then echo '# nothing'; exit 0; fi\nexec iptables-save "$@"\n`);
   await chmod(save, 0o755);
   const settings = join(dir, 'agent.json');
-  await writeFile(settings, JSON.stringify({ users: { file: usersFile }, collect: { intervalMs: 200 }, iptables: { ipv6: false, saveCommand: save }, interfaces: { names: [] }, health: { listen: '' } }));
+  await writeFile(settings, JSON.stringify({ users: { file: users ? usersFile : '' }, collect: { intervalMs: 200 }, iptables: { ipv6: false, saveCommand: save }, interfaces: { names: [] }, health: { listen: '' } }));
   const receiver = await NamespacedReceiver.start(lab, gw);
   const agent = lab.spawn(gw, process.execPath, [CLI, 'run', '--config', settings], {
     env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_METRIC_EXPORT_INTERVAL: '300', OTEL_METRIC_EXPORT_TIMEOUT: '300' },
@@ -95,7 +95,7 @@ async function agentLab(lab: Lab, dir: string, users: object) {
   };
 }
 
-const inLab = (t: TestContext, users: object, fn: (agent: Awaited<ReturnType<typeof agentLab>>) => Promise<void>) =>
+const inLab = (t: TestContext, users: object | undefined, fn: (agent: Awaited<ReturnType<typeof agentLab>>) => Promise<void>) =>
   withCliLab(t, async (lab, dir) => {
     const agent = await agentLab(lab, dir, users);
     try {
@@ -167,5 +167,15 @@ test("a user added with its rules gets its first packets; a mark given to anothe
     await exportsMatch('mark 101 moved to bob', [ALICE, BOB, DAVE]);
     assert.equal(exported(ALICE).txPackets, 2);
     assert.equal(exported(BOB).txPackets, 3);
+  }),
+);
+
+test('without a users document, each address its rules carry is a user (phase 1), exactly', { timeout: 120_000 }, (t) =>
+  inLab(t, undefined, async ({ v4, send, exportsMatch }) => {
+    for (const rule of [...rulesOf('10.8.0.2', '101'), ...rulesOf('10.8.0.3', '103')]) await v4('-A', ...rule);
+    const byAddress = (ip: string) => ({ user_code: ip, user_intra_ip: ip });
+    await send(byAddress('10.8.0.2'), 4, 100);
+    await send(byAddress('10.8.0.3'), 2, 300);
+    await exportsMatch('users by address', [byAddress('10.8.0.2'), byAddress('10.8.0.3')]);
   }),
 );

@@ -219,6 +219,41 @@ describe('monotonic totals from per-rule deltas', () => {
   });
 });
 
+describe('without a users document, users are known by address', () => {
+  const rule = (chain: string, p: number, spec: string) => `[${p}:${p * 100}] -A ${chain} ${spec} -j MARK --set-xmark 0x65/0xffffffff`;
+  test('the source on upload, the destination on download; a prefix is nobody; owners persist over readings', async () => {
+    const gw = new TestGateway(null);
+    const read = (n: number) =>
+      gw.read({
+        ipv4: dump(
+          rule('POSTROUTING', n, '-s 10.8.0.2/32 -d 192.0.2.7/32'),
+          rule('PREROUTING', 2 * n, '-s 192.0.2.7/32 -d 10.8.0.2/32'),
+          rule('PREROUTING', 3 * n, '-s 192.0.2.7/32 -d 10.8.0.0/24'),
+          rule('POSTROUTING', 5 * n, '-d 192.0.2.7/32'),
+        ),
+      });
+    await read(1);
+    await read(4);
+    // The far side (192.0.2.7) is on the other side of every rule: never a user.
+    assert.deepEqual(gw.all(), { '10.8.0.2': t(8n, 4n, 800n, 400n) });
+    assert.deepEqual([...gw.accumulator.users()].map((s) => s.user), [{ user_code: '10.8.0.2', user_intra_ip: '10.8.0.2' }]);
+    assert.deepEqual(gw.unattributed(), t(12n, 20n, 1200n, 2000n));
+  });
+
+  test('IPv6 in ip6tables-save form; at most limits.maxUsers owners, the rest unattributed', async () => {
+    const gw = new TestGateway(null, ['ipv6'], 'user', 2);
+    await gw.read({
+      ipv6: dump(
+        rule('POSTROUTING', 1, '-s fd00:8::2/128'),
+        rule('POSTROUTING', 2, '-s ::ffff:10.0.0.1/128'),
+        rule('POSTROUTING', 3, '-s fd00:8::3/128'),
+      ),
+    });
+    assert.deepEqual(Object.keys(gw.all()).sort(), ['::ffff:10.0.0.1', 'fd00:8::2']);
+    assert.equal(gw.unattributed().txPackets, 3n);
+  });
+});
+
 describe('Accumulator users', () => {
   const alice = USERS.users[0]!;
   const bob = USERS.users[1]!;

@@ -76,6 +76,21 @@ describe('snapshot reads through the common path', () => {
     assert.deepEqual(totalsOf(stdout), { alice: 5, bob: 4 });
   });
 
+  test('without a users document, users are known by the addresses their rules carry', async () => {
+    const { code, stdout, stderr } = await markmeter(['snapshot', '--input', DUMP, '--format', 'json'], {});
+    assert.equal(code, 0, stderr);
+    const users = (JSON.parse(stdout) as { users: { user_code: string; user_intra_ip: string; rx_packets: number; tx_packets: number }[] }).users;
+    assert.deepEqual(
+      users.map((u) => [u.user_code, u.user_intra_ip, u.rx_packets, u.tx_packets]),
+      [
+        ['10.8.0.2', '10.8.0.2', 5, 5],
+        ['10.8.0.3', '10.8.0.3', 5, 4],
+        ['10.8.0.4', '10.8.0.4', 2, 2],
+        ['10.8.0.5', '10.8.0.5', 1, 0],
+      ],
+    );
+  });
+
   test('limits.maxUsers: users beyond it are not printed and their traffic is unattributed', async () => {
     const { code, stdout, stderr } = await markmeter(['snapshot', '--input', DUMP, '--users', usersFile, '--format', 'json'], { MARKMETER_MAX_USERS: '1' });
     assert.equal(code, 0, stderr);

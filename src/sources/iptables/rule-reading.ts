@@ -16,11 +16,13 @@ import type { Count } from '../../shared/count.js';
 import { MarkmeterError } from '../../errors.js';
 import { ChainGraph, type ChainDirections, type Direction } from '../../attribution/chain-directions.js';
 import { ruleBytes, rulePackets, viewDestination, viewSource, type RuleView, type SaveChain, type SaveVisitor } from './scan.js';
-import { NO_USER, ownerOfAddress, type MarkMap } from '../../attribution/mark-map.js';
+import { isHostAddress, NO_USER, ownerByAddress, ownerOfAddress, type MarkMap } from '../../attribution/mark-map.js';
 import type { CounterDelta, ObservedRule, RuleMemory } from '../../totals/rule-memory.js';
 import type { DeltaSink, ReadingReport } from '../source.js';
 
 const UNATTRIBUTED = 0;
+/** A slot for a user known by address who is not an owner yet: made in finish() (see addressSlot). */
+const NEW_OWNER = -1;
 
 /** The moved MARK rules of one reading: chain, owner slots (user index + 1; 0 is unattributed) and delta. */
 class PendingDeltas {
@@ -66,6 +68,8 @@ export class RuleReading implements SaveVisitor {
   private readonly chainNames: string[] = [];
   private readonly chainMarkRules: number[] = [];
   private readonly pending = new PendingDeltas();
+  /** Pending entries with a NEW_OWNER slot: the rule's -s and -d, to make the owner from once the direction is known. */
+  private readonly newOwners = new Map<number, [string, string]>();
   private readonly delta: ObservedRule = { packets: 0, bytes: 0, slot: 0, fresh: false, credited: false };
   private inTable = false;
   /** Whether the dump listed the table at all: output without it is a failed reading, not an empty table. */
@@ -140,7 +144,13 @@ export class RuleReading implements SaveVisitor {
       rx = memory!.owners.rx[delta.slot]!;
     } else {
       const pooled = this.map.byMark.get(rule.mark);
-      if (pooled !== undefined) {
+      if (this.map.byAddress) {
+        // Users known by address: the address a rule carries on the user's side is its user
+        // (the source on upload, the destination on download); a new one is made in finish(),
+        // once the chain's direction says which side is the user's.
+        tx = this.addressSlot(viewSource(rule));
+        rx = this.addressSlot(viewDestination(rule));
+      } else if (pooled !== undefined) {
         tx = rx = pooled === NO_USER ? UNATTRIBUTED : pooled + 1;
       } else {
         // The pool lacks the mark: the rule's own addresses decide, the user's side
@@ -150,7 +160,7 @@ export class RuleReading implements SaveVisitor {
         tx = source ?? destination ?? UNATTRIBUTED;
         rx = destination ?? source ?? UNATTRIBUTED;
       }
-      memory?.owners.remember(delta.slot, this.map.id, tx, rx);
+      if (tx !== NEW_OWNER && rx !== NEW_OWNER) memory?.owners.remember(delta.slot, this.map.id, tx, rx);
     }
     if (this.unowned !== undefined && (tx === UNATTRIBUTED || rx === UNATTRIBUTED)) {
       this.unownedRules += 1;
@@ -162,7 +172,10 @@ export class RuleReading implements SaveVisitor {
       delta.packets = rulePackets(rule);
       delta.bytes = ruleBytes(rule);
     }
-    if (delta.packets !== 0 || delta.bytes !== 0) this.pending.push(chain, rx, tx, delta.packets, delta.bytes);
+    if (delta.packets !== 0 || delta.bytes !== 0) {
+      if (tx === NEW_OWNER || rx === NEW_OWNER) this.newOwners.set(this.pending.length, [viewSource(rule) ?? '', viewDestination(rule) ?? '']);
+      this.pending.push(chain, rx, tx, delta.packets, delta.bytes);
+    }
   }
 
   /**
@@ -190,7 +203,12 @@ export class RuleReading implements SaveVisitor {
     for (let k = 0; k < pending.length; k++) {
       const way = direction[pending.chain[k]!];
       if (way === undefined) continue;
-      const slot = way === 'rx' ? pending.rx[k]! : pending.tx[k]!;
+      let slot = way === 'rx' ? pending.rx[k]! : pending.tx[k]!;
+      if (slot === NEW_OWNER) {
+        // Users known by address: the user's side of the rule is a new user.
+        const [source, destination] = this.newOwners.get(k)!;
+        slot = (ownerByAddress(this.map, way === 'rx' ? destination : source) ?? -1) + 1;
+      }
       const owner = slot === UNATTRIBUTED ? null : slot - 1;
       const packets = pending.packets[k]!;
       if (!Number.isNaN(packets)) sink(owner, way, packets, pending.bytes[k]!);
@@ -206,6 +224,14 @@ export class RuleReading implements SaveVisitor {
   private slotOf(address: string | undefined): number | undefined {
     const owner = address === undefined ? undefined : ownerOfAddress(this.map, address);
     return owner === undefined ? undefined : owner + 1;
+  }
+
+  /** With users known by address: the address's owner slot, NEW_OWNER for a host address nobody has yet, else unattributed. */
+  private addressSlot(address: string | undefined): number {
+    if (address === undefined) return UNATTRIBUTED;
+    const owner = ownerOfAddress(this.map, address);
+    if (owner !== undefined) return owner + 1;
+    return isHostAddress(address) ? NEW_OWNER : UNATTRIBUTED;
   }
 }
 
