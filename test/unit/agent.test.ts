@@ -161,7 +161,7 @@ describe('Agent', () => {
     }
   });
 
-  test('a slow users server holds back no reading: traffic is unattributed until users arrive, attributed after', async () => {
+  test('a slow users server holds back no reading: traffic is unattributed until users arrive, then the rule\'s first owner gets it all', async () => {
     let answer!: () => void;
     const answered = new Promise<void>((resolve) => (answer = resolve));
     const body = JSON.stringify({ users: [{ user_code: 'erin', user_intra_ip: '10.8.0.2' }] });
@@ -191,8 +191,9 @@ describe('Agent', () => {
       answer();
       await until(() => agent.stats.usersLoaded === 1, 'the users document');
       alicePackets = 10;
-      await until(() => [...agent.accumulator.users()][0]?.totals.rxPackets === 7, "erin's later traffic");
-      assert.equal(agent.accumulator.unattributed.rxPackets, 8, 'nothing counted twice');
+      // Her rule's counts from before she had an owner go to her too (its first owner); unattributed keeps what it counted then.
+      await until(() => [...agent.accumulator.users()][0]?.totals.rxPackets === 10, "erin's traffic, all of it");
+      assert.equal(agent.accumulator.unattributed.rxPackets, 8, 'unattributed unchanged');
       assert.equal(await readyz(), 200);
     } finally {
       answer();
