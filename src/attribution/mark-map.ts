@@ -65,7 +65,8 @@ export function buildMarkMap(snapshot: UsersSnapshot, breakdown: Breakdown = 'us
       // The mark's own series; its peer is the first other host of the pool entry.
       const user = users[owner]!;
       const peer = entry.sips.concat(entry.dips).map(hostAddress).find((h) => h !== undefined && h !== user.user_intra_ip) ?? '';
-      users.push({ user_code: user.user_code, user_intra_ip: user.user_intra_ip, mark_id: String(entry.mark_id), peer_ip: peer });
+      const { mark_id: _user, peer_ip: _peer, ...named } = user;
+      users.push({ ...named, mark_id: String(entry.mark_id), peer_ip: peer });
       owner = users.length - 1;
     }
     byMark.set(entry.mark_id, owner);

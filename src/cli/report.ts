@@ -34,7 +34,8 @@ export function* renderJson(report: TotalsReport): Generator<string> {
   let first = true;
   for (const { user, totals } of sorted(report.users)) {
     const mark = user.mark_id === undefined ? '' : `"mark_id":${JSON.stringify(user.mark_id)},"peer_ip":${JSON.stringify(user.peer_ip ?? '')},`;
-    yield `${first ? '\n' : ',\n'}{"user_code":${JSON.stringify(user.user_code)},"user_intra_ip":${JSON.stringify(user.user_intra_ip)},${mark}${counters(totals)}}`;
+    const name = user.user_name === undefined ? '' : `"user_name":${JSON.stringify(user.user_name)},`;
+    yield `${first ? '\n' : ',\n'}{"user_code":${JSON.stringify(user.user_code)},"user_intra_ip":${JSON.stringify(user.user_intra_ip)},${name}${mark}${counters(totals)}}`;
     first = false;
   }
   yield `\n],"unattributed":{${counters(report.unattributed)}}}\n`;
@@ -42,7 +43,8 @@ export function* renderJson(report: TotalsReport): Generator<string> {
 
 /** How a table names a series: its user code, and with breakdown by mark the mark and its peer after it. */
 export function seriesLabel(user: SeriesOwner): string {
-  return user.mark_id === undefined ? user.user_code : `${user.user_code} #${user.mark_id || '-'} ${user.peer_ip || ''}`.trim();
+  const code = user.user_name === undefined ? user.user_code : `${user.user_code} (${user.user_name})`;
+  return user.mark_id === undefined ? code : `${code} #${user.mark_id || '-'} ${user.peer_ip || ''}`.trim();
 }
 
 export function* renderTable(report: TotalsReport): Generator<string> {

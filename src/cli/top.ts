@@ -80,7 +80,8 @@ export function ratesBetween(before: ReadonlyMap<UserSeries, Totals>, after: Ite
 /** Pure: filter by a user code or IP substring, then sort (busiest first). */
 export function arrange(rates: UserRate[], sort: SortKey, filter: string): UserRate[] {
   const needle = filter.toLowerCase();
-  const shown = needle ? rates.filter((r) => r.user_code.toLowerCase().includes(needle) || r.user_intra_ip.includes(needle)) : [...rates];
+  // The label holds the user code, and the display name and mark when there are.
+  const shown = needle ? rates.filter((r) => r.label.toLowerCase().includes(needle) || r.user_intra_ip.includes(needle)) : [...rates];
   const key: Record<SortKey, (r: UserRate) => number | string> = {
     total: (r) => r.rxPps + r.txPps,
     rx: (r) => r.rxPps,

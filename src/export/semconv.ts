@@ -2,6 +2,8 @@
 
 export const ATTR_USER_CODE = 'user_code';
 export const ATTR_USER_INTRA_IP = 'user_intra_ip';
+/** Present when the users document gives the user a display name. */
+export const ATTR_USER_NAME = 'user_name';
 export const ATTR_IFACE = 'iface';
 /** With attribution.breakdown = mark: the series' mark and the peer of its pool entry. */
 export const ATTR_MARK_ID = 'mark_id';

@@ -22,7 +22,7 @@ import {
 import type { Resource } from '@opentelemetry/resources';
 import type { UserSeries } from '../totals/accumulator.js';
 import type { SeriesOwner } from '../attribution/mark-map.js';
-import { ATTR_MARK_ID, ATTR_PEER_IP, ATTR_USER_CODE, ATTR_USER_INTRA_IP, METER_NAME, USER_METRICS, type MetricSpec } from './semconv.js';
+import { ATTR_MARK_ID, ATTR_PEER_IP, ATTR_USER_CODE, ATTR_USER_INTRA_IP, ATTR_USER_NAME, METER_NAME, USER_METRICS, type MetricSpec } from './semconv.js';
 
 export class UserSeriesProducer implements MetricProducer {
   /** Attributes and start time per series owner, made once (owners live as long as their series). */
@@ -60,6 +60,7 @@ export class UserSeriesProducer implements MetricProducer {
     if (fixed === undefined) {
       const owner = series.user;
       const attributes: Attributes = { [ATTR_USER_CODE]: owner.user_code, [ATTR_USER_INTRA_IP]: owner.user_intra_ip };
+      if (owner.user_name !== undefined) attributes[ATTR_USER_NAME] = owner.user_name;
       if (owner.mark_id !== undefined) {
         attributes[ATTR_MARK_ID] = owner.mark_id;
         attributes[ATTR_PEER_IP] = owner.peer_ip ?? '';

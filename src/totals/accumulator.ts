@@ -107,10 +107,9 @@ export class Accumulator {
   }
 }
 
-/** A series' identity: its attributes. */
+/** A series' identity: its attributes (so a renamed user is a new series, as it is for Prometheus). */
 function seriesKey(owner: SeriesOwner): string {
-  const base = `${owner.user_intra_ip} ${owner.user_code}`;
-  return owner.mark_id === undefined ? base : `${base} ${owner.mark_id} ${owner.peer_ip ?? ''}`;
+  return JSON.stringify([owner.user_intra_ip, owner.user_code, owner.user_name, owner.mark_id, owner.peer_ip]);
 }
 
 /** Adds a delta to one series' totals. */

@@ -13,6 +13,8 @@ export interface User {
   user_code: string;
   /** Canonical form (see canonicalIp). */
   user_intra_ip: string;
+  /** A display name, when the document gives one: exported as the user_name attribute. */
+  user_name?: string;
 }
 
 export interface MarkEntry {
@@ -47,7 +49,7 @@ export function parseUsersDocument(text: string, source: string): UsersSnapshot 
   for (let i = 0; i < rawUsers.length; i++) {
     const entry: unknown = rawUsers[i];
     if (!isObject(entry)) fail(`users[${i}]`, 'must be an object');
-    const { user_code: code, user_intra_ip: rawIp } = entry as Record<string, unknown>;
+    const { user_code: code, user_intra_ip: rawIp, user_name: name } = entry as Record<string, unknown>;
     if (typeof code !== 'string' || code.trim() === '') fail(`users[${i}].user_code`, `must be a non-empty string, got ${show(code)}`);
     // A bare address (no prefix): hostAddress returns it canonical.
     const ip = typeof rawIp === 'string' && !rawIp.includes('/') ? hostAddress(rawIp) : undefined;
@@ -55,7 +57,8 @@ export function parseUsersDocument(text: string, source: string): UsersSnapshot 
     const earlier = byIp.get(ip);
     if (earlier !== undefined) fail(`users[${i}].user_intra_ip`, `${ip} is already the address of users[${earlier}]`);
     byIp.set(ip, i);
-    users[i] = { user_code: code as string, user_intra_ip: ip };
+    if (name !== undefined && (typeof name !== 'string' || name.trim() === '')) fail(`users[${i}].user_name`, `must be a non-empty string when present, got ${show(name)}`);
+    users[i] = name === undefined ? { user_code: code as string, user_intra_ip: ip } : { user_code: code as string, user_intra_ip: ip, user_name: name as string };
   }
 
   const marks: MarkEntry[] = [];

@@ -18,7 +18,7 @@ type User = { user_code: string; user_intra_ip: string };
 type Counts = { rxPackets: number; txPackets: number; rxBytes: number; txBytes: number };
 const ALICE = { user_code: 'alice', user_intra_ip: '10.8.0.2' };
 const BOB = { user_code: 'bob', user_intra_ip: '10.8.0.3' };
-const DAVE = { user_code: 'dave', user_intra_ip: '10.8.0.4' };
+const DAVE = { user_code: 'dave', user_intra_ip: '10.8.0.4', user_name: 'Dave Bowman' };
 /** A user's MARK rules towards 192.0.2.7: upload in POSTROUTING, download in PREROUTING. */
 const rulesOf = (ip: string, mark: string) => [
   ['POSTROUTING', '-s', ip, '-d', '192.0.2.7', '-j', 'MARK', '--set-mark', mark],
@@ -158,7 +158,7 @@ test("a user added with its rules gets its first packets; a mark given to anothe
     await writeUsers({ users: [ALICE, BOB, DAVE], marks: [{ mark_id: 101, sips: ['10.8.0.2'] }] });
     await send(DAVE, 1, 200);
     await exportsMatch('dave added', [ALICE, DAVE]);
-    assert.equal(exported(DAVE).txPackets, 4, "dave's first packets are his");
+    assert.equal(exported(DAVE).txPackets, 4, "dave's first packets are his (his series carry his user_name)");
 
     // Mark 101 (alice's rules) now belongs to bob: alice keeps what she had, bob gets only what comes after.
     await writeUsers({ users: [ALICE, BOB, DAVE], marks: [{ mark_id: 101, sips: ['10.8.0.3'] }] });

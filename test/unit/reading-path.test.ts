@@ -91,6 +91,15 @@ describe('snapshot reads through the common path', () => {
     );
   });
 
+  test('a display name is printed with its user (JSON user_name, and in the table)', async () => {
+    const named = join(dir, 'named.json');
+    await writeFile(named, JSON.stringify({ ...USERS, users: [{ ...USERS.users[0], user_name: 'Alice Liddell' }, USERS.users[1]] }));
+    const json = await markmeter(['snapshot', '--input', DUMP, '--users', named, '--format', 'json'], {});
+    assert.match(json.stdout, /\{"user_code":"alice","user_intra_ip":"10\.8\.0\.2","user_name":"Alice Liddell","rx_packets":5,/);
+    const table = await markmeter(['snapshot', '--input', DUMP, '--users', named], {});
+    assert.match(table.stdout, /^alice \(Alice Liddell\) +10\.8\.0\.2 +5 +5 /m);
+  });
+
   test('limits.maxUsers: users beyond it are not printed and their traffic is unattributed', async () => {
     const { code, stdout, stderr } = await markmeter(['snapshot', '--input', DUMP, '--users', usersFile, '--format', 'json'], { MARKMETER_MAX_USERS: '1' });
     assert.equal(code, 0, stderr);

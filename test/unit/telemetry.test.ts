@@ -144,6 +144,30 @@ describe('TelemetryPipeline', () => {
     await pipeline.shutdown();
   });
 
+  test('a user with a display name has user_name on its series; a renamed user is a new series', async () => {
+    const { setUsers, add, exporters, pipeline } = setup();
+    const named = { ...alice, user_name: 'Alice Liddell' };
+    setUsers([named, bob], 0);
+    add(named, 'tx', 4, 400);
+    await pipeline.flush();
+    const metric = () => exporters[0]!.getMetrics().at(-1)!.scopeMetrics.flatMap((scope) => scope.metrics).find((m) => m.descriptor.name === 'net_user_tx_packets')!;
+    assert.deepEqual(metric().dataPoints.map((p) => [p.attributes, p.value]), [
+      [{ user_code: 'alice', user_intra_ip: '10.8.0.2', user_name: 'Alice Liddell' }, 4],
+      [{ user_code: 'bob', user_intra_ip: 'fd00:8::2' }, 0],
+    ]);
+    const renamed = { ...alice, user_name: 'Alice L.' };
+    setUsers([renamed, bob], 1000);
+    add(renamed, 'tx', 1, 100);
+    await pipeline.flush();
+    // The old name's series stays (frozen) for the grace period; the new one starts with what comes after.
+    assert.deepEqual(metric().dataPoints.map((p) => [p.attributes.user_name, p.value]), [
+      ['Alice Liddell', 4],
+      [undefined, 0],
+      ['Alice L.', 1],
+    ]);
+    await pipeline.shutdown();
+  });
+
   test('breakdown by mark: the series carry mark_id and peer_ip', async () => {
     const { accumulator, setUsers, add, exporters, pipeline } = setup();
     const owner = { ...alice, mark_id: '101', peer_ip: '192.0.2.7' };

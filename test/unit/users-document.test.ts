@@ -11,6 +11,20 @@ import { UsersDocumentError } from '../../src/errors.js';
 const SOURCE = '/etc/markmeter/users.json';
 
 describe('parseUsersDocument', () => {
+  test('user_name: a display name kept when present; anything but a non-empty string is rejected naming the field', () => {
+    const snapshot = parseUsersDocument(JSON.stringify({ users: [{ user_code: 'alice', user_intra_ip: '10.8.0.2', user_name: 'Alice Liddell' }, { user_code: 'bob', user_intra_ip: '10.8.0.3' }] }), 'u.json');
+    assert.deepEqual(snapshot.users, [
+      { user_code: 'alice', user_intra_ip: '10.8.0.2', user_name: 'Alice Liddell' },
+      { user_code: 'bob', user_intra_ip: '10.8.0.3' },
+    ]);
+    for (const bad of [7, '', '  ', null, ['x']]) {
+      assert.throws(
+        () => parseUsersDocument(JSON.stringify({ users: [{ user_code: 'a', user_intra_ip: '10.8.0.2', user_name: bad }] }), 'u.json'),
+        /users\[0\]\.user_name: must be a non-empty string when present/,
+      );
+    }
+  });
+
   test('accepts the documented example, ignores extra fields, canonicalises addresses', () => {
     const snapshot = parseUsersDocument(
       JSON.stringify({
