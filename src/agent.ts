@@ -106,6 +106,8 @@ export class Agent {
       view: {
         users: () => this.accumulator.users(),
         unattributed: () => this.accumulator.unattributed,
+        unattributedShaped: () => this.accumulator.unattributedShaped,
+        measures: { marked: settings.collect.sources.includes('iptables'), shaped: settings.collect.sources.includes('tc') },
         interfaces: () => this.interfaces.totals(),
         stats: this.stats,
       },

@@ -12,6 +12,7 @@ import { Collector, type SourceReport } from './sources/collect.js';
 import { choiceMessage, type BackendSelector } from './sources/iptables/backend.js';
 import type { CommandRunner } from './sources/iptables/save-command.js';
 import { iptablesSources } from './sources/iptables/source.js';
+import { tcSources } from './sources/tc/source.js';
 import type { Source } from './sources/source.js';
 import { Accumulator } from './totals/accumulator.js';
 import { parseUsersDocument, type UsersSnapshot } from './users/document.js';
@@ -60,7 +61,12 @@ export class ReadingPath {
       onBackend: (choice, previous) => log.info(choiceMessage(choice, previous), { backend: choice.backend, rules: choice.rules }),
     });
     this.backend = iptables.selector;
-    this.sources = iptables.sources;
+    // Every source, in the order of collect.sources: a new source is added here.
+    const kinds = settings.collect.sources;
+    this.sources = [
+      ...(kinds.includes('iptables') ? iptables.sources : []),
+      ...(kinds.includes('tc') && !options.inputs?.ipv4 && !options.inputs?.ipv6 ? tcSources(settings, { remember: options.remember, runner: options.runner }) : []),
+    ];
     this.collector = new Collector(this.sources, this.accumulator, () => this.mapping);
     this.usersSource = usersSource(settings.users);
     if (!this.usersSource) {

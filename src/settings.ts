@@ -23,9 +23,10 @@ export type ExportProtocol = (typeof EXPORT_PROTOCOLS)[number];
 
 export interface Settings {
   users: { file: string; url: string; pollMs: number; timeoutMs: number; maxBytes: number; token: string; tokenFile: string; caFile: string; removedGraceMs: number };
-  collect: { intervalMs: number; timeoutMs: number; maxOutputBytes: number };
+  collect: { intervalMs: number; timeoutMs: number; maxOutputBytes: number; sources: SourceKind[] };
   export: { intervalMs: number; timeoutMs: number; protocol: ExportProtocol; prometheus: { port: number; host: string } };
   iptables: { ipv6: boolean; backend: BackendSetting; saveCommand: string; save6Command: string; table: string };
+  tc: { devices: { name: string; direction: 'rx' | 'tx' }[]; command: string };
   attribution: { rxChains: string[]; txChains: string[]; breakdown: Breakdown };
   interfaces: { names: string[] };
   namespace: { exitWhenOrphaned: boolean };
@@ -34,9 +35,39 @@ export interface Settings {
   log: { level: LogLevel };
 }
 
+export const SOURCE_KINDS = ['iptables', 'tc'] as const;
+export type SourceKind = (typeof SOURCE_KINDS)[number];
+
 // Named formats so values from env vars (always strings) are coerced before they are checked.
 const splitList = (value: unknown) => (typeof value === 'string' ? value.split(',').map((v) => v.trim()).filter(Boolean) : value);
 convict.addFormats({
+  'source-list': {
+    coerce: splitList,
+    validate: (value: unknown) => {
+      if (!Array.isArray(value) || value.length === 0 || value.some((v) => !SOURCE_KINDS.includes(v as SourceKind)) || new Set(value).size !== value.length) {
+        throw new Error(`must be a non-empty list of ${SOURCE_KINDS.join(' and/or ')} (e.g. "iptables,tc"), got ${JSON.stringify(value)}`);
+      }
+    },
+  },
+  'tc-devices': {
+    // From the environment: "wg0:tx,eth1:rx".
+    coerce: (value: unknown) =>
+      typeof value === 'string'
+        ? value.split(',').map((v) => v.trim()).filter(Boolean).map((v) => {
+            const [name, direction] = v.split(':');
+            return { name, direction };
+          })
+        : value,
+    validate: (value: unknown) => {
+      const ok = (d: unknown) => {
+        const { name, direction } = (d ?? {}) as Record<string, unknown>;
+        return typeof name === 'string' && /^[\w.:@-]{1,15}$/.test(name) && (direction === 'rx' || direction === 'tx');
+      };
+      if (!Array.isArray(value) || !value.every(ok) || new Set(value.map((d: { name: string }) => d.name)).size !== value.length) {
+        throw new Error(`must be a list of {"name": "<device>", "direction": "rx" | "tx"} with distinct names (env: "wg0:tx,eth1:rx"), got ${JSON.stringify(value)}`);
+      }
+    },
+  },
   'positive-int': {
     coerce: (value: unknown) => (typeof value === 'string' && /^\d+$/.test(value.trim()) ? Number(value) : value),
     validate: (value: unknown) => {
@@ -141,6 +172,12 @@ const schema = {
       default: 256 * 1024 * 1024,
       env: 'MARKMETER_COLLECT_MAX_OUTPUT_BYTES',
     },
+    sources: {
+      doc: 'Where per-user counters come from: iptables (the MARK rules) and/or tc (the shaping classes of tc.devices, with their drops).',
+      format: 'source-list',
+      default: ['iptables'],
+      env: 'MARKMETER_SOURCES',
+    },
   },
   export: {
     intervalMs: {
@@ -206,6 +243,20 @@ const schema = {
       format: String,
       default: 'mangle',
       env: 'MARKMETER_IPTABLES_TABLE',
+    },
+  },
+  tc: {
+    devices: {
+      doc: 'With the tc source: the devices whose egress shapes each direction, as {"name", "direction": "rx" | "tx"} (upload leaves through the tunnel device: tx; download through the users\' side: rx).',
+      format: 'tc-devices',
+      default: [],
+      env: 'MARKMETER_TC_DEVICES',
+    },
+    command: {
+      doc: 'The tc program (a name on PATH or a path), run as: <cmd> -s class show dev <device> and <cmd> filter show dev <device>.',
+      format: String,
+      default: 'tc',
+      env: 'MARKMETER_TC_COMMAND',
     },
   },
   attribution: {
@@ -301,6 +352,9 @@ export function loadSettings(options: LoadSettingsOptions = {}): Settings {
     });
   }
   const settings = config.getProperties();
+  if (settings.collect.sources.includes('tc') && settings.tc.devices.length === 0) {
+    throw new SettingsError('settings: collect.sources includes tc but tc.devices is empty: name the shaping devices, e.g. MARKMETER_TC_DEVICES=wg0:tx,eth1:rx');
+  }
   if (settings.users.url && settings.users.file) {
     throw new SettingsError('settings: users.file and users.url are both set; set one: the users document has one source');
   }

@@ -54,7 +54,7 @@ export class TelemetryPipeline {
 
   constructor(private readonly options: PipelineOptions) {
     this.exporter = new GatedExporter(options.createExporter?.() ?? createOtlpExporter(options.protocol), options, this.health);
-    const users = new UserSeriesProducer(() => options.view.users(), options.resource);
+    const users = new UserSeriesProducer(() => options.view.users(), options.resource, options.view.measures);
     const reader = new PeriodicExportingMetricReader({
       exporter: this.exporter,
       exportIntervalMillis: options.exportIntervalMs,

@@ -6,7 +6,7 @@
  * an export.
  */
 import { ValueType, type Attributes, type BatchObservableResult, type Meter, type Observable } from '@opentelemetry/api';
-import type { Totals, UserSeries } from '../totals/accumulator.js';
+import type { ShapedTotals, Totals, UserSeries } from '../totals/accumulator.js';
 import type { InterfaceTotals } from '../sources/interfaces.js';
 import type { Count } from '../shared/count.js';
 import {
@@ -26,6 +26,10 @@ import type { SelfStats } from './self-stats.js';
 export interface TelemetryView {
   users(): Iterable<UserSeries>;
   unattributed(): Totals;
+  /** What shaping classes tied to no user counted (with the TC source). */
+  unattributedShaped?(): ShapedTotals;
+  /** Which per-user series there are: those of the MARK rules, of the shaping classes (default: the MARK rules'). */
+  measures?: { marked: boolean; shaped: boolean };
   interfaces(): Iterable<InterfaceTotals>;
   stats: SelfStats;
 }
@@ -47,6 +51,8 @@ export function registerInstruments(meter: Meter, view: TelemetryView): void {
     skipped: gauge(SELF_METRICS.skippedRules),
     unattributedPackets: counter(SELF_METRICS.unattributedPackets),
     unattributedBytes: counter(SELF_METRICS.unattributedBytes),
+    unattributedTcPackets: counter(SELF_METRICS.unattributedTcPackets),
+    unattributedTcDropped: counter(SELF_METRICS.unattributedTcDropped),
     syncs: counter(SELF_METRICS.usersSyncs),
     users: gauge(SELF_METRICS.users),
     usersRefused: gauge(SELF_METRICS.usersRefused),
@@ -81,6 +87,13 @@ export function registerInstruments(meter: Meter, view: TelemetryView): void {
     observe(self.unattributedPackets, unattributed.txPackets, { [ATTR_DIRECTION]: 'tx' });
     observe(self.unattributedBytes, unattributed.rxBytes, { [ATTR_DIRECTION]: 'rx' });
     observe(self.unattributedBytes, unattributed.txBytes, { [ATTR_DIRECTION]: 'tx' });
+    const shaped = view.measures?.shaped ? view.unattributedShaped?.() : undefined;
+    if (shaped) {
+      observe(self.unattributedTcPackets, shaped.rxPackets, { [ATTR_DIRECTION]: 'rx' });
+      observe(self.unattributedTcPackets, shaped.txPackets, { [ATTR_DIRECTION]: 'tx' });
+      observe(self.unattributedTcDropped, shaped.rxDropped, { [ATTR_DIRECTION]: 'rx' });
+      observe(self.unattributedTcDropped, shaped.txDropped, { [ATTR_DIRECTION]: 'tx' });
+    }
     observe(self.users, stats.usersLoaded);
     observe(self.usersRefused, stats.usersRefused);
     observe(self.exportFailures, stats.exportFailures);

@@ -31,6 +31,18 @@ export const USER_METRICS = {
   txBytes: spec('net_user_tx_bytes', 'By', 'Bytes uploaded by the user (POSTROUTING MARK rules).'),
 } as const;
 
+/** The per-user series of the TC source: what the user's shaping class sent, dropped, and how often it was over its limit. */
+export const TC_METRICS = {
+  rxPackets: spec('net_user_tc_rx_packets', '{packet}', "Packets the shaper sent to the user (the user's class on an rx device)."),
+  txPackets: spec('net_user_tc_tx_packets', '{packet}', "Packets the shaper sent from the user (the user's class on a tx device)."),
+  rxBytes: spec('net_user_tc_rx_bytes', 'By', 'Bytes the shaper sent to the user, link-layer header included.'),
+  txBytes: spec('net_user_tc_tx_bytes', 'By', 'Bytes the shaper sent from the user, link-layer header included.'),
+  rxDropped: spec('net_user_tc_rx_dropped_packets', '{packet}', "Packets to the user the shaper dropped (the class's and its leaf qdisc's drops)."),
+  txDropped: spec('net_user_tc_tx_dropped_packets', '{packet}', 'Packets from the user the shaper dropped.'),
+  rxOverlimits: spec('net_user_tc_rx_overlimits', '{event}', "Times the user's download class was over its limit."),
+  txOverlimits: spec('net_user_tc_tx_overlimits', '{event}', "Times the user's upload class was over its limit."),
+} as const;
+
 export const INTERFACE_METRICS = {
   rxPackets: spec('net_interface_rx_packets', '{packet}', 'Packets received on the interface (sysfs statistics).'),
   txPackets: spec('net_interface_tx_packets', '{packet}', 'Packets sent on the interface (sysfs statistics).'),
@@ -47,6 +59,8 @@ export const SELF_METRICS = {
   skippedRules: spec('markmeter_skipped_rules', '{rule}', 'MARK rules not counted in the last reading because their chain has no single direction, by reason.'),
   unattributedPackets: spec('markmeter_unattributed_packets', '{packet}', 'Packets of MARK rules that no user owns, by direction.'),
   unattributedBytes: spec('markmeter_unattributed_bytes', 'By', 'Bytes of MARK rules that no user owns, by direction.'),
+  unattributedTcPackets: spec('markmeter_unattributed_tc_packets', '{packet}', 'Packets of shaping classes that no filter ties to one user, by direction.'),
+  unattributedTcDropped: spec('markmeter_unattributed_tc_dropped_packets', '{packet}', 'Drops of shaping classes that no filter ties to one user, by direction.'),
   usersSyncs: spec('markmeter_users_syncs', '{sync}', 'Users document loads, by result (ok, error).'),
   users: spec('markmeter_users', '{user}', 'Users in the last good users document that are exported.'),
   usersRefused: spec('markmeter_users_refused', '{user}', 'Users of the last document beyond limits.maxUsers, not exported.'),

@@ -22,35 +22,54 @@ import {
 import type { Resource } from '@opentelemetry/resources';
 import type { UserSeries } from '../totals/accumulator.js';
 import type { SeriesOwner } from '../attribution/mark-map.js';
-import { ATTR_MARK_ID, ATTR_PEER_IP, ATTR_USER_CODE, ATTR_USER_INTRA_IP, ATTR_USER_NAME, METER_NAME, USER_METRICS, type MetricSpec } from './semconv.js';
+import type { Count } from '../shared/count.js';
+import { ATTR_MARK_ID, ATTR_PEER_IP, ATTR_USER_CODE, ATTR_USER_INTRA_IP, ATTR_USER_NAME, METER_NAME, TC_METRICS, USER_METRICS, type MetricSpec } from './semconv.js';
 
 export class UserSeriesProducer implements MetricProducer {
   /** Attributes and start time per series owner, made once (owners live as long as their series). */
   private readonly fixed = new WeakMap<SeriesOwner, { attributes: Attributes; startTime: HrTime }>();
 
-  /** `resource` is only for the interface's sake: readers put the SDK's own resource on what they export. */
+  /**
+   * `resource` is only for the interface's sake: readers put the SDK's own resource on what they export.
+   * `measures`: the series of the MARK rules (net_user_*) with the iptables source, those of the
+   * shaping classes (net_user_tc_*, for the users a class counted for) with the TC source.
+   */
   constructor(
     private readonly users: () => Iterable<UserSeries>,
     private readonly resource: Resource,
+    private readonly measures: { marked: boolean; shaped: boolean } = { marked: true, shaped: false },
   ) {}
 
   collect(): Promise<CollectionResult> {
     const endTime = hrTime();
-    const rxPackets = sum(USER_METRICS.rxPackets);
-    const txPackets = sum(USER_METRICS.txPackets);
-    const rxBytes = sum(USER_METRICS.rxBytes);
-    const txBytes = sum(USER_METRICS.txBytes);
+    const marked = Object.fromEntries(Object.entries(USER_METRICS).map(([key, spec]) => [key, sum(spec)])) as Record<keyof typeof USER_METRICS, SumMetricData>;
+    const shaped = Object.fromEntries(Object.entries(TC_METRICS).map(([key, spec]) => [key, sum(spec)])) as Record<keyof typeof TC_METRICS, SumMetricData>;
     for (const series of this.users()) {
       const { attributes, startTime } = this.fixedOf(series);
-      const { totals } = series;
       // Numbers: the data model carries doubles or int64, so totals above 2^53 are rounded here (and only here).
-      rxPackets.dataPoints.push(point(attributes, startTime, endTime, Number(totals.rxPackets)));
-      txPackets.dataPoints.push(point(attributes, startTime, endTime, Number(totals.txPackets)));
-      rxBytes.dataPoints.push(point(attributes, startTime, endTime, Number(totals.rxBytes)));
-      txBytes.dataPoints.push(point(attributes, startTime, endTime, Number(totals.txBytes)));
+      const add = (metric: SumMetricData, value: Count) => metric.dataPoints.push(point(attributes, startTime, endTime, Number(value)));
+      if (this.measures.marked) {
+        const { totals } = series;
+        add(marked.rxPackets, totals.rxPackets);
+        add(marked.txPackets, totals.txPackets);
+        add(marked.rxBytes, totals.rxBytes);
+        add(marked.txBytes, totals.txBytes);
+      }
+      const tc = series.shaped;
+      if (this.measures.shaped && tc) {
+        add(shaped.rxPackets, tc.rxPackets);
+        add(shaped.txPackets, tc.txPackets);
+        add(shaped.rxBytes, tc.rxBytes);
+        add(shaped.txBytes, tc.txBytes);
+        add(shaped.rxDropped, tc.rxDropped);
+        add(shaped.txDropped, tc.txDropped);
+        add(shaped.rxOverlimits, tc.rxOverlimits);
+        add(shaped.txOverlimits, tc.txOverlimits);
+      }
     }
+    const metrics = [...(this.measures.marked ? Object.values(marked) : []), ...(this.measures.shaped ? Object.values(shaped) : [])];
     return Promise.resolve({
-      resourceMetrics: { resource: this.resource, scopeMetrics: [{ scope: { name: METER_NAME }, metrics: [rxPackets, txPackets, rxBytes, txBytes] }] },
+      resourceMetrics: { resource: this.resource, scopeMetrics: [{ scope: { name: METER_NAME }, metrics }] },
       errors: [],
     });
   }

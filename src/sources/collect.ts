@@ -31,7 +31,7 @@ export class Collector {
     const seconds = () => (performance.now() - started) / 1000;
     try {
       const map = this.markMap();
-      const report = await source.read(map, this.accumulator.sinkFor(map));
+      const report = await source.read(map, this.accumulator.sinkFor(map, source.measures));
       return { source: source.name, ok: true, durationSeconds: seconds(), ...report };
     } catch (error) {
       const wrapped =

@@ -13,8 +13,19 @@ import type { MarkMap } from '../attribution/mark-map.js';
 import type { Direction } from '../attribution/chain-directions.js';
 import type { Count } from '../shared/count.js';
 
-/** Receives one reading's increases: `owner` indexes the mapping's users, null is unattributed traffic. */
-export type DeltaSink = (owner: number | null, direction: Direction, packets: Count, bytes: Count) => void;
+/**
+ * Receives one reading's increases: `owner` indexes the mapping's users, null
+ * is unattributed traffic. A shaping source also hands the class's drops and
+ * overlimits.
+ */
+export type DeltaSink = (owner: number | null, direction: Direction, packets: Count, bytes: Count, dropped?: Count, overlimits?: Count) => void;
+
+/**
+ * What a source's counters describe: traffic the MARK rules marked
+ * (net_user_*), or traffic the shaper's classes handled, with their drops
+ * (net_user_tc_*). The totals keep the two apart.
+ */
+export type Measures = 'marked' | 'shaped';
 
 /** What a reading read, for logs, self-telemetry and `check`. */
 export interface ReadingReport {
@@ -24,13 +35,14 @@ export interface ReadingReport {
   markRules: number;
   /** Entries not counted because their direction is not single: reported, never guessed. */
   skipped: { chain: string; reason: 'ambiguous' | 'unreached'; rules: number }[];
-  /** With listUnowned (`check`): entries no user owns, and their marks. */
-  unowned?: { rules: number; marks: number[] };
+  /** With listUnowned (`check`): entries no user owns, and their marks (or class ids). */
+  unowned?: { rules: number; marks: number[]; classes?: string[] };
 }
 
 export interface Source {
-  /** Names the source in reports, logs and self-telemetry (`ipv4`, `ipv6`). */
+  /** Names the source in reports, logs and self-telemetry (`ipv4`, `ipv6`, `tc wg0`). */
   readonly name: string;
+  readonly measures: Measures;
   /**
    * One reading, all or nothing: the increases since this source's last
    * complete reading go to `sink` only once the reading is complete; a reading

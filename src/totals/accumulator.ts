@@ -11,7 +11,7 @@
 import type { Direction } from '../attribution/chain-directions.js';
 import type { MarkMap, SeriesOwner } from '../attribution/mark-map.js';
 import { addCount, type Count } from '../shared/count.js';
-import type { DeltaSink } from '../sources/source.js';
+import type { DeltaSink, Measures } from '../sources/source.js';
 
 export interface Totals {
   rxPackets: Count;
@@ -20,9 +20,22 @@ export interface Totals {
   txBytes: Count;
 }
 
+/** What a shaper's classes handled for a user: sent packets and bytes, drops and overlimits, per direction. */
+export interface ShapedTotals extends Totals {
+  rxDropped: Count;
+  txDropped: Count;
+  rxOverlimits: Count;
+  txOverlimits: Count;
+}
+
+export const zeroShaped = (): ShapedTotals => ({ ...zeroTotals(), rxDropped: 0, txDropped: 0, rxOverlimits: 0, txOverlimits: 0 });
+
 export interface UserSeries {
   user: SeriesOwner;
+  /** What the MARK rules counted. */
   totals: Totals;
+  /** What the shaper's classes counted: with a TC source only, from its first increase for the user. */
+  shaped?: ShapedTotals;
   /** When the series began (ms since epoch): the start of its cumulative sums. */
   since: number;
   /** When the user left the users document (ms since epoch); unset while present. */
@@ -35,21 +48,19 @@ export class Accumulator {
   /** Every exported series, by its attributes: how a user is found again in the next users document. */
   private readonly series = new Map<string, UserSeries>();
   readonly unattributed: Totals = zeroTotals();
-  /** The current mapping and its owners' totals, index for index. */
-  private current: { map: MarkMap; totals: Totals[] } | undefined;
+  /** What shaper classes tied to no user counted. */
+  readonly unattributedShaped: ShapedTotals = zeroShaped();
+  /** The current mapping and its owners' series (and their totals), index for index. */
+  private current: { map: MarkMap; series: (UserSeries | undefined)[]; totals: Totals[] } | undefined;
 
   /** Adopts the owners of a new mapping: new ones start at zero, missing ones are marked removed. */
   setUsers(map: MarkMap, now: number): void {
-    const present = new Set<UserSeries>();
-    const totals = map.users.map((user) => {
-      const entry = this.seriesOf(user, now);
-      present.add(entry);
-      return entry.totals;
-    });
+    const series = map.users.map((user) => this.seriesOf(user, now));
+    const present = new Set(series);
     for (const entry of this.series.values()) {
       if (!present.has(entry) && entry.removedAt === undefined) entry.removedAt = now;
     }
-    this.current = { map, totals };
+    this.current = { map, series, totals: [] };
   }
 
   /** The user's series, present again if it was removed, new (from zero) if there is none. */
@@ -63,30 +74,48 @@ export class Accumulator {
 
   /**
    * Where a reading made with `map` adds its increases: owner i to the totals
-   * of that mapping's owner i, null to unattributed. A reading that began
-   * before the latest users update (its mapping replaced while it ran) finds
-   * its owners' series by their attributes; a user removed since counts as
-   * unattributed.
+   * of that mapping's owner i, null to unattributed; `measures` says which
+   * totals (what MARK rules marked, or what shaper classes handled). A reading
+   * that began before the latest users update (its mapping replaced while it
+   * ran) finds its owners' series by their attributes; a user removed since
+   * counts as unattributed.
    */
-  sinkFor(map: MarkMap): DeltaSink {
-    const { unattributed } = this;
-    const totals = map === this.current?.map ? this.current.totals : map.users.map((user) => this.presentTotals(user) ?? unattributed);
-    return (owner, direction, packets, bytes) => {
+  sinkFor(map: MarkMap, measures: Measures = 'marked'): DeltaSink {
+    const lined = map === this.current?.map ? this.current : { map, series: map.users.map((user) => this.presentSeries(user)), totals: [] as Totals[] };
+    const seriesAt = (owner: number) => {
       // Users known by address: the reading may have made owners since the mapping was adopted.
-      if (owner !== null && owner >= totals.length) this.lineUp(map, totals);
+      if (owner >= lined.series.length) this.lineUp(lined);
+      return lined.series[owner];
+    };
+    if (measures === 'shaped') {
+      return (owner, direction, packets, bytes, dropped = 0, overlimits = 0) => {
+        const entry = owner === null ? undefined : seriesAt(owner);
+        addShaped(entry ? (entry.shaped ??= zeroShaped()) : this.unattributedShaped, direction, packets, bytes, dropped, overlimits);
+      };
+    }
+    // The hot path (a reading of 100,000 rules): the totals by index, made once per mapping.
+    const { unattributed } = this;
+    if (lined.totals.length !== lined.series.length) lined.totals = lined.series.map((entry) => entry?.totals ?? unattributed);
+    const totals = lined.totals;
+    return (owner, direction, packets, bytes) => {
+      if (owner !== null && owner >= totals.length) {
+        seriesAt(owner);
+        for (let i = totals.length; i < lined.series.length; i++) totals.push(lined.series[i]?.totals ?? unattributed);
+      }
       addTo(owner === null ? unattributed : totals[owner]!, direction, packets, bytes);
     };
   }
 
-  /** Series for the owners a growing mapping made after it was adopted (current mapping only; else unattributed). */
-  private lineUp(map: MarkMap, totals: Totals[]): void {
+  /** Series for the owners a growing mapping made after it was adopted (the current mapping only; else none). */
+  private lineUp(lined: { map: MarkMap; series: (UserSeries | undefined)[] }): void {
     const now = Date.now();
-    for (let i = totals.length; i < map.users.length; i++) totals.push(map === this.current?.map ? this.seriesOf(map.users[i]!, now).totals : this.unattributed);
+    const current = lined.map === this.current?.map;
+    for (let i = lined.series.length; i < lined.map.users.length; i++) lined.series.push(current ? this.seriesOf(lined.map.users[i]!, now) : undefined);
   }
 
-  private presentTotals(user: SeriesOwner): Totals | undefined {
+  private presentSeries(user: SeriesOwner): UserSeries | undefined {
     const entry = this.series.get(seriesKey(user));
-    return entry && entry.removedAt === undefined ? entry.totals : undefined;
+    return entry && entry.removedAt === undefined ? entry : undefined;
   }
 
   /** Drops users removed more than `graceMs` ago and returns them. */
@@ -120,5 +149,17 @@ export function addTo(totals: Totals, direction: Direction, packets: Count, byte
   } else {
     totals.txPackets = addCount(totals.txPackets, packets);
     totals.txBytes = addCount(totals.txBytes, bytes);
+  }
+}
+
+/** Adds a shaper class's increases to one series' shaped totals. */
+function addShaped(totals: ShapedTotals, direction: Direction, packets: Count, bytes: Count, dropped: Count, overlimits: Count): void {
+  addTo(totals, direction, packets, bytes);
+  if (direction === 'rx') {
+    totals.rxDropped = addCount(totals.rxDropped, dropped);
+    totals.rxOverlimits = addCount(totals.rxOverlimits, overlimits);
+  } else {
+    totals.txDropped = addCount(totals.txDropped, dropped);
+    totals.txOverlimits = addCount(totals.txOverlimits, overlimits);
   }
 }

@@ -29,6 +29,7 @@ export interface IptablesSourceOptions {
 }
 
 export class IptablesSource implements Source {
+  readonly measures = 'marked';
   /** Every rule's counters at the last complete reading, and its owners per mapping. */
   private readonly memory: { rules: RuleMemory; owners: RuleOwners } | undefined;
 
