@@ -121,6 +121,17 @@ export async function runChecks(
       continue;
     }
     const unowned = report.unowned ?? { rules: 0, marks: [] };
+    if (unowned.classes !== undefined) {
+      // A TC source: the device's classes, and the leaf classes no filter ties to one user.
+      const list = unowned.classes.slice(0, 5).join(', ') + (unowned.classes.length > 5 ? ', ...' : '');
+      // A default class nobody owns is usual: it fails only when no class at all is a user's.
+      results.push({
+        name,
+        ok: report.markRules === 0 || unowned.rules < report.markRules,
+        detail: `${report.rules} classes, ${report.markRules} leaf classes counted, ${report.markRules - unowned.rules} owned by a user${unowned.rules ? `; ${unowned.rules} owned by no user (${list}): tie each to one user by an fw filter on a mark of the pool or a u32 filter on the user's host address` : ''}`,
+      });
+      continue;
+    }
     const skipped = report.skipped.reduce((n, s) => n + s.rules, 0);
     const problems: string[] = [];
     if (unowned.rules > 0) {

@@ -9,7 +9,8 @@ import { createLogger } from '../log.js';
 import { ReadingPath } from '../reading-path.js';
 import { loadSettings, type Settings } from '../settings.js';
 import { InterfaceReader } from '../sources/interfaces.js';
-import type { Totals, UserSeries } from '../totals/accumulator.js';
+import { zeroTotals, type Totals, type UserSeries } from '../totals/accumulator.js';
+import type { Count } from '../shared/count.js';
 import { parseOptions } from './args.js';
 import { seriesLabel } from './report.js';
 
@@ -49,7 +50,12 @@ export interface UserRate {
   txPps: number;
   rxBps: number;
   txBps: number;
+  /** With the TC source: packets the shaper dropped per second, both directions (undefined without it). */
+  dropsPs?: number;
 }
+
+/** A series' totals at one reading, and with the TC source the shaper's drops (both directions). */
+export type Counted = Totals & { dropped?: number };
 
 export const SORTS = ['total', 'rx', 'tx', 'bits', 'user'] as const;
 export type SortKey = (typeof SORTS)[number];
@@ -60,8 +66,8 @@ export type SortKey = (typeof SORTS)[number];
  * object from one reading to the next, so each row pairs with itself (one per
  * mark with breakdown by mark).
  */
-export function ratesBetween(before: ReadonlyMap<UserSeries, Totals>, after: Iterable<{ series: UserSeries; totals: Totals }>, seconds: number): UserRate[] {
-  const per = (a: Totals[keyof Totals] | undefined, b: Totals[keyof Totals]) => (Number(b) - Number(a ?? b)) / seconds;
+export function ratesBetween(before: ReadonlyMap<UserSeries, Counted>, after: Iterable<{ series: UserSeries; totals: Counted }>, seconds: number): UserRate[] {
+  const per = (a: Count | undefined, b: Count) => (Number(b) - Number(a ?? b)) / seconds;
   return [...after].map(({ series, totals }) => {
     const old = before.get(series);
     const { user_code, user_intra_ip } = series.user;
@@ -73,6 +79,7 @@ export function ratesBetween(before: ReadonlyMap<UserSeries, Totals>, after: Ite
       txPps: per(old?.txPackets, totals.txPackets),
       rxBps: 8 * per(old?.rxBytes, totals.rxBytes),
       txBps: 8 * per(old?.txBytes, totals.txBytes),
+      ...(totals.dropped === undefined ? {} : { dropsPs: per(old?.dropped, totals.dropped) }),
     };
   });
 }
@@ -117,13 +124,16 @@ export function render(screen: Screen): string[] {
   // Wide enough for a mark and its peer after the user (breakdown by mark), within reason.
   const label = Math.min(40, Math.max(16, ...screen.rates.map((r) => r.label.length)));
   const total = screen.rates.reduce((n, r) => n + r.rxPps + r.txPps, 0);
+  // The TC source's drops: a column of their own when any row has them.
+  const drops = screen.rates.some((r) => r.dropsPs !== undefined);
+  const dropCell = (r?: UserRate) => (!drops ? '' : ` ${(r === undefined ? 'DROP/s' : rate(r.dropsPs ?? 0)).padStart(9)}`);
   const lines = [
     `markmeter top  users ${screen.rates.length}  total ${rate(total)} pkt/s  unattributed ${rate(screen.unattributedPps)} pkt/s  ${screen.interfacePps.map((i) => `${i.iface} ${rate(i.pps)} pkt/s`).join('  ')}`,
     screen.problem ? `!! ${screen.problem}` : `sort: ${screen.sort} (s)  filter: ${screen.editing ? `${screen.filter}_` : screen.filter || '-'} (/)  quit (q)`,
-    `${'USER'.padEnd(label)} ${'IP'.padEnd(20)} ${'RX pkt/s'.padStart(9)} ${'TX pkt/s'.padStart(9)} ${'RX bit/s'.padStart(9)} ${'TX bit/s'.padStart(9)}`,
+    `${'USER'.padEnd(label)} ${'IP'.padEnd(20)} ${'RX pkt/s'.padStart(9)} ${'TX pkt/s'.padStart(9)} ${'RX bit/s'.padStart(9)} ${'TX bit/s'.padStart(9)}${dropCell()}`,
   ];
   for (const r of arrange(screen.rates, screen.sort, screen.filter).slice(0, Math.max(0, screen.height - lines.length))) {
-    lines.push(`${r.label.slice(0, label).padEnd(label)} ${r.user_intra_ip.padEnd(20)} ${rate(r.rxPps).padStart(9)} ${rate(r.txPps).padStart(9)} ${rate(r.rxBps).padStart(9)} ${rate(r.txBps).padStart(9)}`);
+    lines.push(`${r.label.slice(0, label).padEnd(label)} ${r.user_intra_ip.padEnd(20)} ${rate(r.rxPps).padStart(9)} ${rate(r.txPps).padStart(9)} ${rate(r.rxBps).padStart(9)} ${rate(r.txBps).padStart(9)}${dropCell(r)}`);
   }
   return lines.map((l) => l.slice(0, screen.width));
 }
@@ -151,15 +161,22 @@ export async function runTop({ settings, intervalMs, out, input }: TopOptions): 
   let filter = '';
   let editing = false;
   let stopped = false;
-  let last: { at: number; users: Map<UserSeries, Totals>; unattributed: number; interfaces: Map<string, number> } | undefined;
+  let last: { at: number; users: Map<UserSeries, Counted>; unattributed: number; interfaces: Map<string, number> } | undefined;
   let screen: Screen | undefined;
+  // The rates are the MARK rules' (or, with the TC source alone, the shaper's); the drops are the shaper's.
+  const marked = settings.collect.sources.includes('iptables');
+  const shaped = settings.collect.sources.includes('tc');
+  const counted = (series: UserSeries): Counted => {
+    const totals = marked ? series.totals : series.shaped ?? zeroTotals();
+    return shaped ? { ...totals, dropped: Number(series.shaped?.rxDropped ?? 0) + Number(series.shaped?.txDropped ?? 0) } : { ...totals };
+  };
 
   const snapshot = () => {
-    const users = new Map<UserSeries, Totals>();
-    const now: { series: UserSeries; totals: Totals }[] = [];
+    const users = new Map<UserSeries, Counted>();
+    const now: { series: UserSeries; totals: Counted }[] = [];
     for (const series of accumulator.users()) {
-      users.set(series, { ...series.totals });
-      now.push({ series, totals: { ...series.totals } });
+      users.set(series, counted(series));
+      now.push({ series, totals: counted(series) });
     }
     const unattributed = Number(accumulator.unattributed.rxPackets) + Number(accumulator.unattributed.txPackets);
     const ifaces = new Map([...interfaces.totals()].map((i) => [i.iface, Number(i.rxPackets) + Number(i.txPackets)]));

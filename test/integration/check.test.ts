@@ -81,6 +81,23 @@ describe('markmeter check', { concurrency: false }, () => {
     });
   }
 
+  test('with the TC source: each device, its classes and the classes no user owns; a device that is not there fails', async (t) => {
+    if (!ready) return t.skip('lab not available');
+    const tc = (...args: string[]) => lab!.exec(lab!.ns.gw, 'tc', args);
+    await tc('qdisc', 'add', 'dev', 'gf0', 'root', 'handle', '1:', 'htb', 'default', '99');
+    try {
+      await tc('class', 'add', 'dev', 'gf0', 'parent', '1:', 'classid', '1:1', 'htb', 'rate', '100mbit');
+      for (const id of ['1:10', '1:99']) await tc('class', 'add', 'dev', 'gf0', 'parent', '1:1', 'classid', id, 'htb', 'rate', '10mbit');
+      await tc('filter', 'add', 'dev', 'gf0', 'parent', '1:', 'protocol', 'ip', 'prio', '1', 'u32', 'match', 'ip', 'src', '10.8.0.2/32', 'flowid', '1:10');
+      const { code, out } = await check({ ...healthy(), collect: { sources: ['iptables', 'tc'] }, tc: { devices: [{ name: 'gf0', direction: 'tx' }, { name: 'nope0', direction: 'rx' }] } });
+      assert.equal(code, 1, out);
+      assert.match(out, /^ok {4}attribution \(tc gf0\): 3 classes, 2 leaf classes counted, 1 owned by a user; 1 owned by no user \(1:99\): tie each/m);
+      assert.match(out, /^FAIL {2}attribution \(tc nope0\): tc -s class show dev nope0 exited with code 1: Cannot find device "nope0"; check that tc\.devices names devices/m);
+    } finally {
+      await tc('qdisc', 'del', 'dev', 'gf0', 'root');
+    }
+  });
+
   test('no iptables binaries: exit 1, saying to install them', async (t) => {
     if (!ready) return t.skip('lab not available');
     const file = join(dir, 'no-path.json');

@@ -149,5 +149,19 @@ describe('top view (pure)', () => {
     assert.match(lines[3]!, /^alice #101 192\.0\.2\.7 +10\.8\.0\.2 +0\.0 +10 /);
     assert.match(lines[4]!, /^alice #102 192\.0\.2\.8 +10\.8\.0\.2 +0\.0 +5\.0 /);
     assert.equal(render({ ...screen, filter: 'bob' }).length, 4, 'the filter keeps bob\'s row only');
+    assert.doesNotMatch(lines[2]!, /DROP/, 'no drops column without the TC source');
+  });
+
+  test('with the TC source, a drops column: the shaper\'s drops per second', () => {
+    const map = buildMarkMap({ source: 't', users: USERS.users, marks: [] });
+    const accumulator = new Accumulator();
+    accumulator.setUsers(map, 0);
+    const [alice, bob] = [...accumulator.users()];
+    const zero = { rxPackets: 0, txPackets: 0, rxBytes: 0, txBytes: 0 };
+    const before = new Map([[alice!, { ...zero, dropped: 0 }], [bob!, { ...zero, dropped: 10 }]]);
+    const rates = ratesBetween(before, [{ series: alice!, totals: { ...zero, dropped: 0 } }, { series: bob!, totals: { ...zero, dropped: 30 } }], 2);
+    const lines = render({ rates, unattributedPps: 0, interfacePps: [], problem: '', sort: 'user', filter: '', editing: false, width: 200, height: Infinity });
+    assert.match(lines[2]!, /TX bit\/s +DROP\/s$/);
+    assert.match(lines[4]!, /^bob .* 10$/);
   });
 });
