@@ -2,7 +2,7 @@
  * The one place that wires the reading path, for every command (run, snapshot,
  * top, check): settings -> users source (with limits.maxUsers) -> mark map ->
  * sources -> collector -> totals. A new command gets the same path by building
- * one; a new source is added to the list in sources() and nowhere else.
+ * one; a new source is added to the list of sources in the constructor and nowhere else.
  */
 import { addressMarkMap, buildMarkMap, EMPTY_MARK_MAP, type MarkMap } from './attribution/mark-map.js';
 import { UsersSourceError } from './errors.js';
