@@ -132,7 +132,12 @@ export function render(screen: Screen): string[] {
     screen.problem ? `!! ${screen.problem}` : `sort: ${screen.sort} (s)  filter: ${screen.editing ? `${screen.filter}_` : screen.filter || '-'} (/)  quit (q)`,
     `${'USER'.padEnd(label)} ${'IP'.padEnd(20)} ${'RX pkt/s'.padStart(9)} ${'TX pkt/s'.padStart(9)} ${'RX bit/s'.padStart(9)} ${'TX bit/s'.padStart(9)}${dropCell()}`,
   ];
-  for (const r of arrange(screen.rates, screen.sort, screen.filter).slice(0, Math.max(0, screen.height - lines.length))) {
+  const shown = arrange(screen.rates, screen.sort, screen.filter);
+  // An empty table after a filter would read as "no traffic": say that the filter hides every row.
+  if (screen.filter && shown.length === 0 && screen.rates.length > 0) {
+    lines.push(`filter ${JSON.stringify(screen.filter)} matches none of the ${screen.rates.length} rows (user code, name or IP): ${screen.editing ? 'Esc' : '/ then Esc'} clears it`);
+  }
+  for (const r of shown.slice(0, Math.max(0, screen.height - lines.length))) {
     lines.push(`${r.label.slice(0, label).padEnd(label)} ${r.user_intra_ip.padEnd(20)} ${rate(r.rxPps).padStart(9)} ${rate(r.txPps).padStart(9)} ${rate(r.rxBps).padStart(9)} ${rate(r.txBps).padStart(9)}${dropCell(r)}`);
   }
   return lines.map((l) => l.slice(0, screen.width));

@@ -164,4 +164,18 @@ describe('top view (pure)', () => {
     assert.match(lines[2]!, /TX bit\/s +DROP\/s$/);
     assert.match(lines[4]!, /^bob .* 10$/);
   });
+
+  test('a filter that matches no row says so under the header, instead of an empty table', () => {
+    const map = buildMarkMap({ source: 't', users: USERS.users, marks: [] });
+    const accumulator = new Accumulator();
+    accumulator.setUsers(map, 0);
+    const rates = ratesBetween(new Map(), [...accumulator.users()].map((series) => ({ series, totals: series.totals })), 1);
+    const screen: Screen = { rates, unattributedPps: 0, interfacePps: [], problem: '', sort: 'total', filter: 'carol', editing: false, width: 200, height: Infinity };
+    const lines = render(screen);
+    assert.equal(lines.length, 4);
+    assert.equal(lines[3], 'filter "carol" matches none of the 2 rows (user code, name or IP): / then Esc clears it');
+    assert.equal(render({ ...screen, filter: 'bob' }).length, 4, 'a filter that matches shows the row, no note');
+    assert.match(render({ ...screen, filter: 'bob' })[3]!, /^bob /);
+    assert.equal(render({ ...screen, filter: 'carol', editing: true })[3], 'filter "carol" matches none of the 2 rows (user code, name or IP): Esc clears it');
+  });
 });
