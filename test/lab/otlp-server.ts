@@ -38,7 +38,9 @@ async function answer(req: IncomingMessage): Promise<{ status: number; event: ob
 const server = createServer((req, res) => {
   void answer(req).then(({ status, event }) => {
     out(event);
-    res.writeHead(status, { 'content-type': 'application/json' }).end('{}');
+    // An empty ExportMetricsServiceResponse in the request's own encoding (an empty protobuf message is no bytes).
+    const protobuf = String(req.headers['content-type'] ?? '').startsWith('application/x-protobuf');
+    res.writeHead(status, { 'content-type': protobuf ? 'application/x-protobuf' : 'application/json' }).end(protobuf ? '' : '{}');
   });
 });
 server.keepAliveTimeout = 1000;
