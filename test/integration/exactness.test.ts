@@ -11,8 +11,7 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { echoBytes, endProcess, type Lab } from '../../src/demo/netns.js';
-import { NamespacedReceiver } from '../lab/otlp-receiver.js';
-import { CLI, withCliLab } from './cli-lab.js';
+import { startAgent, withCliLab } from './cli-lab.js';
 
 type User = { user_code: string; user_intra_ip: string };
 type Counts = { rxPackets: number; txPackets: number; rxBytes: number; txBytes: number };
@@ -42,15 +41,13 @@ async function agentLab(lab: Lab, dir: string, users: object | undefined) {
   const save = join(dir, 'save');
   await writeFile(save, `#!/bin/sh\nif [ -e '${flag}' ]; then echo '# nothing'; exit 0; fi\nexec iptables-save "$@"\n`);
   await chmod(save, 0o755);
-  const settings = join(dir, 'agent.json');
-  await writeFile(settings, JSON.stringify({ users: { file: users ? usersFile : '' }, collect: { intervalMs: 200 }, iptables: { ipv6: false, saveCommand: save }, interfaces: { names: [] }, health: { listen: '' } }));
-  const receiver = await NamespacedReceiver.start(lab, gw);
-  const agent = lab.spawn(gw, process.execPath, [CLI, 'run', '--config', settings], {
-    env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_METRIC_EXPORT_INTERVAL: '300', OTEL_METRIC_EXPORT_TIMEOUT: '300' },
+  const { receiver, agent, log } = await startAgent(lab, dir, {
+    users: { file: users ? usersFile : '' },
+    collect: { intervalMs: 200 },
+    iptables: { ipv6: false, saveCommand: save },
+    interfaces: { names: [] },
+    health: { listen: '' },
   });
-  let log = '';
-  agent.stdout!.on('data', (chunk: Buffer) => (log += chunk.toString()));
-  agent.stderr!.on('data', (chunk: Buffer) => (log += chunk.toString()));
 
   const expected = new Map<string, Counts>();
   const sent = (user: User) => expected.get(user.user_code) ?? expected.set(user.user_code, { rxPackets: 0, txPackets: 0, rxBytes: 0, txBytes: 0 }).get(user.user_code)!;
@@ -80,13 +77,13 @@ async function agentLab(lab: Lab, dir: string, users: object | undefined) {
     await receiver.waitFor(
       () => receiver.requests.length > since + 1 && JSON.stringify(now()) === JSON.stringify(want()),
       15000,
-      () => `${step}: ${JSON.stringify({ expected: want(), exported: now(), log: log.slice(-2000) })}`,
+      () => `${step}: ${JSON.stringify({ expected: want(), exported: now(), log: log().slice(-2000) })}`,
     );
   };
   return {
     v4: (...args: string[]) => lab.exec(gw, 'iptables', ['-t', 'mangle', ...args]),
     flag,
-    log: () => log,
+    log,
     writeUsers,
     send,
     exported,

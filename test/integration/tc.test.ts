@@ -13,8 +13,7 @@ import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { endProcess, QUIET_MS, type Lab } from '../../src/demo/netns.js';
 import { parseClassStats } from '../../src/sources/tc/parse.js';
-import { NamespacedReceiver } from '../lab/otlp-receiver.js';
-import { CLI, withCliLab } from './cli-lab.js';
+import { startAgent, withCliLab } from './cli-lab.js';
 
 const ALICE = { user_code: 'alice', user_intra_ip: '10.8.0.2' };
 const BOB = { user_code: 'bob', user_intra_ip: '10.8.0.3' };
@@ -81,25 +80,14 @@ test('tc classes: exported per-user counters equal what was sent and what tc rep
 
     const usersFile = join(dir, 'users.json');
     await writeFile(usersFile, JSON.stringify({ users: [ALICE, BOB, CAROL] }));
-    const settings = join(dir, 'agent.json');
-    await writeFile(
-      settings,
-      JSON.stringify({
-        users: { file: usersFile },
-        collect: { intervalMs: 200, sources: ['iptables', 'tc'] },
-        tc: { devices: [{ name: 'gf0', direction: 'tx' }, { name: 'gu0', direction: 'rx' }] },
-        iptables: { ipv6: false },
-        interfaces: { names: [] },
-        health: { listen: '' },
-      }),
-    );
-    const receiver = await NamespacedReceiver.start(lab, gw);
-    const agent = lab.spawn(gw, process.execPath, [CLI, 'run', '--config', settings], {
-      env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_METRIC_EXPORT_INTERVAL: '300', OTEL_METRIC_EXPORT_TIMEOUT: '300' },
+    const { receiver, agent, log } = await startAgent(lab, dir, {
+      users: { file: usersFile },
+      collect: { intervalMs: 200, sources: ['iptables', 'tc'] },
+      tc: { devices: [{ name: 'gf0', direction: 'tx' }, { name: 'gu0', direction: 'rx' }] },
+      iptables: { ipv6: false },
+      interfaces: { names: [] },
+      health: { listen: '' },
     });
-    let log = '';
-    agent.stdout!.on('data', (chunk: Buffer) => (log += chunk.toString()));
-    agent.stderr!.on('data', (chunk: Buffer) => (log += chunk.toString()));
 
     // What was sent, per device and class; and what re-created classes had counted before they went.
     const sent = new Map<string, Omit<Counters, 'overlimits'>>();
@@ -169,7 +157,7 @@ test('tc classes: exported per-user counters equal what was sent and what tc rep
       await receiver.waitFor(
         () => receiver.requests.length > since + 1 && JSON.stringify(exported()) === JSON.stringify(wanted(totals)),
         15000,
-        () => `${step}: ${JSON.stringify({ tc: wanted(totals), exported: exported(), log: log.slice(-2000) })}`,
+        () => `${step}: ${JSON.stringify({ tc: wanted(totals), exported: exported(), log: log().slice(-2000) })}`,
       );
       assert.deepEqual(await tcTotals(), totals, `${step}: tc's counters moved while the exports were compared`);
       return exported();
@@ -241,7 +229,7 @@ test('tc classes: exported per-user counters equal what was sent and what tc rep
       assert.equal(mark('net_user_tx_packets'), bobTx.packets + bobTx.dropped);
       assert.equal(mark('net_user_rx_packets'), bobRx.packets);
       assert.equal(mark('net_user_rx_bytes'), bobRx.bytes! - 14 * bobRx.packets, 'iptables counts the IP packet, tc the frame');
-      assert.doesNotMatch(log, /"level":"error"/, 'no reading failed');
+      assert.doesNotMatch(log(), /"level":"error"/, 'no reading failed');
     } finally {
       await endProcess(agent);
     }
