@@ -8,6 +8,7 @@ import type { Server } from 'node:http';
 import { setTimeout as delay } from 'node:timers/promises';
 import { diag, DiagLogLevel } from '@opentelemetry/api';
 import type { PushMetricExporter } from '@opentelemetry/sdk-metrics';
+import type { Resource } from '@opentelemetry/resources';
 import type { Accumulator } from './totals/accumulator.js';
 import type { SourceReport } from './sources/collect.js';
 import type { ConfigManager } from './users/manager.js';
@@ -15,6 +16,7 @@ import { UsersSourceError } from './errors.js';
 import { ReadingPath, type UsersApplied } from './reading-path.js';
 import { startHealthServer } from './sidecar/health.js';
 import { InterfaceReader } from './sources/interfaces.js';
+import { markRulesFound } from './sources/mark-rules.js';
 import type { Logger } from './log.js';
 import type { CommandRunner } from './sources/iptables/save-command.js';
 import { NamespaceWatch } from './sidecar/namespace-watch.js';
@@ -56,6 +58,9 @@ export class Agent {
   private collecting: Promise<void> | undefined;
   /** Per source: the last error message logged, so a failure repeating every interval is logged once. */
   private readonly lastProblem = new Map<string, string>();
+  /** Whether the last complete reading of the MARK rules found any (undefined: none yet), so that a change is logged once. */
+  private markRulesSeen: boolean | undefined;
+  private readonly resource: Resource = buildResource(VERSION);
 
   constructor(private readonly options: AgentOptions) {
     const { settings, log } = options;
@@ -96,7 +101,7 @@ export class Agent {
       { logLevel: DiagLogLevel.WARN, suppressOverrideMessage: true },
     );
     this.pipeline = new TelemetryPipeline({
-      resource: buildResource(VERSION),
+      resource: this.resource,
       exportIntervalMs: settings.export.intervalMs,
       exportTimeoutMs: settings.export.timeoutMs,
       protocol: settings.export.protocol,
@@ -124,8 +129,11 @@ export class Agent {
         collectIntervalMs: settings.collect.intervalMs,
       });
     }
+    await this.resource.waitForAsyncAttributes?.();
     this.log.info('markmeter starting', {
       version: VERSION,
+      otlp_endpoint: this.pipeline.endpoint,
+      service_instance_id: this.resource.attributes['service.instance.id'],
       users_source: settings.users.url ? new URL(settings.users.url).origin : settings.users.file || null,
       collect_interval_ms: settings.collect.intervalMs,
       export_interval_ms: settings.export.intervalMs,
@@ -142,6 +150,9 @@ export class Agent {
       this.log.warn('neither users.file nor users.url is set: users are known by address (each MARK rule counts for its source address on upload, its destination on download); set one to name users and read the mark pool');
     }
     await this.collectOnce();
+    // The first push follows the first reading, not an export interval later: series (or a failing
+    // collector, which the pipeline logs) show up at once. Not waited for: the readings go on.
+    void this.pipeline.flush().catch(() => {});
     this.timer = setInterval(() => void this.tick(), settings.collect.intervalMs);
   }
 
@@ -185,6 +196,7 @@ export class Agent {
     this.collecting = (async () => {
       const [reports] = await Promise.all([this.path.collect(), this.interfaces.read(), this.namespace.read()]);
       for (const report of reports) this.record(report);
+      this.noticeMarkRules(reports);
       if (reports.every((r) => r.ok)) this.lastSuccessAt = Date.now();
     })().finally(() => {
       this.collecting = undefined;
@@ -230,6 +242,23 @@ export class Agent {
         chains: report.skipped,
       }),
     );
+  }
+
+  /** Warns once when the readings find no MARK rule at all (nothing is counted for anyone), and says when they are back. */
+  private noticeMarkRules(reports: SourceReport[]): void {
+    const found = markRulesFound(reports, this.path.sources);
+    if (!found || found.markRules > 0 === this.markRulesSeen) return;
+    const { table } = this.options.settings.iptables;
+    if (found.markRules === 0) {
+      const backend = this.path.backend.backend;
+      this.log.warn(
+        `the iptables readings find no MARK rule in the ${table} table (${found.rules} rules${backend ? `, ${backend} backend` : ''}): no user's traffic is counted until the tunnel client's MARK rules are there; markmeter check says more`,
+        { table, rules: found.rules, backend },
+      );
+    } else if (this.markRulesSeen === false) {
+      this.log.info(`MARK rules found again: ${found.markRules} in the ${table} table; their traffic is counted`, { table, mark_rules: found.markRules });
+    }
+    this.markRulesSeen = found.markRules > 0;
   }
 
   /** Logs a problem when it changes, so one repeating every interval is logged once; '' clears it. */

@@ -18,8 +18,10 @@ import {
   type ResourceMetrics,
 } from '@opentelemetry/sdk-metrics';
 import { createLimitedServer, type ListenerLimits } from '../shared/listener-limits.js';
+import { redactUrl } from '../shared/redact.js';
 import type { Logger } from '../log.js';
 import type { ExportProtocol } from '../settings.js';
+import { otlpMetricsTarget, type OtlpTarget } from './endpoint.js';
 import { registerInstruments, type TelemetryView } from './self-metrics.js';
 import { METER_NAME } from './semconv.js';
 import { SharedScrapes } from './shared-scrapes.js';
@@ -46,6 +48,8 @@ export interface PipelineOptions {
 }
 
 export class TelemetryPipeline {
+  /** Where pushes go, for logs (credentials masked). */
+  readonly endpoint: string;
   private readonly provider: MeterProvider;
   private readonly exporter: GatedExporter;
   /** The pull reader, when export.prometheus.port is set. */
@@ -53,7 +57,10 @@ export class TelemetryPipeline {
   private readonly health: ExportHealth = { failing: false };
 
   constructor(private readonly options: PipelineOptions) {
-    this.exporter = new GatedExporter(options.createExporter?.() ?? createOtlpExporter(options.protocol), options, this.health);
+    // Each failed connection goes to the gate, which logs the outage at the push's first failed attempt.
+    const target = otlpMetricsTarget((error) => this.exporter.connectionFailed(error));
+    this.endpoint = redactUrl(target.url);
+    this.exporter = new GatedExporter(options.createExporter?.() ?? createOtlpExporter(options.protocol, target), { ...options, endpoint: this.endpoint }, this.health);
     const users = new UserSeriesProducer(() => options.view.users(), options.resource, options.view.measures);
     const reader = new PeriodicExportingMetricReader({
       exporter: this.exporter,
@@ -127,10 +134,10 @@ export class TelemetryPipeline {
   }
 }
 
-/** The OTLP/HTTP exporter; endpoint, headers, compression and timeout come from the OTEL_EXPORTER_OTLP_* variables. */
-export function createOtlpExporter(protocol: ExportProtocol): PushMetricExporter {
+/** The OTLP/HTTP exporter; endpoint, headers, compression and timeout come from the OTEL_EXPORTER_OTLP_* variables, its HTTP agent from `target`. */
+export function createOtlpExporter(protocol: ExportProtocol, target: OtlpTarget = otlpMetricsTarget()): PushMetricExporter {
   // Cumulative whatever OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE says: the contract is monotonic totals.
-  const config = { temporalityPreference: AggregationTemporalityPreference.CUMULATIVE };
+  const config = { temporalityPreference: AggregationTemporalityPreference.CUMULATIVE, httpAgentOptions: target.agentFactory };
   return protocol === 'http/json' ? new JsonExporter(config) : new ProtobufExporter(config);
 }
 
@@ -149,18 +156,21 @@ interface ExportHealth {
 /**
  * Counts failed pushes and logs an outage when it starts and when it ends; a
  * push that has not answered within the export timeout counts as failed (the
- * SDK's reader gives up on it then). Can be closed, so that the shutdown after
- * the last push pushes nothing more.
+ * SDK's reader gives up on it then). An outage is logged at the first failed
+ * connection of a push, not only once the exporter has given up retrying it.
+ * Can be closed, so that the shutdown after the last push pushes nothing more.
  */
 class GatedExporter implements PushMetricExporter {
   private closed = false;
+  /** Pushes under way: a failed connection outside them (an idle keep-alive socket) is no failed push. */
+  private pending = 0;
 
   readonly selectAggregationTemporality?: PushMetricExporter['selectAggregationTemporality'];
   readonly selectAggregation?: PushMetricExporter['selectAggregation'];
 
   constructor(
     private readonly inner: PushMetricExporter,
-    private readonly options: Pick<PipelineOptions, 'view' | 'log' | 'exportTimeoutMs'>,
+    private readonly options: Pick<PipelineOptions, 'view' | 'log' | 'exportTimeoutMs'> & { endpoint: string },
     private readonly health: ExportHealth,
   ) {
     // Optional in the interface: pass on only what the wrapped exporter has.
@@ -178,9 +188,11 @@ class GatedExporter implements PushMetricExporter {
       return;
     }
     let settled = false;
+    this.pending += 1;
     const settle = (result: ExportResult) => {
       if (settled) return;
       settled = true;
+      this.pending -= 1;
       clearTimeout(timer);
       this.record(result);
       resultCallback(result);
@@ -201,13 +213,23 @@ class GatedExporter implements PushMetricExporter {
       return;
     }
     view.stats.exportFailures += 1;
-    if (!this.health.failing) {
-      log.error(
-        'OTLP push failed; it is retried every export interval, and since totals are cumulative the next successful push carries everything: check that the collector at OTEL_EXPORTER_OTLP_ENDPOINT is up',
-        { error: result.error ?? new Error('unknown export error') },
-      );
-    }
+    this.outage(result.error ?? new Error('unknown export error'));
+  }
+
+  /** A connection of the exporter failed: during a push, that push has failed its first attempt. */
+  connectionFailed(error: Error): void {
+    if (this.pending > 0 && !this.closed) this.outage(error);
+  }
+
+  /** Logs an outage once, when it starts. */
+  private outage(error: Error): void {
+    if (this.health.failing) return;
     this.health.failing = true;
+    const { endpoint, log } = this.options;
+    log.error(
+      `OTLP push to ${endpoint} failed; pushes go on every export interval, and since totals are cumulative the next successful push carries everything: check that a collector listens there (OTEL_EXPORTER_OTLP_ENDPOINT)`,
+      { endpoint, error },
+    );
   }
 
   forceFlush(): Promise<void> {

@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AggregationTemporality, InMemoryMetricExporter, type PushMetricExporter } from '@opentelemetry/sdk-metrics';
 import { Agent } from '../../src/agent.js';
-import { createLogger } from '../../src/log.js';
+import { createLogger, type LogFields, type Logger } from '../../src/log.js';
 import type { CommandRunner } from '../../src/sources/iptables/save-command.js';
 import { loadSettings } from '../../src/settings.js';
 
@@ -41,7 +41,19 @@ before(async () => {
 });
 after(() => rm(dir, { recursive: true, force: true }));
 
-async function agentWith(env: Record<string, string>, runner: CommandRunner, exporter: PushMetricExporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE)) {
+/** A logger that keeps its lines, parsed. */
+function keptLog(): { lines: LogFields[]; log: Logger } {
+  const lines: LogFields[] = [];
+  const keep = (line: string) => void lines.push(JSON.parse(line) as LogFields);
+  return { lines, log: createLogger('info', {}, { out: keep, err: keep }) };
+}
+
+async function agentWith(
+  env: Record<string, string>,
+  runner: CommandRunner,
+  exporter: PushMetricExporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE),
+  log: Logger = createLogger('silent'),
+) {
   const users = join(dir, `users-${Math.random()}.json`);
   await writeFile(
     users,
@@ -53,7 +65,7 @@ async function agentWith(env: Record<string, string>, runner: CommandRunner, exp
     }),
   );
   const settings = loadSettings({ env: { MARKMETER_USERS_FILE: users, MARKMETER_IPV6: 'false', MARKMETER_INTERFACES: 'none0', MARKMETER_HEALTH_LISTEN: '127.0.0.1:0', ...env } });
-  const agent = new Agent({ settings, log: createLogger('silent'), runner, createExporter: () => exporter });
+  const agent = new Agent({ settings, log, runner, createExporter: () => exporter });
   return { agent, exporter: exporter as InMemoryMetricExporter };
 }
 
@@ -122,6 +134,67 @@ describe('Agent', () => {
     const metrics = exporter.getMetrics().at(-1)!.scopeMetrics[0]!.metrics;
     const refused = metrics.find((m) => m.descriptor.name === 'markmeter_users_refused');
     assert.equal(refused?.dataPoints[0]?.value, 1);
+  });
+
+  test('the start-up line names the OTLP endpoint (credentials masked) and the instance id; the first push follows the first reading', async () => {
+    const posts: { url: string; body: string }[] = [];
+    const collector = createServer((request, response) => {
+      let body = '';
+      request.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+      request.on('end', () => (posts.push({ url: request.url!, body }), response.writeHead(200).end()));
+    });
+    await new Promise<void>((resolve) => collector.listen(0, '127.0.0.1', resolve));
+    const port = (collector.address() as { port: number }).port;
+    const saved = process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
+    process.env.OTEL_EXPORTER_OTLP_ENDPOINT = `http://collector:s3cret@127.0.0.1:${port}`;
+    const { lines, log } = keptLog();
+    const settings = loadSettings({
+      env: { MARKMETER_IPV6: 'false', MARKMETER_INTERFACES: 'none0', MARKMETER_HEALTH_LISTEN: '', OTEL_METRIC_EXPORT_INTERVAL: '60000', OTEL_EXPORTER_OTLP_METRICS_PROTOCOL: 'http/json' },
+    });
+    const agent = new Agent({ settings, log, runner: async (_f, _a, _o, onOutput) => onOutput(DUMP) });
+    try {
+      await agent.start();
+      const starting = lines.find((l) => l.msg === 'markmeter starting')!;
+      assert.equal(starting.otlp_endpoint, `http://***@127.0.0.1:${port}/v1/metrics`);
+      assert.match(String(starting.service_instance_id), /^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-/);
+      // The export interval is a minute: this push is the one right after the first reading.
+      await until(() => posts.length > 0, 'the first push', 2000);
+      assert.equal(posts[0]!.url, '/v1/metrics');
+      const resource = (JSON.parse(posts[0]!.body) as { resourceMetrics: { resource: { attributes: { key: string; value: { stringValue?: string } }[] } }[] }).resourceMetrics[0]!.resource;
+      assert.equal(resource.attributes.find((a) => a.key === 'service.instance.id')?.value.stringValue, starting.service_instance_id);
+      assert.doesNotMatch(JSON.stringify(lines), /s3cret/);
+    } finally {
+      await agent.stop();
+      if (saved === undefined) delete process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
+      else process.env.OTEL_EXPORTER_OTLP_ENDPOINT = saved;
+      collector.closeAllConnections();
+      collector.close();
+    }
+  });
+
+  test('readings that find no MARK rule are warned about once; their return is logged, and their going away again warned', async () => {
+    let dump = EMPTY;
+    const { lines, log } = keptLog();
+    const { agent } = await agentWith({ MARKMETER_COLLECT_INTERVAL_MS: '20' }, async (_f, _a, _o, onOutput) => onOutput(dump), undefined, log);
+    const readings = () => agent.stats.collections.get('ipv4 ok') ?? 0;
+    const moreReadings = async (n: number) => {
+      const target = readings() + n;
+      await until(() => readings() >= target, `${n} more readings`);
+    };
+    await agent.start();
+    try {
+      await moreReadings(3);
+      dump = DUMP;
+      await moreReadings(3);
+      dump = EMPTY;
+      await moreReadings(3);
+    } finally {
+      await agent.stop();
+    }
+    const said = lines.filter((l) => /MARK rule/.test(String(l.msg)) && !/chains without a single direction/.test(String(l.msg)));
+    assert.deepEqual(said.map((l) => l.level), ['warn', 'info', 'warn'], JSON.stringify(said));
+    assert.match(String(said[0]!.msg), /find no MARK rule/);
+    assert.match(String(said[1]!.msg), /^MARK rules found again: 2\b/);
   });
 
   test('stop() does not wait long for a collector that never answers', async () => {

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
-import { get } from 'node:http';
+import { createServer, get } from 'node:http';
 import { describe, test } from 'node:test';
 import { millisToHrTime } from '@opentelemetry/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { AggregationTemporality, InMemoryMetricExporter, type ResourceMetrics } from '@opentelemetry/sdk-metrics';
 import { Accumulator } from '../../src/totals/accumulator.js';
 import { EMPTY_MARK_MAP, type MarkMap, type SeriesOwner } from '../../src/attribution/mark-map.js';
-import { createLogger } from '../../src/log.js';
+import { createLogger, type LogFields } from '../../src/log.js';
 import { TelemetryPipeline } from '../../src/export/pipeline.js';
 import type { ListenerLimits } from '../../src/shared/listener-limits.js';
 import { SelfStats } from '../../src/export/self-stats.js';
@@ -182,6 +182,47 @@ describe('TelemetryPipeline', () => {
   });
 });
 
+describe('OTLP push failures', () => {
+  test('the first failed push is logged when its first attempt fails, naming the endpoint (never its credentials); its end is logged too', async () => {
+    const port = await freePort();
+    const saved = process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
+    process.env.OTEL_EXPORTER_OTLP_ENDPOINT = `http://collector:s3cret@127.0.0.1:${port}`;
+    const lines: LogFields[] = [];
+    const sink = (line: string) => void lines.push(JSON.parse(line) as LogFields);
+    const pipeline = new TelemetryPipeline({
+      resource: resourceFromAttributes({ 'service.name': 'markmeter-test' }),
+      exportIntervalMs: 3_600_000,
+      exportTimeoutMs: 10_000,
+      protocol: 'http/json',
+      log: createLogger('info', {}, { out: sink, err: sink }),
+      view: { users: () => [], unattributed: () => new Accumulator().unattributed, interfaces: () => [], stats: new SelfStats() },
+    });
+    // The collector comes up only once the failure has been logged: the exporter's retry then gets through.
+    const collector = createServer((request, response) => request.resume().on('end', () => response.writeHead(200).end()));
+    try {
+      assert.equal(pipeline.endpoint, `http://***@127.0.0.1:${port}/v1/metrics`);
+      const started = Date.now();
+      const pushed = pipeline.flush();
+      await until(() => lines.some((l) => l.level === 'error'), 'the failure to be logged', 1500);
+      const failure = lines.find((l) => l.level === 'error')!;
+      assert.ok(Date.now() - started < 1500, `logged ${Date.now() - started} ms after the push began`);
+      assert.match(String(failure.msg), new RegExp(`^OTLP push to http://\\*\\*\\*@127\\.0\\.0\\.1:${port}/v1/metrics failed`));
+      assert.match(JSON.stringify(failure), /ECONNREFUSED/);
+      assert.doesNotMatch(JSON.stringify(lines), /s3cret/);
+      await new Promise<void>((resolve) => collector.listen(port, '127.0.0.1', resolve));
+      await pushed;
+      assert.deepEqual(lines.filter((l) => l.level !== 'info' || /OTLP/.test(String(l.msg))).map((l) => l.level), ['error', 'info'], 'one failure, then its end');
+      assert.match(String(lines.at(-1)!.msg), /OTLP push succeeded again/);
+    } finally {
+      if (saved === undefined) delete process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
+      else process.env.OTEL_EXPORTER_OTLP_ENDPOINT = saved;
+      // Bounded: with no collector (the test failed early) the last push would be retried for seconds.
+      await pipeline.finish(500);
+      collector.close();
+    }
+  });
+});
+
 describe('/metrics', () => {
   test('concurrent scrapes share one production: complete bodies, 503 with Retry-After past the bound', async () => {
     const { accumulator, setUsers, add, pipeline, productions } = setup({ host: '127.0.0.1', port: 0 });
@@ -249,3 +290,21 @@ describe('SharedScrapes', () => {
     assert.equal(await second, 'B');
   });
 });
+
+/** Waits (polling) until `condition` holds. */
+async function until(condition: () => boolean, what: string, timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** A loopback port free a moment ago (nothing listens there now). */
+async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as { port: number };
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
