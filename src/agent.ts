@@ -252,7 +252,7 @@ export class Agent {
     if (found.markRules === 0) {
       const backend = this.path.backend.backend;
       this.log.warn(
-        `the iptables readings find no MARK rule in the ${table} table (${found.rules} rules${backend ? `, ${backend} backend` : ''}): no user's traffic is counted until the tunnel client's MARK rules are there; markmeter check says more`,
+        `the iptables readings find no MARK rule in the ${table} table (${found.rules} rule${found.rules === 1 ? '' : 's'}${backend ? `, ${backend} backend` : ''}): no user's traffic is counted until the tunnel client's MARK rules are there; markmeter check says more`,
         { table, rules: found.rules, backend },
       );
     } else if (this.markRulesSeen === false) {

@@ -2,6 +2,7 @@
 import { UsageError } from '../errors.js';
 import { createLogger, isOpen, stderrSink } from '../log.js';
 import { ReadingPath } from '../reading-path.js';
+import { markRulesFound } from '../sources/mark-rules.js';
 import { loadSettings } from '../settings.js';
 import { parseOptions } from './args.js';
 import { renderJson, renderTable } from './report.js';
@@ -38,7 +39,8 @@ export async function snapshot(args: string[]): Promise<number> {
   if (!(await path.loadUsersOnce())) log.info('no users document (--users, users.file or users.url): users are known by address');
 
   let failed = false;
-  for (const report of await path.collect()) {
+  const reports = await path.collect();
+  for (const report of reports) {
     if (!report.ok) {
       failed = true;
       log.error(`reading the ${report.source} table failed`, { source: report.source, error: report.error });
@@ -47,6 +49,12 @@ export async function snapshot(args: string[]): Promise<number> {
     }
   }
   if (failed) return 1;
+  // Zero rows look like a quiet network: say when there was nothing to count.
+  const found = markRulesFound(reports, path.sources);
+  if (found?.markRules === 0) {
+    const { table } = settings.iptables;
+    log.warn(`the reading found no MARK rule in the ${table} table (${found.rules} rule${found.rules === 1 ? '' : 's'}): every user's total is zero; markmeter check says more`, { table, rules: found.rules });
+  }
   const render = format === 'json' ? renderJson : renderTable;
   // Written in pieces of about 64 KiB: neither one giant string nor a write per user.
   // A reader that went away (`| head -1`) has had what it wanted: stop there, exit 0.
