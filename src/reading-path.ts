@@ -9,7 +9,7 @@ import { UsersSourceError } from './errors.js';
 import type { Logger } from './log.js';
 import type { Settings } from './settings.js';
 import { Collector, type SourceReport } from './sources/collect.js';
-import { choiceMessage, type BackendSelector } from './sources/iptables/backend.js';
+import { choiceMessage, type BackendChoice, type BackendSelector } from './sources/iptables/backend.js';
 import type { CommandRunner } from './sources/iptables/save-command.js';
 import { iptablesSources } from './sources/iptables/source.js';
 import { tcSources } from './sources/tc/source.js';
@@ -53,12 +53,18 @@ export class ReadingPath {
 
   constructor(private readonly options: ReadingPathOptions) {
     const { settings, log } = options;
+    // An empty table is re-detected every 30 s: the choice is logged when it changes, not each time.
+    let loggedChoice: string | undefined;
     const iptables = iptablesSources(settings, {
       remember: options.remember,
       listUnowned: options.listUnowned,
       runner: options.runner,
       inputs: options.inputs,
-      onBackend: (choice, previous) => log.info(choiceMessage(choice, previous), { backend: choice.backend, rules: choice.rules }),
+      onBackend: (choice, previous) => {
+        if (choiceKind(choice) === loggedChoice) return;
+        loggedChoice = choiceKind(choice);
+        log.info(choiceMessage(choice, previous), { backend: choice.backend, rules: choice.rules });
+      },
     });
     this.backend = iptables.selector;
     // Every source, in the order of collect.sources: a new source is added here.
@@ -137,4 +143,10 @@ export class ReadingPath {
     }
     return this.applyUsers(parseUsersDocument(text, source.name));
   }
+}
+
+/** A backend choice without its rule counts: the backend, and which tables hold rules, are empty or cannot be read. */
+function choiceKind({ backend, rules }: BackendChoice): string {
+  const state = (n: number | undefined) => (n === undefined ? 'unreadable' : n > 0 ? 'rules' : 'empty');
+  return `${backend} (nft ${state(rules.nft)}, legacy ${state(rules.legacy)})`;
 }
