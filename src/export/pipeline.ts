@@ -227,7 +227,7 @@ class GatedExporter implements PushMetricExporter {
     this.health.failing = true;
     const { endpoint, log } = this.options;
     log.error(
-      `OTLP push to ${endpoint} failed; pushes go on every export interval, and since totals are cumulative the next successful push carries everything: check that a collector listens there (OTEL_EXPORTER_OTLP_ENDPOINT)`,
+      `OTLP push failed (endpoint ${endpoint}); pushes go on every export interval, and since totals are cumulative the next successful push carries everything: check that a collector listens there (OTEL_EXPORTER_OTLP_ENDPOINT)`,
       { endpoint, error },
     );
   }

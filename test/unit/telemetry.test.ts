@@ -206,7 +206,7 @@ describe('OTLP push failures', () => {
       await until(() => lines.some((l) => l.level === 'error'), 'the failure to be logged', 1500);
       const failure = lines.find((l) => l.level === 'error')!;
       assert.ok(Date.now() - started < 1500, `logged ${Date.now() - started} ms after the push began`);
-      assert.match(String(failure.msg), new RegExp(`^OTLP push to http://\\*\\*\\*@127\\.0\\.0\\.1:${port}/v1/metrics failed`));
+      assert.match(String(failure.msg), new RegExp(`^OTLP push failed \\(endpoint http://\\*\\*\\*@127\\.0\\.0\\.1:${port}/v1/metrics\\)`));
       assert.match(JSON.stringify(failure), /ECONNREFUSED/);
       assert.doesNotMatch(JSON.stringify(lines), /s3cret/);
       await new Promise<void>((resolve) => collector.listen(port, '127.0.0.1', resolve));
