@@ -8,6 +8,7 @@ import convict from 'convict';
 import { existsSync, readFileSync } from 'node:fs';
 import YAML from 'yaml';
 import { SettingsError } from './errors.js';
+import { closestName } from './shared/closest-name.js';
 import { redactUrl } from './shared/redact.js';
 import { LOG_LEVELS, type LogLevel } from './log.js';
 import type { Breakdown } from './attribution/mark-map.js';
@@ -347,10 +348,11 @@ export function loadSettings(options: LoadSettingsOptions = {}): Settings {
     config.validate({ allowed: 'strict' });
   } catch (error) {
     const source = file ? `settings (${file})` : 'settings';
-    throw new SettingsError(`${source}: ${(error as Error).message}; see the README's settings table`, {
+    throw new SettingsError(`${source}: ${suggestKeys((error as Error).message)}; see the README's settings table`, {
       cause: error,
     });
   }
+  checkOtlpEndpoints(env);
   const settings = config.getProperties();
   if (settings.collect.sources.includes('tc') && settings.tc.devices.length === 0) {
     throw new SettingsError('settings: collect.sources includes tc but tc.devices is empty: name the shaping devices, e.g. MARKMETER_TC_DEVICES=wg0:tx,eth1:rx');
@@ -366,6 +368,46 @@ export function loadSettings(options: LoadSettingsOptions = {}): Settings {
     throw new SettingsError(`settings: users.maxBytes is at most ${USERS_MAX_BYTES_LIMIT} (256 MiB), got ${settings.users.maxBytes}`);
   }
   return settings;
+}
+
+/** Adds the closest known key to each of convict's "not declared" lines (a typo in the file). */
+function suggestKeys(message: string): string {
+  const keys = describeSettings().map((row) => row.key);
+  // The groups too (`collect`, `export.prometheus`): a misspelt group is reported on its own when it is empty.
+  const known = new Set(keys.flatMap((key) => key.split('.').map((_, i, parts) => parts.slice(0, i + 1).join('.'))));
+  return message.replace(/configuration param '([^']+)' not declared in the schema/g, (line, key: string) => {
+    const guess = closestName(key, known);
+    return guess ? `${line} (did you mean ${guess}?)` : line;
+  });
+}
+
+/**
+ * The OTLP endpoint variables the exporter reads, checked at start: a value
+ * without a scheme (`localhost:4318`) would otherwise fail every push, and
+ * `check` would fail on it too. Empty counts as unset, as for the exporter.
+ */
+const OTLP_ENDPOINT_VARIABLES = [
+  { variable: 'OTEL_EXPORTER_OTLP_METRICS_ENDPOINT', form: 'the full metrics URL such as http://localhost:4318/v1/metrics (used as it is)' },
+  { variable: 'OTEL_EXPORTER_OTLP_ENDPOINT', form: "the collector's base such as http://localhost:4318 (/v1/metrics is added)" },
+] as const;
+
+function checkOtlpEndpoints(env: NodeJS.ProcessEnv): void {
+  for (const { variable, form } of OTLP_ENDPOINT_VARIABLES) {
+    const value = env[variable];
+    if (value === undefined || value.trim() === '') continue;
+    if (!isHttpUrl(value)) {
+      throw new SettingsError(`settings: ${variable} must be an http:// or https:// URL, ${form}, got ${JSON.stringify(redactUrl(value.trim()))}`);
+    }
+  }
+}
+
+function isHttpUrl(text: string): boolean {
+  try {
+    const { protocol, hostname } = new URL(text);
+    return (protocol === 'http:' || protocol === 'https:') && hostname !== '';
+  } catch {
+    return false;
+  }
 }
 
 /** The schema as documentation rows: key, env, default, doc (for the README and `--help`). */

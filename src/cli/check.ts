@@ -40,7 +40,9 @@ export async function check(args: string[]): Promise<number> {
   try {
     settings = loadSettings({ file });
   } catch (error) {
-    print(false, 'settings', (error as Error).message);
+    // The message starts with its source ("settings: ..." or "settings (FILE): ..."), which names the line.
+    const message = (error as Error).message;
+    process.stdout.write(`FAIL  ${/^settings\b/.test(message) ? message : `settings: ${message}`}\n`);
     return 1;
   }
   const origins = settingOrigins(settings, file);

@@ -65,10 +65,12 @@ describe('markmeter check', { concurrency: false }, () => {
   });
 
   const failures: [string, () => object, Record<string, string>, RegExp][] = [
-    ['settings that do not validate', () => ({ colect: {} }), {}, /^FAIL {2}settings: .*colect/m],
+    ['settings that do not validate', () => ({ colect: {} }), {}, /^FAIL {2}settings \(\S+settings-\w+\.json\): configuration param 'colect' not declared in the schema \(did you mean collect\?\)/m],
     ['a broken users document', () => ({ ...healthy(), users: { file: join(dir, 'broken.json') } }), {}, /^FAIL {2}users document: .*broken\.json.*cannot be read \(ENOENT\)/m],
     ['a missing interface', () => ({ ...healthy(), interfaces: { names: ['wg0'] } }), {}, /^FAIL {2}interfaces: not found: wg0: fix interfaces\.names \(this namespace has: .*gu0/m],
     ['a collector that is down', healthy, { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9' }, /^FAIL {2}otlp endpoint: http:\/\/127\.0\.0\.1:9\/v1\/metrics: cannot connect \(ECONNREFUSED\): start the collector/m],
+    ['an OTLP endpoint without a scheme', healthy, { OTEL_EXPORTER_OTLP_ENDPOINT: 'localhost:4318' }, /^FAIL {2}settings: OTEL_EXPORTER_OTLP_ENDPOINT must be an http:\/\/ or https:\/\/ URL, the collector's base such as http:\/\/localhost:4318 \(\/v1\/metrics is added\), got "localhost:4318"$/m],
+    ['a metrics endpoint without a scheme', healthy, { OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: 'localhost:4318/v1/metrics' }, /^FAIL {2}settings: OTEL_EXPORTER_OTLP_METRICS_ENDPOINT must be an http:\/\/ or https:\/\/ URL, the full metrics URL/m],
     ['a mark no user owns', () => ({ ...healthy(), users: { file: join(dir, 'nobody.json') } }), {}, /^FAIL {2}attribution \(ipv4\): 2 MARK rules, 0 attributed; 2 owned by no user \(marks 101\): add those users or marks/m],
   ];
   for (const [name, settings, env, message] of failures) {
@@ -78,6 +80,7 @@ describe('markmeter check', { concurrency: false }, () => {
       const { code, out } = await check(settings(), env);
       assert.equal(code, 1, out);
       assert.match(out, message);
+      assert.doesNotMatch(out, /unexpected error|\n\s+at /, 'no crash, no stack trace');
     });
   }
 

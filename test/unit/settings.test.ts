@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
 import { SettingsError } from '../../src/errors.js';
 import { describeSettings, loadSettings } from '../../src/settings.js';
 
@@ -23,9 +26,28 @@ describe('loadSettings', () => {
     assert.deepEqual(s.attribution, { rxChains: ['PREROUTING'], txChains: ['POSTROUTING'], breakdown: 'user' });
   });
 
-  test('the shipped config/default.json and config/agent.yaml validate', () => {
-    assert.equal(loadSettings({ file: 'config/default.json', env: {} }).users.file, 'config/users.example.json');
+  test('the shipped config/agent.yaml validates', () => {
     assert.equal(loadSettings({ file: 'config/agent.yaml', env: {} }).users.file, '/etc/markmeter/users.json');
+  });
+
+  test('config/default.json holds every setting at its default and nothing else (so --config config/default.json changes nothing)', () => {
+    const shipped = JSON.parse(readFileSync('config/default.json', 'utf8')) as unknown;
+    assert.deepEqual(shipped, loadSettings({ env: {} }));
+  });
+
+  test("the README's settings table lists every setting with its env var and default", () => {
+    const readme = readFileSync('README.md', 'utf8');
+    const rows = new Map(
+      [...readme.matchAll(/^\| `([\w.]+)` \| `(\w+)`[^|]*\| `([^`]*)`/gm)].map(([, key, env, shown]) => [key, { env, shown }] as const),
+    );
+    for (const row of describeSettings()) {
+      const documented = rows.get(row.key);
+      assert.ok(documented, `${row.key} is in the table`);
+      assert.equal(documented.env, row.env, `${row.key}'s env var`);
+      // Strings are shown bare except the empty one; numbers, booleans and lists as JSON.
+      const expected = typeof row.default === 'string' && row.default !== '' ? row.default : JSON.stringify(row.default);
+      assert.equal(documented.shown, expected, `${row.key}'s default`);
+    }
   });
 
   test('env vars are coerced and win over the file', async () => {
@@ -82,6 +104,73 @@ describe('loadSettings', () => {
     assert.equal(loadSettings({ env: { MARKMETER_USERS_URL: 'https://cm.example/users.json' } }).users.url, 'https://cm.example/users.json');
     assert.throws(() => loadSettings({ env: { MARKMETER_USERS_URL: 'http://127.0.0.1:1/u', MARKMETER_USERS_FILE: '/x.json' } }), /set one/);
     assert.throws(() => loadSettings({ env: { MARKMETER_USERS_URL: 'ftp://127.0.0.1/u' } }), /http:\/\/ or https:\/\//);
+  });
+
+  test('a misspelt key is named with the closest known key', async () => {
+    const cases: [string, RegExp][] = [
+      ['{"users": {"flie": "/x.json"}}', /'users\.flie' not declared in the schema \(did you mean users\.file\?\)/],
+      ['{"collect": {"intervalMS": 1000}}', /'collect\.intervalMS' not declared in the schema \(did you mean collect\.intervalMs\?\)/],
+      ['{"colect": {"intervalMs": 1000}}', /'colect\.intervalMs' not declared in the schema \(did you mean collect\.intervalMs\?\)/],
+      ['{"export": {"prometheus": {"prot": 9464}}}', /did you mean export\.prometheus\.port\?/],
+    ];
+    for (const [text, message] of cases) {
+      const file = join(dir, 'typo.json');
+      await writeFile(file, text);
+      assert.throws(() => loadSettings({ file, env: {} }), (error: unknown) => error instanceof SettingsError && message.test(error.message), text);
+    }
+    // Nothing close: no guess.
+    await writeFile(join(dir, 'far.json'), '{"zzzzzz": 1}');
+    assert.throws(
+      () => loadSettings({ file: join(dir, 'far.json'), env: {} }),
+      (error: unknown) => error instanceof SettingsError && /'zzzzzz' not declared in the schema;/.test(error.message) && !/did you mean/.test(error.message),
+    );
+  });
+
+  describe('the OTLP endpoint variables', () => {
+    const bad: [string, string, RegExp][] = [
+      ['OTEL_EXPORTER_OTLP_ENDPOINT', 'localhost:4318', /^settings: OTEL_EXPORTER_OTLP_ENDPOINT must be an http:\/\/ or https:\/\/ URL, the collector's base such as http:\/\/localhost:4318 \(\/v1\/metrics is added\), got "localhost:4318"/],
+      ['OTEL_EXPORTER_OTLP_ENDPOINT', 'otel-collector', /OTEL_EXPORTER_OTLP_ENDPOINT must be an http:\/\/ or https:\/\/ URL.*got "otel-collector"/],
+      ['OTEL_EXPORTER_OTLP_ENDPOINT', 'grpc://c:4317', /OTEL_EXPORTER_OTLP_ENDPOINT must be an http:\/\/ or https:\/\/ URL/],
+      ['OTEL_EXPORTER_OTLP_METRICS_ENDPOINT', 'localhost:4318/v1/metrics', /^settings: OTEL_EXPORTER_OTLP_METRICS_ENDPOINT must be an http:\/\/ or https:\/\/ URL, the full metrics URL such as http:\/\/localhost:4318\/v1\/metrics \(used as it is\), got "localhost:4318\/v1\/metrics"/],
+      ['OTEL_EXPORTER_OTLP_METRICS_ENDPOINT', 'http://', /OTEL_EXPORTER_OTLP_METRICS_ENDPOINT must be/],
+    ];
+    for (const [variable, value, message] of bad) {
+      test(`${variable}=${value} is a settings error naming the variable and the expected form`, () => {
+        assert.throws(() => loadSettings({ env: { [variable]: value } }), (error: unknown) => error instanceof SettingsError && message.test(error.message));
+      });
+    }
+
+    test('good forms pass; unset or empty means the default; credentials are not repeated', () => {
+      for (const env of [
+        {},
+        { OTEL_EXPORTER_OTLP_ENDPOINT: '' },
+        { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://otel-collector:4318' },
+        { OTEL_EXPORTER_OTLP_ENDPOINT: 'https://collector.example/otlp/' },
+        { OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: 'http://[::1]:4318/v1/metrics' },
+      ]) {
+        assert.doesNotThrow(() => loadSettings({ env }), JSON.stringify(env));
+      }
+      assert.throws(
+        () => loadSettings({ env: { OTEL_EXPORTER_OTLP_ENDPOINT: 'ftp://otlp:secret@c:4318' } }),
+        (error: unknown) => error instanceof SettingsError && /got "ftp:\/\/\*\*\*@c:4318"/.test(error.message) && !/secret/.test(error.message),
+      );
+    });
+
+    test('run with OTEL_EXPORTER_OTLP_ENDPOINT=localhost:4318 stops at start with that error, no stack trace', async () => {
+      const child = promisify(execFile)(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'run'], {
+        env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: 'localhost:4318', MARKMETER_HEALTH_LISTEN: '' },
+        // Before the fix the agent started and kept running.
+        timeout: 10_000,
+        killSignal: 'SIGKILL',
+      });
+      const failed = await child.then(
+        () => assert.fail('run started'),
+        (error: { code: number; stdout: string; stderr: string }) => error,
+      );
+      assert.equal(failed.code, 1);
+      assert.match(failed.stderr, /^markmeter: settings: OTEL_EXPORTER_OTLP_ENDPOINT must be an http:\/\/ or https:\/\/ URL/);
+      assert.doesNotMatch(failed.stderr, /\n\s+at /, 'no stack trace');
+    });
   });
 
   test('every setting is documented with a doc string and an env var', () => {
