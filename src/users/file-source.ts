@@ -29,7 +29,7 @@ export class FileUsersSource implements UsersSource {
       found = await readAtMost(this.path, this.maxBytes, (signature) => (this.readSignature = signature));
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code ?? String(error);
-      throw new Error(`cannot be read (${code}): check the path in users.file`, { cause: error });
+      throw new Error(`cannot be read (${code}): ${code === 'EACCES' || code === 'EPERM' ? notPermitted() : 'check the path in users.file'}`, { cause: error });
     }
     if ('over' in found) {
       const size = found.over === undefined ? '' : `${found.over} bytes, `;
@@ -72,6 +72,13 @@ export class FileUsersSource implements UsersSource {
       watcher?.close();
     };
   }
+}
+
+/** The uid that needs read access: a root-owned 0600 file mounted into the image is the usual cause. */
+function notPermitted(): string {
+  const uid = process.getuid?.();
+  const who = uid === undefined ? 'the user markmeter runs as' : `uid ${uid}`;
+  return `markmeter runs as ${who} here (the image runs as the node user, uid 1000), and the file must be readable by that uid and its folders searchable: e.g. chmod a+r the file, or chown ${uid ?? 1000} it`;
 }
 
 /** What readAtMost found: the bytes, or that there are more than the bound (and how many, when the size says). */

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { chmod, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
 import { ConfigManager } from '../../src/users/manager.js';
 import { FileUsersSource } from '../../src/users/file-source.js';
 import { usersSource } from '../../src/users/from-settings.js';
@@ -150,6 +152,22 @@ describe('ConfigManager with a file source', () => {
     assert.equal(events.length, 2, 'one error per outage');
     await writeFile(file, doc('erin'));
     assert.deepEqual(codes((await nextEvent()) as UsersSnapshot), ['erin']);
+  });
+
+  test("a file the agent's user cannot read (EACCES) says that the image runs as node (uid 1000) and the file must be readable by it", async () => {
+    await writeFile(file, doc('alice'));
+    await chmod(dir, 0o755);
+    await chmod(file, 0o600);
+    // Read by a real process of uid 1000, the image's node user (root reads any file, so it drops to that uid).
+    const asImageUser = process.getuid?.() === 0 ? ['setpriv', '--reuid=1000', '--regid=1000', '--clear-groups'] : [];
+    if (!asImageUser.length) await chmod(file, 0o000);
+    const script = `import('./src/users/file-source.ts').then(({ FileUsersSource }) => new FileUsersSource(${JSON.stringify(file)}).read()).then(() => console.log('read'), (e) => console.log(e.message))`;
+    const [program, ...args] = [...asImageUser, process.execPath, '--import', 'tsx', '-e', script];
+    const { stdout } = await promisify(execFile)(program!, args, { env: { ...process.env, TSX_DISABLE_CACHE: '1' } });
+    assert.match(
+      stdout,
+      /^cannot be read \(EACCES\): markmeter runs as uid (\d+) here \(the image runs as the node user, uid 1000\), and the file must be readable by that uid and its folders searchable: e\.g\. chmod a\+r the file, or chown \1 it$/m,
+    );
   });
 
   test('a bad document at start is an error and no mapping', async () => {
