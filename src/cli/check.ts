@@ -9,7 +9,8 @@ import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { createLogger } from '../log.js';
 import { ReadingPath } from '../reading-path.js';
-import { detectBackend } from '../sources/iptables/backend.js';
+import { countTable, detectBackend, type Backend } from '../sources/iptables/backend.js';
+import type { RunOptions } from '../sources/iptables/save-command.js';
 import { describePrivileges, privilegeProblem, readPrivileges, type ProcessPrivileges } from '../sidecar/privileges.js';
 import { redactUrl } from '../shared/redact.js';
 import { loadSettings, settingOrigins, type Settings } from '../settings.js';
@@ -22,6 +23,8 @@ from), which iptables backend holds the mangle rules, whether the users
 document loads, how many MARK rules the users own (and the marks nobody owns),
 whether the configured interfaces exist, and whether the OTLP endpoint accepts
 an export. Exits 0 only when every check passes; a failure says what to do.
+A WARN line passes but names what is not counted (MARK rules in the iptables
+backend that is not read).
 
 Options:
   --config FILE   settings file (JSON or YAML)
@@ -35,7 +38,8 @@ export async function check(args: string[]): Promise<number> {
     return 0;
   }
   const file = values.config as string | undefined;
-  const print = (ok: boolean, name: string, detail: string) => process.stdout.write(`${ok ? 'ok  ' : 'FAIL'}  ${name}: ${detail}\n`);
+  const print = (ok: boolean, name: string, detail: string, warning = false) =>
+    process.stdout.write(`${!ok ? 'FAIL' : warning ? 'WARN' : 'ok  '}  ${name}: ${detail}\n`);
   let settings;
   try {
     settings = loadSettings({ file });
@@ -48,13 +52,15 @@ export async function check(args: string[]): Promise<number> {
   const origins = settingOrigins(settings, file);
   print(true, 'settings', `valid${file ? ` (${file})` : ''}${origins.length ? `; not default: ${origins.map((o) => `${o.key}=${JSON.stringify(o.value)} (${o.origin})`).join(', ')}` : '; all defaults'}`);
   const results = await runChecks(settings);
-  for (const result of results) print(result.ok, result.name, result.detail);
+  for (const result of results) print(result.ok, result.name, result.detail, result.warning);
   return results.every((r) => r.ok) ? 0 : 1;
 }
 
 export interface CheckResult {
   name: string;
   ok: boolean;
+  /** Passed, but something is not counted: printed as WARN (the exit code stays 0). */
+  warning?: boolean;
   detail: string;
 }
 
@@ -68,24 +74,10 @@ export async function runChecks(
   const results: CheckResult[] = [];
   const run = { timeoutMs: settings.collect.timeoutMs, maxOutputBytes: settings.collect.maxOutputBytes };
 
-  // Which backend holds the rules.
-  const choice = await detectBackend(settings.iptables.table, run);
-  const show = (n: number | undefined) => (n === undefined ? 'cannot be read' : `${n} rules`);
-  const counts = `nft ${show(choice.rules.nft)}, legacy ${show(choice.rules.legacy)}`;
-  const readable = choice.rules.nft !== undefined || choice.rules.legacy !== undefined;
-  const anyRules = (choice.rules.nft ?? 0) + (choice.rules.legacy ?? 0) > 0;
+  // What the IPv4 readings will read: iptables.saveCommand, or the backend that holds the rules.
   const problem = privileges && privilegeProblem(privileges);
-  results.push({
-    name: 'iptables',
-    ok: readable && anyRules,
-    detail: !readable
-      ? problem
-        ? `${counts}: ${problem.short} (see privileges)`
-        : `${counts}: install iptables (both backends) and run with CAP_NET_ADMIN and CAP_NET_RAW (or as root)`
-      : !anyRules
-        ? `${counts} in the ${settings.iptables.table} table: is the tunnel client running in this network namespace?`
-        : `${counts} in the ${settings.iptables.table} table; ${settings.iptables.backend === 'auto' ? `auto reads ${choice.backend}` : `iptables.backend is ${settings.iptables.backend}`}`,
-  });
+  const { result: iptables, readable } = await iptablesCheck(settings, run, problem ? `${problem.short} (see privileges)` : undefined);
+  results.push(iptables);
 
   // Whether the save commands get CAP_NET_ADMIN and CAP_NET_RAW. A problem the kernel let pass
   // (some grant file capabilities under no-new-privileges after all) is reported, not failed.
@@ -168,6 +160,54 @@ export async function runChecks(
     detail: answer.ok ? `${shown} accepted an export (HTTP ${answer.status})` : `${shown}: ${answer.problem}: start the collector or set OTEL_EXPORTER_OTLP_ENDPOINT`,
   });
   return results;
+}
+
+/**
+ * The iptables line. With iptables.saveCommand set, that command's table; else
+ * both backends' tables, the one the readings will use (auto's choice or
+ * iptables.backend), and a warning when the other one holds MARK rules too:
+ * those are never read, so their users' traffic would be missing. A backend
+ * that cannot be read says why (with neither readable, the first one's reason,
+ * or `privilegeProblem` when the process lacks the capabilities).
+ */
+async function iptablesCheck(settings: Settings, run: RunOptions, privilegeProblem: string | undefined): Promise<{ result: CheckResult; readable: boolean }> {
+  const { table, saveCommand, backend: setting } = settings.iptables;
+  const name = 'iptables';
+  if (saveCommand) {
+    const count = await countTable(saveCommand, table, run);
+    const command = `iptables.saveCommand ${saveCommand}`;
+    if ('error' in count) return { readable: false, result: { name, ok: false, detail: `${command} cannot be read: ${privilegeProblem ?? count.error}` } };
+    const detail = `${command}: ${count.rules} rules (${count.markRules} MARK rules) in the ${table} table${count.rules ? '' : ': is the tunnel client running in this network namespace?'}`;
+    return { readable: true, result: { name, ok: count.rules > 0, detail } };
+  }
+  const { backend: chosen, tables } = await detectBackend(table, run);
+  const read: Backend = setting === 'auto' ? chosen : setting;
+  const other: Backend = read === 'nft' ? 'legacy' : 'nft';
+  const [reading, beside] = [tables[read], tables[other]];
+  const show = (backend: Backend) => {
+    const count = tables[backend];
+    return 'error' in count ? `${backend} cannot be read` : `${backend} ${count.rules} rules`;
+  };
+  const both = `${show('nft')}, ${show('legacy')}`;
+  const counts = `${both} in the ${table} table`;
+  const how = setting === 'auto' ? `auto reads ${read}` : `iptables.backend is ${read}`;
+  if ('error' in reading) {
+    // auto chooses a readable backend when there is one: here neither is, or the one set is not.
+    const detail = 'error' in beside ? `${both}: ${privilegeProblem ?? reading.error}` : `${counts}; ${how}, which cannot be read: ${reading.error}`;
+    return { readable: !('error' in beside), result: { name, ok: false, detail } };
+  }
+  if (reading.rules === 0) {
+    const detail = 'error' in beside || beside.rules === 0
+      ? `${counts}: is the tunnel client running in this network namespace?`
+      : `${counts}; ${how}, whose table is empty: set iptables.backend to ${other} or auto`;
+    return { readable: true, result: { name, ok: false, detail } };
+  }
+  if ('error' in beside) return { readable: true, result: { name, ok: true, detail: `${counts}; ${how} (${other} cannot be read: ${beside.error})` } };
+  if (beside.markRules > 0) {
+    const detail = `${counts}; ${how}, but ${other} holds ${beside.markRules} MARK rules too, which are not read: their traffic is not counted; remove them or have the tunnel client write every rule to ${read}`;
+    return { readable: true, result: { name, ok: true, warning: true, detail } };
+  }
+  return { readable: true, result: { name, ok: true, detail: `${counts}; ${how}` } };
 }
 
 /** The metrics endpoint the OTLP exporter will use, by the OpenTelemetry variables. */

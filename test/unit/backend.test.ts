@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { BackendSelector, chooseBackend, detectBackend, type BackendChoice } from '../../src/sources/iptables/backend.js';
+import { resolve } from 'node:path';
+import { BackendSelector, chooseBackend, countTable, detectBackend, type BackendChoice } from '../../src/sources/iptables/backend.js';
 import type { CommandRunner } from '../../src/sources/iptables/save-command.js';
 
 const RUN = { timeoutMs: 1000, maxOutputBytes: 1 << 20 };
@@ -70,5 +71,41 @@ describe('detectBackend and BackendSelector', () => {
     assert.equal(choices.length, 2);
     assert.equal(choices[1]![1], 'nft');
     assert.equal(selector.backend, 'legacy');
+  });
+});
+
+describe('what detection keeps of each backend', () => {
+  test('the MARK rules apart from the other rules', async () => {
+    const withAccept = (rules: number) => table(rules).replace('COMMIT', '[0:0] -A PREROUTING -j ACCEPT\nCOMMIT');
+    const runner: CommandRunner = async (file, _args, _options, onOutput) => onOutput(file.includes('legacy') ? withAccept(2) : withAccept(3));
+    const choice = await detectBackend('mangle', RUN, runner);
+    assert.deepEqual(choice.rules, { nft: 4, legacy: 3 });
+    assert.deepEqual(choice.tables, { nft: { rules: 4, markRules: 3 }, legacy: { rules: 3, markRules: 2 } });
+  });
+
+  test("why a backend cannot be read: its save command's error, or a dump without the table", async () => {
+    const runner: CommandRunner = async (file, _args, _options, onOutput) => {
+      if (file.includes('legacy')) throw new Error(`${file} was not found: install iptables`);
+      onOutput('*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n');
+    };
+    const choice = await detectBackend('mangle', RUN, runner);
+    assert.deepEqual(choice.rules, { nft: undefined, legacy: undefined });
+    assert.deepEqual(choice.tables, {
+      nft: { error: 'iptables-nft-save printed no mangle table' },
+      legacy: { error: 'iptables-legacy-save was not found: install iptables' },
+    });
+  });
+
+  test('countTable runs any save command (iptables.saveCommand) and says why it failed', async () => {
+    const fake = resolve('test/bin/fake-iptables-save');
+    process.env.FAKE_SAVE_OUTPUT = resolve('test/fixtures/nft-v4-users.iptables-save');
+    try {
+      assert.deepEqual(await countTable(fake, 'mangle', RUN), { rules: 22, markRules: 12 });
+      process.env.FAKE_SAVE_EXIT = '3';
+      assert.match((await countTable(fake, 'mangle', RUN) as { error: string }).error, /fake-iptables-save -c -t mangle exited with code 3/);
+    } finally {
+      delete process.env.FAKE_SAVE_OUTPUT;
+      delete process.env.FAKE_SAVE_EXIT;
+    }
   });
 });

@@ -44,30 +44,44 @@ export function choiceMessage(choice: BackendChoice, previous: Backend | undefin
   return `reading the ${choice.backend} iptables backend${change}: ${choice.reason}`;
 }
 
-/** Counts the rules of `table` that a backend's IPv4 save command prints; undefined when it cannot run or parse, or prints no such table. */
-export async function countRules(backend: Backend, table: string, options: RunOptions, runner: CommandRunner = execaRunner): Promise<number | undefined> {
+/** What a save command prints of `table`: its rules (and how many are MARK rules), or why it could not be read. */
+export type TableCount = { rules: number; markRules: number } | { error: string };
+
+/** A detection: the choice, and what each backend's table held or why it could not be read. */
+export interface BackendDetection extends BackendChoice {
+  tables: Record<Backend, TableCount>;
+}
+
+/** Counts the rules of `table` that a save command (`<command> -c -t <table>`) prints. */
+export async function countTable(command: string, table: string, options: RunOptions, runner: CommandRunner = execaRunner): Promise<TableCount> {
   let rules = 0;
+  let markRules = 0;
   let inTable = false;
   let sawTable = false;
   const parser = new IptablesSaveParser({
     table: (name) => (sawTable ||= inTable = name === table),
-    rule: () => {
-      if (inTable) rules += 1;
+    rule: (rule) => {
+      if (!inTable) return;
+      rules += 1;
+      if (rule.mark !== undefined) markRules += 1;
     },
   });
   try {
-    await runner(saveCommands(backend).ipv4, ['-c', '-t', table], options, (chunk) => parser.push(chunk));
+    await runner(command, ['-c', '-t', table], options, (chunk) => parser.push(chunk));
     parser.end();
-    return sawTable ? rules : undefined;
-  } catch {
-    return undefined;
+  } catch (error) {
+    // Kept, not swallowed: `check` shows why a backend cannot be read.
+    return { error: (error as Error).message };
   }
+  return sawTable ? { rules, markRules } : { error: `${command} printed no ${table} table` };
 }
 
-/** Asks both backends and chooses. */
-export async function detectBackend(table: string, options: RunOptions, runner?: CommandRunner): Promise<BackendChoice> {
-  const [nft, legacy] = await Promise.all([countRules('nft', table, options, runner), countRules('legacy', table, options, runner)]);
-  return chooseBackend({ nft, legacy });
+/** Asks both backends' IPv4 save commands and chooses. */
+export async function detectBackend(table: string, options: RunOptions, runner?: CommandRunner): Promise<BackendDetection> {
+  const count = (backend: Backend) => countTable(saveCommands(backend).ipv4, table, options, runner);
+  const [nft, legacy] = await Promise.all([count('nft'), count('legacy')]);
+  const rules = (counted: TableCount) => ('error' in counted ? undefined : counted.rules);
+  return { ...chooseBackend({ nft: rules(nft), legacy: rules(legacy) }), tables: { nft, legacy } };
 }
 
 /**
