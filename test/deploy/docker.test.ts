@@ -22,6 +22,12 @@ interface Dashboard {
 }
 const readDashboard = async () => JSON.parse(await read('grafana/dashboards/markmeter.json')) as Dashboard;
 type Service = Record<string, unknown> & { cap_add?: string[]; volumes?: string[]; command?: string[]; image?: string };
+/** Compose's byte values ("2g", "512m") in MiB. */
+const mebibytes = (value: string): number => {
+  const match = /^(\d+)([kmg])b?$/i.exec(value);
+  if (!match) throw new Error(`not a compose byte value: ${value}`);
+  return Number(match[1]) * { k: 1 / 1024, m: 1, g: 1024 }[match[2]!.toLowerCase() as 'k' | 'm' | 'g'];
+};
 
 describe('docker/', () => {
   test('Dockerfile: multi-stage on Node LTS slim, non-root with file capabilities, HEALTHCHECK on /readyz, markmeter run', async () => {
@@ -30,9 +36,12 @@ describe('docker/', () => {
     assert.equal(froms.length, 2);
     assert.ok(froms.every((f) => /^node:(22|24)-bookworm-slim/.test(f!)), froms.join());
     assert.match(dockerfile, /^USER node$/m);
-    for (const binary of ['xtables-nft-multi', 'xtables-legacy-multi']) {
-      assert.match(dockerfile, new RegExp(`setcap cap_net_admin,cap_net_raw\\+ep /usr/sbin/${binary}`));
-    }
+    // What each backend's tools need, no more (test/integration/install.test.ts reads both
+    // backends with exactly these): file capabilities are all or nothing, so a capability the
+    // binary carries and the container lacks keeps the binary from starting at all.
+    assert.match(dockerfile, /setcap cap_net_admin\+ep \/usr\/sbin\/xtables-nft-multi/);
+    assert.match(dockerfile, /setcap cap_net_admin,cap_net_raw\+ep \/usr\/sbin\/xtables-legacy-multi/);
+    assert.equal([...dockerfile.matchAll(/setcap /g)].length, 2);
     assert.match(dockerfile, /^HEALTHCHECK .*\n?.*\/readyz/m);
     assert.match(dockerfile, /^ENTRYPOINT \["node", "\/app\/dist\/cli\.js"\]$/m);
     assert.match(dockerfile, /^CMD \["run"/m);
@@ -51,6 +60,12 @@ describe('docker/', () => {
     assert.ok(sidecar.volumes?.some((v) => v.endsWith(':/etc/markmeter:ro')));
     assert.match(String((sidecar.environment as Record<string, string>).OTEL_EXPORTER_OTLP_ENDPOINT), /^http:\/\/otel-collector:4318$/);
     assert.match(services['otel-collector']!.image!, /opentelemetry-collector-contrib/);
+    // The memory_limiter's limit (otel-collector.yaml) sits below the container's own.
+    const collectorMiB = mebibytes(String(services['otel-collector']!.mem_limit));
+    const limiter = (YAML.parse(await read('otel-collector.yaml')) as { processors: { memory_limiter: Record<string, number> } }).processors.memory_limiter;
+    assert.equal(limiter.limit_percentage, undefined, 'a percentage of what? without a container limit it is the host\'s memory');
+    assert.ok(limiter.limit_mib! > 0 && limiter.spike_limit_mib! > 0 && limiter.spike_limit_mib! < limiter.limit_mib!, JSON.stringify(limiter));
+    assert.ok(limiter.limit_mib! <= collectorMiB * 0.85, `limit_mib ${limiter.limit_mib} leaves room under mem_limit ${collectorMiB} MiB`);
     assert.ok(services.prometheus!.command?.includes('--web.enable-remote-write-receiver'));
     assert.ok(services.grafana!.volumes?.some((v) => v.includes('grafana/provisioning')));
     for (const [name, service] of Object.entries(services)) assert.notEqual(service.privileged, true, `${name} is not privileged`);
