@@ -10,6 +10,7 @@ import { Agent } from '../../src/agent.js';
 import { createLogger, type LogFields, type Logger } from '../../src/log.js';
 import type { CommandRunner } from '../../src/sources/iptables/save-command.js';
 import { loadSettings } from '../../src/settings.js';
+import { freePort, until } from './waits.js';
 
 const DUMP = `*mangle
 :PREROUTING ACCEPT [0:0]
@@ -26,14 +27,6 @@ const EMPTY = `*mangle
 COMMIT
 `;
 
-/** Waits (polling) until `condition` holds. */
-async function until(condition: () => boolean, what: string, timeoutMs = 3000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 let dir: string;
 before(async () => {
@@ -277,11 +270,3 @@ describe('Agent', () => {
   });
 });
 
-/** A loopback port free a moment ago (the health server takes a fixed address). */
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as { port: number };
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}

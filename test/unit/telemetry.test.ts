@@ -12,6 +12,7 @@ import type { ListenerLimits } from '../../src/shared/listener-limits.js';
 import { SelfStats } from '../../src/export/self-stats.js';
 import { SharedScrapes } from '../../src/export/shared-scrapes.js';
 import { assertCapAndIdle } from './listener-check.js';
+import { freePort, until } from './waits.js';
 
 const alice = { user_code: 'alice', user_intra_ip: '10.8.0.2' };
 const bob = { user_code: 'bob', user_intra_ip: 'fd00:8::2' };
@@ -291,20 +292,4 @@ describe('SharedScrapes', () => {
   });
 });
 
-/** Waits (polling) until `condition` holds. */
-async function until(condition: () => boolean, what: string, timeoutMs: number): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
-/** A loopback port free a moment ago (nothing listens there now). */
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as { port: number };
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
