@@ -75,22 +75,26 @@ export function buildMarkMap(snapshot: UsersSnapshot, breakdown: Breakdown = 'us
 }
 
 /**
- * The owner of a rule address such as `10.8.0.2/32` or `fd00::2/128` (a host
- * address: a wider prefix is no single user); undefined when none. iptables
- * prints addresses canonically (inet_ntop), the form byIp is keyed by, so no
- * parsing is needed.
+ * The host of a rule address such as `10.8.0.2/32` or `fd00::2/128`;
+ * undefined for a wider prefix, which is no single user. iptables and tc print
+ * addresses canonically (inet_ntop), the form byIp is keyed by, so no parsing
+ * is needed.
  */
-/** Whether a rule address such as `10.8.0.2/32` names one host (a wider prefix does not). */
-export function isHostAddress(address: string): boolean {
+function hostOf(address: string): string | undefined {
   const slash = address.indexOf('/');
-  return slash === -1 || address.slice(slash + 1) === (address.includes(':') ? '128' : '32');
+  if (slash === -1) return address;
+  return address.slice(slash + 1) === (address.includes(':') ? '128' : '32') ? address.slice(0, slash) : undefined;
 }
 
+/** Whether a rule address names one host (a wider prefix does not). */
+export function isHostAddress(address: string): boolean {
+  return hostOf(address) !== undefined;
+}
+
+/** The owner of a rule address; undefined when it is no user's host address. */
 export function ownerOfAddress(map: MarkMap, address: string): number | undefined {
-  const slash = address.indexOf('/');
-  if (slash === -1) return map.byIp.get(address);
-  const prefix = address.slice(slash + 1);
-  return prefix === (address.includes(':') ? '128' : '32') ? map.byIp.get(address.slice(0, slash)) : undefined;
+  const host = hostOf(address);
+  return host === undefined ? undefined : map.byIp.get(host);
 }
 
 /** A mapping for users known by address alone: it starts empty and grows with the addresses rules carry. */
@@ -104,10 +108,9 @@ export function addressMarkMap(maxOwners: number): MarkMap {
  * iptables prints it). Undefined for a wider prefix, or past maxOwners.
  */
 export function ownerByAddress(map: MarkMap, address: string): number | undefined {
-  const found = ownerOfAddress(map, address);
-  if (found !== undefined || !map.byAddress || map.users.length >= map.byAddress.maxOwners || !isHostAddress(address)) return found;
-  const slash = address.indexOf('/');
-  const host = slash === -1 ? address : address.slice(0, slash);
+  const host = hostOf(address);
+  const found = host === undefined ? undefined : map.byIp.get(host);
+  if (found !== undefined || host === undefined || !map.byAddress || map.users.length >= map.byAddress.maxOwners) return found;
   // Owned by the mapping alone, so it may grow: readings add owners, the accumulator lines up with them.
   const owner = (map.users as SeriesOwner[]).push({ user_code: host, user_intra_ip: host }) - 1;
   (map.byIp as Map<string, number>).set(host, owner);

@@ -143,7 +143,7 @@ export class RuleReading implements SaveVisitor {
       tx = memory!.owners.tx[delta.slot]!;
       rx = memory!.owners.rx[delta.slot]!;
     } else {
-      const pooled = this.map.byMark.get(rule.mark);
+      const pooled = this.map.byAddress ? undefined : this.map.byMark.get(rule.mark);
       if (this.map.byAddress) {
         // Users known by address: the address a rule carries on the user's side is its user
         // (the source on upload, the destination on download); a new one is made in finish(),
