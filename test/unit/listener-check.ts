@@ -3,6 +3,7 @@
  * connections than a listener's cap and watches which the listener closes.
  */
 import assert from 'node:assert/strict';
+import { get } from 'node:http';
 import { connect, type Socket } from 'node:net';
 
 export interface IdleConnections {
@@ -15,15 +16,16 @@ export interface IdleConnections {
 export async function openIdle(port: number, count: number): Promise<IdleConnections> {
   const started = Date.now();
   const result: IdleConnections = { closedAfter: [], sockets: [] };
-  await Promise.all(
-    Array.from({ length: count }, () => {
-      const socket = connect(port, '127.0.0.1');
-      socket.on('error', () => {});
-      socket.on('close', () => result.closedAfter.push(Date.now() - started));
-      result.sockets.push(socket);
-      return new Promise((resolve) => socket.once('connect', resolve));
-    }),
-  );
+  // One after the other, each given a moment to be accepted: a burst of simultaneous connects
+  // sometimes left one unaccepted in the kernel's queue for the whole test.
+  for (let i = 0; i < count; i++) {
+    const socket = connect(port, '127.0.0.1');
+    socket.on('error', () => {});
+    socket.on('close', () => result.closedAfter.push(Date.now() - started));
+    result.sockets.push(socket);
+    await new Promise((resolve) => socket.once('connect', resolve));
+    await sleep(5);
+  }
   return result;
 }
 
@@ -36,6 +38,8 @@ export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve
  * before the idle timeout.
  */
 export async function assertCapAndIdle(port: number, cap: number, idleMs: number): Promise<void> {
+  // One whole request first, so that the listener has served before the idle connections come.
+  await new Promise<void>((resolve, reject) => get({ host: '127.0.0.1', port, path: '/', agent: false }, (response) => response.resume().on('end', resolve)).on('error', reject));
   const idle = await openIdle(port, cap + 3);
   try {
     for (const end = Date.now() + idleMs * 2 + 10_000; idle.closedAfter.length < cap + 3 && Date.now() < end; ) await sleep(20);
