@@ -4,7 +4,7 @@
  * sources -> collector -> totals. A new command gets the same path by building
  * one; a new source is added to the list of sources in the constructor and nowhere else.
  */
-import { addressMarkMap, buildMarkMap, EMPTY_MARK_MAP, type MarkMap } from './attribution/mark-map.js';
+import { addressMarkMap, buildMarkMap, EMPTY_MARK_MAP, markMapSteps, type MarkMap } from './attribution/mark-map.js';
 import { UsersSourceError } from './errors.js';
 import type { Logger } from './log.js';
 import type { Settings } from './settings.js';
@@ -15,9 +15,10 @@ import { iptablesSources } from './sources/iptables/source.js';
 import { tcSources } from './sources/tc/source.js';
 import type { Source } from './sources/source.js';
 import { Accumulator } from './totals/accumulator.js';
-import { parseUsersDocument, type UsersSnapshot } from './users/document.js';
+import { parseUsersDocument, parseUsersDocumentInSlices, type UsersSnapshot } from './users/document.js';
 import { usersSource } from './users/from-settings.js';
 import { ConfigManager } from './users/manager.js';
+import { inSlices } from './users/slices.js';
 import type { UsersSource } from './users/source.js';
 
 export interface ReadingPathOptions {
@@ -50,6 +51,16 @@ export class ReadingPath {
   private mapping: MarkMap = EMPTY_MARK_MAP;
   /** The users manager of watchUsers(), asked before each reading whether the document changed. */
   private manager: ConfigManager | undefined;
+  /** The syncs of watchUsers() not yet done (each waits for the one before): a new mapping being made. */
+  private syncing: Promise<void> | undefined;
+  /** Whether a users document's mapping is in force (until then, readings wait for the first one). */
+  private documentInForce = false;
+  /** Readings running now: a new mapping is put in force only when there are none. */
+  private readings = 0;
+  /** What puts a mapping made during a reading in force, once it ends. */
+  private installAfterReading: (() => void) | undefined;
+  /** Readings waiting for a sync, told when it pauses (it is large): they go ahead. */
+  private readonly waitingForSync = new Set<() => void>();
 
   constructor(private readonly options: ReadingPathOptions) {
     const { settings, log } = options;
@@ -87,16 +98,61 @@ export class ReadingPath {
     return this.mapping;
   }
 
-  /** Reads every source once into the totals, with the newest users document in force. */
+  /**
+   * Reads every source once into the totals. A users document that changed
+   * is put in force first when that takes one slice of work (any usual
+   * document); a large one is read and mapped in slices while this reading
+   * and others run, and is in force from the first reading after it is
+   * whole. A reading always runs with one whole mapping.
+   */
   async collect(): Promise<SourceReport[]> {
-    await this.manager?.refresh();
-    return this.collector.collect();
+    await this.usersSettled();
+    this.readings++;
+    try {
+      return await this.collector.collect();
+    } finally {
+      if (--this.readings === 0) {
+        const install = this.installAfterReading;
+        this.installAfterReading = undefined;
+        install?.();
+      }
+    }
   }
+
+  /**
+   * Until the users document read before this reading is in force, or (once
+   * one is in force) until its sync first pauses: a reading is held back by
+   * at most a slice of a sync's work, never by all of it.
+   */
+  private async usersSettled(): Promise<void> {
+    const manager = this.manager;
+    if (!manager) return;
+    const settled = (async () => {
+      await manager.refresh();
+      await this.syncing;
+    })();
+    if (!this.documentInForce) return settled;
+    let goAhead = () => {};
+    const paused = new Promise<void>((resolve) => this.waitingForSync.add((goAhead = resolve)));
+    await Promise.race([settled, paused]);
+    this.waitingForSync.delete(goAhead);
+  }
+
+  /** A sync pauses between slices: the readings waiting for it go ahead. */
+  private readonly syncPaused = () => {
+    for (const goAhead of this.waitingForSync) goAhead();
+    this.waitingForSync.clear();
+  };
 
   /** Puts a users document in force: limits.maxUsers applied, the mark map rebuilt, the totals lined up with it. */
   applyUsers(document: UsersSnapshot): UsersApplied {
+    const { snapshot, refused } = this.limitUsers(document);
+    return this.install(snapshot, buildMarkMap(snapshot, this.options.settings.attribution.breakdown), refused);
+  }
+
+  /** limits.maxUsers bounds memory and the series sent on: refuses the rest, and says so. */
+  private limitUsers(document: UsersSnapshot): { snapshot: UsersSnapshot; refused: number } {
     const { settings, log } = this.options;
-    // limits.maxUsers bounds memory and the series sent on: refuse the rest, count and say so.
     const { maxUsers } = settings.limits;
     const refused = Math.max(0, document.users.length - maxUsers);
     const snapshot = refused > 0 ? { ...document, users: document.users.slice(0, maxUsers) } : document;
@@ -106,23 +162,55 @@ export class ReadingPath {
         { source: document.source },
       );
     }
-    this.mapping = buildMarkMap(snapshot, settings.attribution.breakdown);
-    this.accumulator.setUsers(this.mapping, Date.now());
-    for (const conflict of this.mapping.conflicts) {
-      log.warn(`mark ${conflict.mark_id} lists the addresses of several users; it is counted for the first`, conflict);
+    return { snapshot, refused };
+  }
+
+  /** The one step that changes the mapping in force: the map and the totals together, between readings. */
+  private install(snapshot: UsersSnapshot, map: MarkMap, refused: number): UsersApplied {
+    this.mapping = map;
+    this.accumulator.setUsers(map, Date.now());
+    for (const conflict of map.conflicts) {
+      this.options.log.warn(`mark ${conflict.mark_id} lists the addresses of several users; it is counted for the first`, conflict);
     }
-    return { snapshot, map: this.mapping, refused };
+    return { snapshot, map, refused };
+  }
+
+  /** A sync of watchUsers(): the map made in slices, then put in force now, or after the running reading. */
+  private async syncUsers(document: UsersSnapshot, onApplied: (applied: UsersApplied) => void): Promise<void> {
+    const { snapshot, refused } = this.limitUsers(document);
+    const map = await inSlices(markMapSteps(snapshot, this.options.settings.attribution.breakdown), this.syncPaused);
+    const install = () => {
+      this.documentInForce = true;
+      onApplied(this.install(snapshot, map, refused));
+    };
+    if (this.readings === 0) install();
+    else {
+      const earlier = this.installAfterReading;
+      this.installAfterReading = () => {
+        earlier?.();
+        install();
+      };
+    }
   }
 
   /**
    * For the long-running commands (run, top): a manager that loads the users
-   * document, watches it, and puts every new version in force, then tells
-   * `onApplied`; undefined without a users source. Its 'error' events are the caller's.
+   * document, watches it, and puts every new version in force (see
+   * collect()), then tells `onApplied`; undefined without a users source. Its
+   * 'error' events are the caller's.
    */
   watchUsers(onApplied: (applied: UsersApplied) => void = () => {}): ConfigManager | undefined {
     if (!this.usersSource) return undefined;
-    const manager = new ConfigManager(this.usersSource);
-    manager.on('sync', (snapshot) => onApplied(this.applyUsers(snapshot)));
+    const manager = new ConfigManager(this.usersSource, undefined, (text, source) => parseUsersDocumentInSlices(text, source, this.syncPaused));
+    manager.on('sync', (snapshot) => {
+      const sync = (this.syncing ?? Promise.resolve())
+        .then(() => this.syncUsers(snapshot, onApplied))
+        .catch((error: unknown) => this.options.log.error('putting the users document in force failed unexpectedly; the last mapping stays', { error }));
+      this.syncing = sync;
+      void sync.finally(() => {
+        if (this.syncing === sync) this.syncing = undefined;
+      });
+    });
     this.manager = manager;
     return manager;
   }

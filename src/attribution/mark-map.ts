@@ -8,8 +8,8 @@
  * mark a user owns (with its mark_id and peer_ip), plus one per user for the
  * marks the pool lacks (mark_id "", counted by the rules' addresses).
  */
-import { hostAddress } from '../shared/address.js';
-import type { User, UsersSnapshot } from '../users/document.js';
+import type { MarkEntry, User, UsersSnapshot } from '../users/document.js';
+import { poolHost } from '../users/fields.js';
 
 export type Breakdown = 'user' | 'mark';
 
@@ -44,34 +44,89 @@ export interface MarkMap {
 }
 
 export function buildMarkMap(snapshot: UsersSnapshot, breakdown: Breakdown = 'user'): MarkMap {
-  const users: SeriesOwner[] = breakdown === 'mark' ? snapshot.users.map((u) => ({ ...u, mark_id: '', peer_ip: '' })) : snapshot.users;
-  const byIp = new Map<string, number>();
-  users.forEach((user, i) => byIp.set(user.user_intra_ip, i));
+  const builder = new MarkMapBuilder(snapshot, breakdown);
+  while (builder.step(Infinity));
+  return builder.result();
+}
 
-  const byMark = new Map<number, number>();
-  const conflicts: MarkMap['conflicts'] = [];
-  for (const entry of snapshot.marks) {
+/** Pool entries mapped between two pauses of markMapSteps. */
+export const MARKS_PER_STEP = 2048;
+
+/**
+ * The same mapping, made in steps: yields between slices of the pool, so that
+ * readings can run while a large document is mapped; returns the mapping,
+ * which nothing sees before it is whole.
+ */
+export function* markMapSteps(snapshot: UsersSnapshot, breakdown: Breakdown = 'user'): Generator<void, MarkMap> {
+  const builder = new MarkMapBuilder(snapshot, breakdown);
+  // The loop over the pool is the builder's (a generator's own loops are never optimised).
+  while (builder.step(MARKS_PER_STEP)) yield;
+  return builder.result();
+}
+
+class MarkMapBuilder {
+  private readonly users: SeriesOwner[];
+  private readonly byIp = new Map<string, number>();
+  private readonly byMark = new Map<number, number>();
+  private readonly conflicts: MarkMap['conflicts'] = [];
+  /** The user of each pool address seen (NO_USER: none), so that an address named by many marks is looked at once. */
+  private readonly userOfAddress = new Map<string, number>();
+  private next = 0;
+
+  constructor(
+    private readonly snapshot: UsersSnapshot,
+    private readonly breakdown: Breakdown,
+  ) {
+    this.users = breakdown === 'mark' ? snapshot.users.map((u) => ({ ...u, mark_id: '', peer_ip: '' })) : snapshot.users;
+    const { users, byIp } = this;
+    for (let i = 0; i < users.length; i++) byIp.set(users[i]!.user_intra_ip, i);
+  }
+
+  /** Maps up to `count` more pool entries; false when the pool is done. */
+  step(count: number): boolean {
+    const { marks } = this.snapshot;
+    const end = Math.min(marks.length, this.next + count);
+    for (; this.next < end; this.next++) this.add(marks[this.next]!);
+    return this.next < marks.length;
+  }
+
+  result(): MarkMap {
+    const { users, byMark, byIp, conflicts } = this;
+    return { id: ++lastId, users, byMark, byIp, conflicts };
+  }
+
+  private add(entry: MarkEntry): void {
     let owner = NO_USER;
     let others: number[] | undefined;
-    for (const address of entry.sips.concat(entry.dips)) {
-      const host = hostAddress(address);
-      const user = host === undefined ? undefined : byIp.get(host);
-      if (user === undefined || user === owner) continue;
+    for (let k = 0, n = entry.sips.length + entry.dips.length; k < n; k++) {
+      const user = this.userOf(k < entry.sips.length ? entry.sips[k]! : entry.dips[k - entry.sips.length]!);
+      if (user === NO_USER || user === owner) continue;
       if (owner === NO_USER) owner = user;
       else if (!others?.includes(user)) (others ??= []).push(user);
     }
-    if (others) conflicts.push({ mark_id: entry.mark_id, users: [owner, ...others].map((i) => users[i]!.user_code) });
-    if (breakdown === 'mark' && owner !== NO_USER) {
+    const { users } = this;
+    if (others) this.conflicts.push({ mark_id: entry.mark_id, users: [owner, ...others].map((i) => users[i]!.user_code) });
+    if (this.breakdown === 'mark' && owner !== NO_USER) {
       // The mark's own series; its peer is the first other host of the pool entry.
       const user = users[owner]!;
-      const peer = entry.sips.concat(entry.dips).map(hostAddress).find((h) => h !== undefined && h !== user.user_intra_ip) ?? '';
+      const peer = entry.sips.concat(entry.dips).map(poolHost).find((h) => h !== undefined && h !== user.user_intra_ip) ?? '';
       const { mark_id: _user, peer_ip: _peer, ...named } = user;
       users.push({ ...named, mark_id: String(entry.mark_id), peer_ip: peer });
       owner = users.length - 1;
     }
-    byMark.set(entry.mark_id, owner);
+    this.byMark.set(entry.mark_id, owner);
   }
-  return { id: ++lastId, users, byMark, byIp, conflicts };
+
+  /** The user whose address a pool address names, or NO_USER. */
+  private userOf(address: string): number {
+    let user = this.userOfAddress.get(address);
+    if (user === undefined) {
+      const host = poolHost(address);
+      user = (host === undefined ? undefined : this.byIp.get(host)) ?? NO_USER;
+      this.userOfAddress.set(address, user);
+    }
+    return user;
+  }
 }
 
 /**

@@ -55,12 +55,31 @@ export class Accumulator {
 
   /** Adopts the owners of a new mapping: new ones start at zero, missing ones are marked removed. */
   setUsers(map: MarkMap, now: number): void {
-    const series = map.users.map((user) => this.seriesOf(user, now));
+    const previous = this.current;
+    const series: UserSeries[] = new Array(map.users.length);
+    for (let i = 0; i < series.length; i++) {
+      const user = map.users[i]!;
+      // A document synced again mostly repeats its owners: found in the previous mapping without building their keys.
+      series[i] = (previous && this.unchangedSeries(previous, i, user)) ?? this.seriesOf(user, now);
+    }
     const present = new Set(series);
     for (const entry of this.series.values()) {
       if (!present.has(entry) && entry.removedAt === undefined) entry.removedAt = now;
     }
     this.current = { map, series, totals: [] };
+  }
+
+  /**
+   * The previous mapping's series of an owner with the same attributes (the
+   * same series key), at the same index or at its address; undefined if none.
+   * The previous mapping's series are all present, so nothing is to undo.
+   */
+  private unchangedSeries(previous: { map: MarkMap; series: (UserSeries | undefined)[] }, i: number, user: SeriesOwner): UserSeries | undefined {
+    const atIndex = previous.series[i];
+    if (atIndex && sameAttributes(atIndex.user, user)) return atIndex;
+    const j = previous.map.byIp.get(user.user_intra_ip);
+    const atAddress = j === undefined ? undefined : previous.series[j];
+    return atAddress && sameAttributes(atAddress.user, user) ? atAddress : undefined;
   }
 
   /** The user's series, present again if it was removed, new (from zero) if there is none. */
@@ -139,6 +158,11 @@ export class Accumulator {
 /** A series' identity: its attributes (so a renamed user is a new series, as it is for Prometheus). */
 function seriesKey(owner: SeriesOwner): string {
   return JSON.stringify([owner.user_intra_ip, owner.user_code, owner.user_name, owner.mark_id, owner.peer_ip]);
+}
+
+/** Whether two owners have the same series key (see seriesKey), without building it. */
+function sameAttributes(a: SeriesOwner, b: SeriesOwner): boolean {
+  return a.user_intra_ip === b.user_intra_ip && a.user_code === b.user_code && a.user_name === b.user_name && a.mark_id === b.mark_id && a.peer_ip === b.peer_ip;
 }
 
 /** Adds a delta to one series' totals. */

@@ -4,10 +4,11 @@
  * that names the source and the field. A gateway's document lists tens of
  * thousands of users, so the happy path builds no strings for error messages.
  */
-import { hostAddress, isAddressOrPrefix } from '../shared/address.js';
 import { UsersDocumentError } from '../errors.js';
-import { parseU32 } from '../shared/u32.js';
+import { scanUsersDocument, scanUsersDocumentNow } from './document-scan.js';
+import { isName, isPoolAddress, markId, userIp } from './fields.js';
 import { preview as show } from './preview.js';
+import { inSlices } from './slices.js';
 
 export interface User {
   user_code: string;
@@ -30,7 +31,26 @@ export interface UsersSnapshot {
   marks: MarkEntry[];
 }
 
+/**
+ * The snapshot of a valid document; throws UsersDocumentError for any other.
+ * The fast reading of document-scan.ts answers for the usual document; what it
+ * leaves (an odd form, and every invalid document) is read the general way.
+ */
 export function parseUsersDocument(text: string, source: string): UsersSnapshot {
+  return scanUsersDocumentNow(text, source) ?? readGeneral(text, source);
+}
+
+/**
+ * The same, read in slices with pauses between them, so that readings run
+ * while a large document is read (`onPause` is told of each). The general
+ * way, when needed, is one slice: JSON.parse cannot be cut.
+ */
+export async function parseUsersDocumentInSlices(text: string, source: string, onPause?: () => void): Promise<UsersSnapshot> {
+  return (await inSlices(scanUsersDocument(text, source), onPause)) ?? readGeneral(text, source);
+}
+
+/** JSON.parse, then every field checked; the first problem is thrown, naming its field. */
+function readGeneral(text: string, source: string): UsersSnapshot {
   let doc: unknown;
   try {
     doc = JSON.parse(text);
@@ -50,14 +70,13 @@ export function parseUsersDocument(text: string, source: string): UsersSnapshot 
     const entry: unknown = rawUsers[i];
     if (!isObject(entry)) fail(`users[${i}]`, 'must be an object');
     const { user_code: code, user_intra_ip: rawIp, user_name: name } = entry as Record<string, unknown>;
-    if (typeof code !== 'string' || code.trim() === '') fail(`users[${i}].user_code`, `must be a non-empty string, got ${show(code)}`);
-    // A bare address (no prefix): hostAddress returns it canonical.
-    const ip = typeof rawIp === 'string' && !rawIp.includes('/') ? hostAddress(rawIp) : undefined;
+    if (!isName(code)) fail(`users[${i}].user_code`, `must be a non-empty string, got ${show(code)}`);
+    const ip = userIp(rawIp);
     if (ip === undefined) return fail(`users[${i}].user_intra_ip`, `must be an IPv4 or IPv6 address, got ${show(rawIp)}`);
     const earlier = byIp.get(ip);
     if (earlier !== undefined) fail(`users[${i}].user_intra_ip`, `${ip} is already the address of users[${earlier}]`);
     byIp.set(ip, i);
-    if (name !== undefined && (typeof name !== 'string' || name.trim() === '')) fail(`users[${i}].user_name`, `must be a non-empty string when present, got ${show(name)}`);
+    if (name !== undefined && !isName(name)) fail(`users[${i}].user_name`, `must be a non-empty string when present, got ${show(name)}`);
     users[i] = name === undefined ? { user_code: code as string, user_intra_ip: ip } : { user_code: code as string, user_intra_ip: ip, user_name: name as string };
   }
 
@@ -85,19 +104,13 @@ export function parseUsersDocument(text: string, source: string): UsersSnapshot 
   return { source, users, marks };
 }
 
-function markId(value: unknown): number | undefined {
-  if (typeof value === 'number') return Number.isInteger(value) && value >= 0 && value <= 0xffffffff ? value : undefined;
-  if (typeof value === 'string') return parseU32(value.trim().toLowerCase());
-  return undefined;
-}
-
 /** Checks a list of addresses or prefixes. */
 function addressList(value: unknown, fail: (index: string, problem: string) => never): string[] {
   if (value === undefined) return [];
   if (!Array.isArray(value)) return fail('', `must be an array of addresses, got ${show(value)}`);
   for (let j = 0; j < value.length; j++) {
     const item: unknown = value[j];
-    if (typeof item !== 'string' || !isAddressOrPrefix(item)) fail(`[${j}]`, `must be an IP address or prefix, got ${show(item)}`);
+    if (!isPoolAddress(item)) fail(`[${j}]`, `must be an IP address or prefix, got ${show(item)}`);
   }
   return value as string[];
 }

@@ -7,7 +7,7 @@
 import { EventEmitter } from 'node:events';
 import { UsersDocumentError, UsersSourceError } from '../errors.js';
 import type { UsersSource } from './source.js';
-import { parseUsersDocument, type UsersSnapshot } from './document.js';
+import { parseUsersDocumentInSlices, type UsersSnapshot } from './document.js';
 
 interface ConfigManagerEvents {
   sync: [UsersSnapshot];
@@ -28,7 +28,8 @@ export class ConfigManager extends EventEmitter<ConfigManagerEvents> {
   constructor(
     private readonly source: UsersSource,
     private readonly debounceMs = 50,
-    private readonly parse: (text: string, source: string) => UsersSnapshot = parseUsersDocument,
+    /** Validation; a large document is read in slices (see slices.ts), so that readings run meanwhile. */
+    private readonly parse: (text: string, source: string) => UsersSnapshot | Promise<UsersSnapshot> = parseUsersDocumentInSlices,
   ) {
     super();
   }
@@ -102,7 +103,7 @@ export class ConfigManager extends EventEmitter<ConfigManagerEvents> {
     this.lastText = text;
     let snapshot: UsersSnapshot;
     try {
-      snapshot = this.parse(text, this.source.name);
+      snapshot = await this.parse(text, this.source.name);
     } catch (error) {
       // Anything else thrown is a bug the document found: still one error, never a crash of the reload.
       this.emit('error', error instanceof UsersDocumentError ? error : new UsersDocumentError(this.source.name, undefined, `could not be validated (${String(error)})`, { cause: error }));
