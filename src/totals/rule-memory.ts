@@ -24,7 +24,7 @@
  * stay the truth; the guess is taken only where the list walk would find it.
  */
 import { subtractCount, type Count } from '../shared/count.js';
-import { ruleBytes, rulePackets, sameSlice, viewSpec, type RuleView } from '../sources/iptables/scan.js';
+import { detach, hasSpec, ruleBytes, rulePackets, viewSpec, type RuleView } from '../sources/iptables/scan.js';
 
 export interface CounterDelta {
   packets: Count;
@@ -135,7 +135,7 @@ export class RuleMemory {
       state.mark !== mark ||
       !state.head ||
       state.proposedIn === this.reading ||
-      !sameSlice(rule.text, rule.specStart, rule.specEnd, state.spec)
+      !hasSpec(rule, state.spec)
     ) {
       state = this.find(rule, byMark, mark);
     }
@@ -175,7 +175,7 @@ export class RuleMemory {
     let state = first;
     while (
       state !== undefined &&
-      (state.proposedIn === this.reading || !sameSlice(rule.text, rule.specStart, rule.specEnd, state.spec))
+      (state.proposedIn === this.reading || !hasSpec(rule, state.spec))
     ) {
       state = state.next;
     }
@@ -185,7 +185,7 @@ export class RuleMemory {
         mark,
         head: first === undefined,
         slot: this.freeSlots.pop() ?? this.nextSlot++,
-        spec: detach(viewSpec(rule)),
+        spec: rule.spec ?? detach(viewSpec(rule)),
         seen: false,
         credited: false,
         creditedIn: 0,
@@ -278,10 +278,3 @@ export class RuleMemory {
   }
 }
 
-/**
- * A copy of a rule text that does not keep the dump it was cut from alive
- * (V8 slices keep their parent string): only done when a rule is first seen.
- */
-function detach(text: string): string {
-  return JSON.parse(JSON.stringify(text)) as string;
-}

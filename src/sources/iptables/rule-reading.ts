@@ -15,7 +15,7 @@
 import type { Count } from '../../shared/count.js';
 import { MarkmeterError } from '../../errors.js';
 import { ChainGraph, type ChainDirections, type Direction } from '../../attribution/chain-directions.js';
-import { ruleBytes, rulePackets, viewDestination, viewSource, type RuleView, type SaveChain, type SaveVisitor } from './scan.js';
+import { ruleBytes, rulePackets, viewDestination, viewSource, type ParsedRules, type RuleView, type SaveChain, type SaveVisitor } from './scan.js';
 import { isHostAddress, NO_USER, ownerByAddress, ownerOfAddress, type MarkMap } from '../../attribution/mark-map.js';
 import type { CounterDelta, ObservedRule, RuleMemory } from '../../totals/rule-memory.js';
 import type { DeltaSink, ReadingReport } from '../source.js';
@@ -61,8 +61,17 @@ class PendingDeltas {
   }
 }
 
+/** What a source keeps between its readings: the rules' counters, their owners, and the parser's findings. */
+export interface ReadingMemory {
+  rules: RuleMemory;
+  owners: RuleOwners;
+  parsed?: ParsedRules;
+}
+
 export class RuleReading implements SaveVisitor {
   readonly graph = new ChainGraph();
+  /** Lent to the parser: rule texts unchanged since the last reading are not walked again. */
+  readonly parsed: ParsedRules | undefined;
   /** Chains holding MARK rules, by their index in the pending deltas, and how many MARK rules each holds. */
   private readonly chainIndex = new Map<string, number>();
   private readonly chainNames: string[] = [];
@@ -86,10 +95,11 @@ export class RuleReading implements SaveVisitor {
   constructor(
     private readonly tableName: string,
     private readonly map: MarkMap,
-    private readonly memory?: { rules: RuleMemory; owners: RuleOwners },
+    private readonly memory?: ReadingMemory,
     options: { listUnowned?: boolean } = {},
   ) {
     memory?.rules.begin();
+    this.parsed = memory?.parsed;
     this.unowned = options.listUnowned ? new Set() : undefined;
   }
 

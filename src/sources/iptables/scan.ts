@@ -48,6 +48,11 @@ export interface RuleView {
   markMask: number;
   line: number;
   text: string;
+  /**
+   * The rule text after `-A CHAIN ` as one string shared across readings, when
+   * the parser was lent ParsedRules (else undefined: read it with viewSpec).
+   */
+  spec: string | undefined;
   specStart: number;
   specEnd: number;
   /** -1 when the rule has no (or a negated) -s. */
@@ -59,6 +64,8 @@ export interface RuleView {
 }
 
 export interface SaveVisitor {
+  /** Lent to the parser by a visitor that reads the same table again and again (see ParsedRules). */
+  readonly parsed?: ParsedRules;
   /** A `*table` line. */
   table?(name: string): void;
   chain?(table: string, chain: SaveChain): void;
@@ -93,6 +100,11 @@ export function viewSpec(rule: RuleView): string {
 export function sameSlice(text: string, start: number, end: number, value: string | undefined): boolean {
   if (start < 0 || value === undefined) return start < 0 && value === undefined;
   return end - start === value.length && text.slice(start, end) === value;
+}
+
+/** Whether the rule's text after `-A CHAIN ` is `spec` (by identity first, when the parser shares texts). */
+export function hasSpec(rule: RuleView, spec: string): boolean {
+  return rule.spec !== undefined ? rule.spec === spec : sameSlice(rule.text, rule.specStart, rule.specEnd, spec);
 }
 
 /** The longest line accepted: a longer one means the output is not a dump. */
@@ -138,6 +150,8 @@ export class IptablesSaveParser {
   /** The unfinished last line of the chunks so far. */
   private rest = '';
   private lineNo = 0;
+  /** Rules so far: a rule's place in the dump, for ParsedRules. */
+  private rulesSeen = 0;
   private readonly view: RuleView = {
     table: '',
     chain: '',
@@ -150,6 +164,7 @@ export class IptablesSaveParser {
     markMask: 0xffffffff,
     line: 0,
     text: '',
+    spec: undefined,
     specStart: 0,
     specEnd: 0,
     sourceStart: -1,
@@ -192,6 +207,7 @@ export class IptablesSaveParser {
     if (this.current) {
       throw new ParseError(`dump ended inside table *${this.current.name} without COMMIT (truncated output?)`, this.lineNo, '');
     }
+    this.visitor.parsed?.truncate(this.rulesSeen);
   }
 
   private fail(message: string, text: string, start: number, end: number): never {
@@ -302,16 +318,29 @@ export class IptablesSaveParser {
       view.bytes = fit ? exactBytes : NaN;
       view.exact = fit ? undefined : { packets: exactPackets, bytes: exactBytes };
     }
-    view.jump = undefined;
-    view.goto = false;
-    view.mark = undefined; // markMask is left as it was: it means nothing without a mark
     view.line = this.lineNo;
     view.text = text;
     view.specStart = chainEnd < end ? chainEnd + 1 : end;
     view.specEnd = end;
-    view.sourceStart = view.sourceEnd = view.destinationStart = view.destinationEnd = -1;
-    this.options(view, text, view.specStart, end, start);
+    const parsed = this.visitor.parsed;
+    const place = this.rulesSeen++;
+    if (parsed === undefined) {
+      view.spec = undefined;
+      this.walk(view, text, start, end);
+    } else if (!parsed.reuse(place, view)) {
+      this.walk(view, text, start, end);
+      parsed.keep(place, view);
+    }
     this.visitor.rule(view);
+  }
+
+  /** The option walk: the target, the MARK value and the addresses of the rule text. */
+  private walk(view: RuleView, text: string, lineStart: number, end: number): void {
+    view.jump = undefined;
+    view.goto = false;
+    view.mark = undefined; // markMask is left as it was: it means nothing without a mark
+    view.sourceStart = view.sourceEnd = view.destinationStart = view.destinationEnd = -1;
+    this.options(view, text, view.specStart, end, lineStart);
   }
 
   private counter(text: string, from: number, to: number, lineStart: number, lineEnd: number): Count {
@@ -425,6 +454,93 @@ export class IptablesSaveParser {
     rule.mark = mark;
     rule.markMask = mask;
   }
+}
+
+/**
+ * What the option walk found in each rule text of the last reading, by the
+ * rule's place in the dump. A table keeps its rules and their order from one
+ * reading to the next, so at most places the rule text is the one seen there
+ * last time: the walk is skipped and its findings reused. The text is compared
+ * whole, and the walk depends on nothing else, so a reused finding is exactly
+ * what the walk would find. Each text is kept as one string of its own (never a
+ * slice of a dump), which the rule memory shares and compares by identity first.
+ */
+export class ParsedRules {
+  private specs: (string | undefined)[] = [];
+  private jumps: (string | undefined)[] = [];
+  /** Per place: bit 1 goto, bit 2 a mark. */
+  private flags = new Uint8Array(1024);
+  private marks = new Uint32Array(1024);
+  private masks = new Uint32Array(1024);
+  /** Per place, 4 entries: -s start and end, -d start and end, from the text's start (-1: none). */
+  private addresses = new Int32Array(4096);
+
+  /** Whether the rule at `place` has the text it had last time; if so, fills in what the walk found then. */
+  reuse(place: number, view: RuleView): boolean {
+    const spec = this.specs[place];
+    const start = view.specStart;
+    if (spec === undefined || !sameSlice(view.text, start, view.specEnd, spec)) return false;
+    const flags = this.flags[place]!;
+    view.spec = spec;
+    view.jump = this.jumps[place];
+    view.goto = (flags & 1) !== 0;
+    if ((flags & 2) !== 0) {
+      view.mark = this.marks[place]!;
+      view.markMask = this.masks[place]!;
+    } else view.mark = undefined;
+    const a = this.addresses;
+    const k = 4 * place;
+    view.sourceStart = a[k]! < 0 ? -1 : start + a[k]!;
+    view.sourceEnd = a[k]! < 0 ? -1 : start + a[k + 1]!;
+    view.destinationStart = a[k + 2]! < 0 ? -1 : start + a[k + 2]!;
+    view.destinationEnd = a[k + 2]! < 0 ? -1 : start + a[k + 3]!;
+    return true;
+  }
+
+  /** Remembers what the walk found for the rule at `place`, and gives the view its own copy of the text. */
+  keep(place: number, view: RuleView): void {
+    if (place >= this.flags.length) this.grow(place);
+    const start = view.specStart;
+    const spec = detach(viewSpec(view));
+    view.spec = spec;
+    this.specs[place] = spec;
+    // A target other than MARK is a slice of the dump: copied so that it does not keep the dump alive.
+    this.jumps[place] = view.jump === undefined || view.jump === 'MARK' ? view.jump : detach(view.jump);
+    this.flags[place] = (view.goto ? 1 : 0) | (view.mark !== undefined ? 2 : 0);
+    this.marks[place] = view.mark ?? 0;
+    this.masks[place] = view.markMask;
+    const a = this.addresses;
+    const k = 4 * place;
+    a[k] = view.sourceStart < 0 ? -1 : view.sourceStart - start;
+    a[k + 1] = view.sourceEnd - start;
+    a[k + 2] = view.destinationStart < 0 ? -1 : view.destinationStart - start;
+    a[k + 3] = view.destinationEnd - start;
+  }
+
+  /** Forgets the places past the last rule of a reading (the table shrank). */
+  truncate(rules: number): void {
+    if (this.specs.length > rules) {
+      this.specs.length = rules;
+      this.jumps.length = rules;
+    }
+  }
+
+  private grow(place: number): void {
+    const size = Math.max(place + 1, this.flags.length * 2);
+    const grown = <T extends Uint8Array | Uint32Array | Int32Array>(from: T, to: T): T => (to.set(from), to);
+    this.flags = grown(this.flags, new Uint8Array(size));
+    this.marks = grown(this.marks, new Uint32Array(size));
+    this.masks = grown(this.masks, new Uint32Array(size));
+    this.addresses = grown(this.addresses, new Int32Array(4 * size));
+  }
+}
+
+/**
+ * A copy of a piece of a dump that does not keep the dump alive (V8 slices
+ * keep their parent string): only made for a rule text not seen before.
+ */
+export function detach(text: string): string {
+  return JSON.parse(JSON.stringify(text)) as string;
 }
 
 /**

@@ -12,9 +12,9 @@ import type { Settings } from '../../settings.js';
 import { RuleMemory } from '../../totals/rule-memory.js';
 import type { DeltaSink, ReadingReport, Source } from '../source.js';
 import { BackendSelector, detectBackend, type Backend, type BackendChoice } from './backend.js';
-import { RuleOwners, RuleReading } from './rule-reading.js';
+import { RuleOwners, RuleReading, type ReadingMemory } from './rule-reading.js';
 import { readTableDump, type CommandRunner, type RunOptions } from './save-command.js';
-import { IptablesSaveParser, type SaveVisitor } from './scan.js';
+import { IptablesSaveParser, ParsedRules, type SaveVisitor } from './scan.js';
 
 /** Where one table's dump comes from: read() scans it into the visitor. */
 export type DumpReader = (visitor: SaveVisitor) => Promise<void>;
@@ -31,14 +31,14 @@ export interface IptablesSourceOptions {
 export class IptablesSource implements Source {
   readonly measures = 'marked';
   /** Every rule's counters at the last complete reading, and its owners per mapping. */
-  private readonly memory: { rules: RuleMemory; owners: RuleOwners } | undefined;
+  private readonly memory: ReadingMemory | undefined;
 
   constructor(
     readonly name: string,
     private readonly dump: DumpReader,
     private readonly options: IptablesSourceOptions,
   ) {
-    this.memory = options.remember ? { rules: new RuleMemory(), owners: new RuleOwners() } : undefined;
+    this.memory = options.remember ? { rules: new RuleMemory(), owners: new RuleOwners(), parsed: new ParsedRules() } : undefined;
   }
 
   async read(owners: MarkMap, sink: DeltaSink): Promise<ReadingReport> {

@@ -1,0 +1,216 @@
+/**
+ * What the operator pays: the real agent (`node dist/cli.js run`) in a lab
+ * namespace holding the generated table, reading it every second and pushing
+ * http/protobuf every 5 s to a receiver that discards, in the lab's far
+ * namespace (as a collector would be, across the link). Its CPU (utime+stime)
+ * and its save children's (cutime+cstime) come from /proc/PID/stat between two
+ * readings, its RSS from /proc/PID/status, its V8 heap from a preload that
+ * writes process.memoryUsage() on SIGUSR2. Counters move: the table is
+ * restored with raised counters every `moveEveryMs`.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ADDRESSES, Lab } from '../../src/demo/netns.js';
+import type { GeneratedGateway } from './generate.js';
+
+export interface AgentCostOptions {
+  backend: 'legacy' | 'nft';
+  /** Readings before the window opens (start, first sync, JIT). */
+  warmupReadings: number;
+  /** Readings in the measured window (a multiple of 5: whole export intervals). */
+  windowReadings: number;
+  /** How often the table is restored with every counter raised. */
+  moveEveryMs: number;
+}
+
+export interface AgentCost {
+  readings: number;
+  exports: number;
+  /** CPU ms per reading, exports in the window included. */
+  agentMs: number;
+  childrenMs: number;
+  /** The same over windows of readings with no export in them. */
+  agentNoExportMs: number;
+  firstReadingMs: number;
+  /** RSS (MB) when the window opened and at its end; the peak of the samples. */
+  rssStartMb: number;
+  rssEndMb: number;
+  rssPeakMb: number;
+  heapStartMb: number;
+  heapEndMb: number;
+  bytesPerExport: number;
+}
+
+const CLI = resolve('dist/cli.js');
+const HEAP_PRELOAD = resolve('test/bench/heap-on-signal.mjs');
+const CLOCK_TICK_MS = 10; // getconf CLK_TCK = 100 on Linux
+
+/** A receiver that reads and discards each push, printing its size. */
+const DISCARD = `
+const server = require('node:http').createServer((req, res) => {
+  let bytes = 0;
+  req.on('data', (c) => (bytes += c.length));
+  req.on('end', () => { res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end(); console.log('push ' + bytes); });
+});
+server.listen(0, process.argv[1], () => console.log('listening ' + server.address().port));
+process.stdin.on('end', () => process.exit(0)).resume();
+`;
+
+/** CPU ms of a process and of its waited-for children, from /proc/PID/stat. */
+function cpuOf(pid: number): { own: number; children: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may hold spaces): state is field 3, utime 14 ... cstime 17.
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const tick = (i: number) => Number(f[i - 3]) * CLOCK_TICK_MS;
+  return { own: tick(14) + tick(15), children: tick(16) + tick(17) };
+}
+
+function rssMbOf(pid: number): number {
+  const kb = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+  return Number(kb) / 1024;
+}
+
+/** The dump with every counter raised by `step` packets (and 100 bytes each). */
+function raised(dump: string, step: bigint): string {
+  return dump.replace(/^\[(\d+):(\d+)\]/gm, (_m, p: string, b: string) => `[${BigInt(p) + step}:${BigInt(b) + step * 100n}]`);
+}
+
+export async function agentCost(gateway: GeneratedGateway, options: AgentCostOptions): Promise<AgentCost> {
+  const dir = mkdtempSync(join(tmpdir(), 'markmeter-agent-cost-'));
+  const lab = await Lab.create();
+  try {
+    const restore = `iptables-${options.backend}-restore`;
+    await lab.exec('gw', restore, ['-c'], { input: gateway.dump, timeoutMs: 300_000 });
+    const users = join(dir, 'users.json');
+    writeFileSync(users, gateway.usersDocument);
+    const heapFile = join(dir, 'heap');
+
+    // The receiver is across the link, like a collector: pushes leave through the gateway's POSTROUTING.
+    const collector = ADDRESSES.far[1];
+    const receiver = lab.spawn('far', process.execPath, ['-e', DISCARD, collector]);
+    const pushes: number[] = [];
+    let port = 0;
+    createInterface({ input: receiver.stdout! }).on('line', (line) => {
+      const [what, n] = line.split(' ');
+      if (what === 'listening') port = Number(n);
+      else if (what === 'push') pushes.push(Number(n));
+    });
+    while (!port) await sleep(20);
+
+    // MARKMETER_BENCH_NODE_ARGS: extra node options for the agent (a profiler: --cpu-prof --cpu-prof-dir=DIR).
+    const nodeArgs = (process.env.MARKMETER_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+    const agent = lab.spawn('gw', process.execPath, [...nodeArgs, '--import', HEAP_PRELOAD, CLI, 'run'], {
+      env: {
+        ...process.env,
+        MARKMETER_IPTABLES_BACKEND: options.backend,
+        MARKMETER_USERS_FILE: users,
+        MARKMETER_COLLECT_INTERVAL_MS: '1000',
+        OTEL_METRIC_EXPORT_INTERVAL: '5000',
+        OTEL_EXPORTER_OTLP_METRICS_PROTOCOL: 'http/protobuf',
+        OTEL_EXPORTER_OTLP_ENDPOINT: `http://${collector}:${port}`,
+        MARKMETER_LOG_LEVEL: 'debug',
+        MARKMETER_HEAP_FILE: heapFile,
+      },
+    });
+    let stderr = '';
+    agent.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr = (stderr + s).slice(-4000)));
+    const exited = new Promise<never>((_, reject) => agent.once('exit', (code, signal) => reject(new Error(`the agent exited (${signal ?? code}): ${stderr}`))));
+    exited.catch(() => {});
+
+    // Each reading's end: a CPU sample and the pushes so far.
+    interface Sample {
+      own: number;
+      children: number;
+      pushes: number;
+      rss: number;
+    }
+    const samples: Sample[] = [];
+    const durations: number[] = [];
+    const problems: string[] = [];
+    let wake: () => void = () => {};
+    createInterface({ input: agent.stdout! }).on('line', (line) => {
+      const record = JSON.parse(line) as { msg: string; level: string; duration_ms?: number; sources?: string[] };
+      if (record.level === 'error' || record.level === 'warn') problems.push(record.msg);
+      if (record.msg !== 'reading done') return;
+      if (record.sources?.some((s) => !s.endsWith(' ok'))) problems.push(`a failed reading: ${record.sources.join(', ')}`);
+      durations.push(record.duration_ms!);
+      samples.push({ ...cpuOf(agent.pid!), pushes: pushes.length, rss: rssMbOf(agent.pid!) });
+      wake();
+    });
+    const readingsDone = (n: number) =>
+      Promise.race([
+        exited,
+        new Promise<void>((done) => {
+          wake = () => samples.length >= n && done();
+          wake();
+        }),
+      ]);
+    const heap = async (): Promise<number> => {
+      rmSync(heapFile, { force: true });
+      process.kill(agent.pid!, 'SIGUSR2');
+      for (let i = 0; i < 100; i++) {
+        await sleep(20);
+        try {
+          return Number(readFileSync(heapFile, 'utf8')) / 1e6;
+        } catch {
+          // not written yet
+        }
+      }
+      throw new Error('the agent did not write its heap size');
+    };
+
+    // Counters move: the table restored with raised counters, again and again.
+    let moving = true;
+    const mover = (async () => {
+      for (let step = 1n; moving; step++) {
+        await sleep(options.moveEveryMs);
+        if (moving) await lab.exec('gw', restore, ['-c'], { input: raised(gateway.dump, step), timeoutMs: 300_000 });
+      }
+    })();
+
+    try {
+      await readingsDone(options.warmupReadings);
+      const first = samples.length - 1;
+      const heapStartMb = await heap();
+      await readingsDone(first + 1 + options.windowReadings);
+      const last = first + options.windowReadings;
+      const heapEndMb = await heap();
+      if (problems.length) throw new Error(`the agent logged problems: ${[...new Set(problems)].join('; ')}`);
+      const a = samples[first]!;
+      const b = samples[last]!;
+      const readings = last - first;
+      // Readings whose interval held no push: the cost of reading alone.
+      let quietOwn = 0;
+      let quiet = 0;
+      for (let i = first + 1; i <= last; i++) {
+        if (samples[i]!.pushes !== samples[i - 1]!.pushes) continue;
+        quietOwn += samples[i]!.own - samples[i - 1]!.own;
+        quiet += 1;
+      }
+      const window = pushes.slice(a.pushes, b.pushes);
+      return {
+        readings,
+        exports: b.pushes - a.pushes,
+        agentMs: (b.own - a.own) / readings,
+        childrenMs: (b.children - a.children) / readings,
+        agentNoExportMs: quiet ? quietOwn / quiet : NaN,
+        firstReadingMs: durations[0]!,
+        rssStartMb: a.rss,
+        rssEndMb: b.rss,
+        rssPeakMb: Math.max(...samples.map((s) => s.rss)),
+        heapStartMb,
+        heapEndMb,
+        bytesPerExport: window.length ? window.reduce((x, y) => x + y, 0) / window.length : 0,
+      };
+    } finally {
+      moving = false;
+      await mover.catch(() => {});
+    }
+  } finally {
+    await lab.destroy(10_000);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,70 @@
+/**
+ * ParsedRules: a rule text seen at the same place in the last reading is not
+ * walked again. Whatever changes between readings, the parser lent it must
+ * report every rule exactly as a parser without it does.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { IptablesSaveParser, ParsedRules, viewDestination, viewSource, viewSpec, type RuleView, type SaveVisitor } from '../../src/sources/iptables/scan.js';
+
+/** What a visitor can read of each rule. */
+function seen(dump: string, parsed?: ParsedRules): string[] {
+  const out: string[] = [];
+  const visitor: SaveVisitor = {
+    parsed,
+    rule: (r: RuleView) => {
+      if (parsed) assert.equal(r.spec, viewSpec(r), 'the shared text is the rule text');
+      out.push(JSON.stringify([r.chain, r.packets, r.bytes, r.jump, r.goto, r.mark, r.mark === undefined ? null : r.markMask, viewSource(r), viewDestination(r), viewSpec(r), r.line]));
+    },
+  };
+  new IptablesSaveParser(visitor).push(dump).end();
+  return out;
+}
+
+const table = (rules: string[]) => `*mangle\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:U - [0:0]\n${rules.join('\n')}\nCOMMIT\n`;
+
+test('rule texts changed, moved, added and removed between readings are read as without the memo', () => {
+  const readings = [
+    [
+      '[5:500] -A PREROUTING -d 10.0.0.1/32 -j MARK --set-xmark 0x1/0xffffffff',
+      '[6:600] -A POSTROUTING -s 10.0.0.1/32 -j MARK --set-xmark 0x2/0xffffffff',
+      '[0:0] -A PREROUTING -j U',
+      '[7:700] -A U -s 10.0.0.2/32 -d 192.0.2.7/32 -m comment --comment "u 2" -j MARK --set-mark 0x3',
+    ],
+    // The same places with other texts: another mark, mask, address, target, -g, negation, no mark.
+    [
+      '[8:800] -A PREROUTING -d 10.0.0.1/32 -j MARK --set-xmark 0x9/0xffffffff',
+      '[9:900] -A POSTROUTING -s 10.0.0.9/32 -j MARK --set-xmark 0x2/0xff',
+      '[1:1] -A PREROUTING -g U',
+      '[7:700] -A U ! -s 10.0.0.2/32 -d 192.0.2.7/32 -m comment --comment "u 2" -j MARK --set-mark 0x3',
+    ],
+    // A rule inserted at the top: every place shifts; one more rule than before.
+    [
+      '[1:2] -A PREROUTING -p tcp -j ACCEPT',
+      '[8:800] -A PREROUTING -d 10.0.0.1/32 -j MARK --set-xmark 0x9/0xffffffff',
+      '[9:900] -A POSTROUTING -s 10.0.0.9/32 -j MARK --set-xmark 0x2/0xff',
+      '[1:1] -A PREROUTING -g U',
+      '[7:700] -A U ! -s 10.0.0.2/32 -d 192.0.2.7/32 -m comment --comment "u 2" -j MARK --set-mark 0x3',
+    ],
+    // Back to fewer rules, the same text in another chain, a mark operation, counters only changed.
+    [
+      '[3:3] -A POSTROUTING -p tcp -j ACCEPT',
+      '[8:800] -A U -d 10.0.0.1/32 -j MARK --set-xmark 0x9/0xffffffff',
+      '[10:1000] -A POSTROUTING -s 10.0.0.9/32 -j MARK --or-mark 0x2',
+    ],
+    [],
+    ['[4:4] -A POSTROUTING -p tcp -j ACCEPT'],
+  ];
+  const parsed = new ParsedRules();
+  // Each dump read twice: once changed, once the same as the last reading.
+  for (const rules of readings.flatMap((r) => [r, r])) assert.deepEqual(seen(table(rules), parsed), seen(table(rules)));
+});
+
+test('a reading that fails part-way leaves the memo telling the truth', () => {
+  const parsed = new ParsedRules();
+  const good = table(['[1:1] -A PREROUTING -d 10.0.0.1/32 -j MARK --set-xmark 0x1/0xffffffff', '[2:2] -A PREROUTING -d 10.0.0.2/32 -j MARK --set-xmark 0x2/0xffffffff']);
+  seen(good, parsed);
+  const broken = '*mangle\n:PREROUTING ACCEPT [0:0]\n[1:1] -A PREROUTING -d 10.0.0.5/32 -j MARK --set-xmark 0x5/0xffffffff\n[2:2] -A PREROUTING -d 10.0.0.2/32 -j MARK --set-xmark\n';
+  assert.throws(() => seen(broken, parsed), /MARK without/);
+  assert.deepEqual(seen(good, parsed), seen(good));
+});
