@@ -26,8 +26,8 @@ import type { Count } from '../shared/count.js';
 import { ATTR_MARK_ID, ATTR_PEER_IP, ATTR_USER_CODE, ATTR_USER_INTRA_IP, ATTR_USER_NAME, METER_NAME, TC_METRICS, USER_METRICS, type MetricSpec } from './semconv.js';
 
 export class UserSeriesProducer implements MetricProducer {
-  /** Attributes and start time per series owner, made once (owners live as long as their series). */
-  private readonly fixed = new WeakMap<SeriesOwner, { attributes: Attributes; startTime: HrTime }>();
+  /** Attributes and start time per series, made once (a series keeps its owner and start). */
+  private readonly fixed = new WeakMap<UserSeries, { attributes: Attributes; startTime: HrTime }>();
 
   /**
    * `resource` is only for the interface's sake: readers put the SDK's own resource on what they export.
@@ -38,10 +38,12 @@ export class UserSeriesProducer implements MetricProducer {
     private readonly users: () => Iterable<UserSeries>,
     private readonly resource: Resource,
     private readonly measures: { marked: boolean; shaped: boolean } = { marked: true, shaped: false },
+    /** The end time of the points (a test fixes it). */
+    private readonly now: () => HrTime = hrTime,
   ) {}
 
   collect(): Promise<CollectionResult> {
-    const endTime = hrTime();
+    const endTime = this.now();
     const marked = Object.fromEntries(Object.entries(USER_METRICS).map(([key, spec]) => [key, sum(spec)])) as Record<keyof typeof USER_METRICS, SumMetricData>;
     const shaped = Object.fromEntries(Object.entries(TC_METRICS).map(([key, spec]) => [key, sum(spec)])) as Record<keyof typeof TC_METRICS, SumMetricData>;
     for (const series of this.users()) {
@@ -75,20 +77,24 @@ export class UserSeriesProducer implements MetricProducer {
   }
 
   private fixedOf(series: UserSeries): { attributes: Attributes; startTime: HrTime } {
-    let fixed = this.fixed.get(series.user);
+    let fixed = this.fixed.get(series);
     if (fixed === undefined) {
-      const owner = series.user;
-      const attributes: Attributes = { [ATTR_USER_CODE]: owner.user_code, [ATTR_USER_INTRA_IP]: owner.user_intra_ip };
-      if (owner.user_name !== undefined) attributes[ATTR_USER_NAME] = owner.user_name;
-      if (owner.mark_id !== undefined) {
-        attributes[ATTR_MARK_ID] = owner.mark_id;
-        attributes[ATTR_PEER_IP] = owner.peer_ip ?? '';
-      }
-      fixed = { attributes, startTime: millisToHrTime(series.since) };
-      this.fixed.set(owner, fixed);
+      fixed = { attributes: seriesAttributes(series.user), startTime: millisToHrTime(series.since) };
+      this.fixed.set(series, fixed);
     }
     return fixed;
   }
+}
+
+/** The attributes of a series' points, in the order they are written: the one place they are made. */
+export function seriesAttributes(owner: SeriesOwner): Attributes {
+  const attributes: Attributes = { [ATTR_USER_CODE]: owner.user_code, [ATTR_USER_INTRA_IP]: owner.user_intra_ip };
+  if (owner.user_name !== undefined) attributes[ATTR_USER_NAME] = owner.user_name;
+  if (owner.mark_id !== undefined) {
+    attributes[ATTR_MARK_ID] = owner.mark_id;
+    attributes[ATTR_PEER_IP] = owner.peer_ip ?? '';
+  }
+  return attributes;
 }
 
 function sum(spec: MetricSpec): SumMetricData {

@@ -137,3 +137,43 @@ function fromProtobuf(buf: Uint8Array): ExportRequest {
     })),
   };
 }
+
+/** One metric of a protobuf body with its descriptor, and its points with start and time (ns, decimal) and typed attributes. */
+export interface WireMetric {
+  scope: string;
+  name: string;
+  description: string;
+  unit: string;
+  kind: 'sum' | 'gauge';
+  /** Sum only: aggregation_temporality (2: cumulative) and is_monotonic. */
+  temporality?: string;
+  monotonic?: boolean;
+  points: { attributes: Record<string, AnyValue>; start: string; time: string; value: string | number }[];
+}
+
+/** Every metric of a protobuf body, with what decodeExport leaves out: for comparing two encoders of the same request. */
+export function decodeMetrics(body: Uint8Array): WireMetric[] {
+  const out: WireMetric[] = [];
+  for (const rm of messages(fields(body), 1)) {
+    for (const sm of messages(rm, 2)) {
+      for (const m of messages(sm, 2)) {
+        const sum = messages(m, 7)[0];
+        const data = sum ?? messages(m, 5)[0] ?? new Map();
+        out.push({
+          scope: text(messages(sm, 1)[0] ?? new Map(), 1),
+          name: text(m, 1),
+          description: text(m, 2),
+          unit: text(m, 3),
+          kind: sum ? 'sum' : 'gauge',
+          ...(sum ? { temporality: String(scalar(sum, 2) ?? 0n), monotonic: scalar(sum, 3) === 1n } : {}),
+          points: messages(data, 1).map((f) => {
+            const point = dataPoint(f);
+            const attributes = Object.fromEntries((point.attributes ?? []).map(({ key, value }) => [key, value ?? {}]));
+            return { attributes, start: String(scalar(f, 2) ?? 0n), time: String(scalar(f, 3) ?? 0n), value: point.asInt ?? point.asDouble ?? '' };
+          }),
+        });
+      }
+    }
+  }
+  return out;
+}

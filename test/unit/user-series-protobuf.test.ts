@@ -1,0 +1,153 @@
+/**
+ * The http/protobuf push writes the per-user series itself (cached per series)
+ * instead of going through UserSeriesProducer and the SDK's serializer. Both
+ * must put the same request on the wire: random user sets, exported several
+ * times through one encoder (its cache), are encoded both ways and compared.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { HrTime } from '@opentelemetry/api';
+import { ProtobufMetricsSerializer } from '@opentelemetry/otlp-transformer';
+import { resourceFromAttributes, type Resource } from '@opentelemetry/resources';
+import { MeterProvider, MetricReader, type ResourceMetrics } from '@opentelemetry/sdk-metrics';
+import type { SeriesOwner } from '../../src/attribution/mark-map.js';
+import type { Count } from '../../src/shared/count.js';
+import { zeroShaped, type ShapedTotals, type Totals, type UserSeries } from '../../src/totals/accumulator.js';
+import { UserSeriesProducer } from '../../src/export/user-series.js';
+import { UserSeriesEncoder, userSeriesSerializer } from '../../src/export/user-series-protobuf.js';
+import { decodeExport, decodeMetrics, type WireMetric } from '../lab/otlp-decode.js';
+
+/** A reader that only collects (as the SDK's own tests do). */
+class TestReader extends MetricReader {
+  protected override onForceFlush(): Promise<void> {
+    return Promise.resolve();
+  }
+  protected override onShutdown(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+/** mulberry32: a seeded generator, so a failure can be replayed. */
+function random(seed: number) {
+  let a = seed >>> 0;
+  const next = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const int = (n: number) => Math.floor(next() * n);
+  return { next, int, pick: <T>(xs: readonly T[]): T => xs[int(xs.length)]! };
+}
+type Random = ReturnType<typeof random>;
+
+/** Counts as the accumulator holds them: numbers up to 2^53 - 1, bigints above (up to u64 and past it). */
+const EDGES: Count[] = [0, 1, 127, 128, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 53 - 1, 2n ** 53n + 1n, 2n ** 62n + 3n, 2n ** 63n - 1n, 2n ** 63n, 2n ** 64n - 1n, 2n ** 64n + 5n];
+const count = (r: Random): Count => (r.next() < 0.5 ? r.pick(EDGES) : r.next() < 0.5 ? r.int(1000) : r.int(2 ** 40));
+const NAMES = ['alice', 'Bob', 'zoë', '用户七', '🙂 smile', 'x'.repeat(130), 'ü'.repeat(70), ''];
+
+function owner(r: Random, i: number, breakdown: boolean): SeriesOwner {
+  const ip = r.next() < 0.5 ? `10.8.${i >> 8}.${i & 255}` : `fd00:8::${i.toString(16)}`;
+  const user: SeriesOwner = { user_code: r.next() < 0.2 ? `${r.pick(NAMES)}-${i}` : `u${i}`, user_intra_ip: ip };
+  if (r.next() < 0.5) user.user_name = r.pick(NAMES);
+  if (breakdown) {
+    user.mark_id = r.next() < 0.2 ? '' : String(100 + i);
+    user.peer_ip = r.next() < 0.2 ? '' : `192.0.2.${i & 255}`;
+  }
+  return user;
+}
+
+function fill<T extends Totals>(r: Random, totals: T): T {
+  for (const key of Object.keys(totals) as (keyof T)[]) (totals[key] as Count) = count(r);
+  return totals;
+}
+
+function series(r: Random, i: number, breakdown: boolean): UserSeries {
+  const entry: UserSeries = { user: owner(r, i, breakdown), totals: fill(r, { rxPackets: 0, txPackets: 0, rxBytes: 0, txBytes: 0 }), since: r.next() < 0.1 ? 0 : 1_700_000_000_000 + r.int(1e9) };
+  if (r.next() < 0.6) entry.shaped = fill(r, zeroShaped());
+  return entry;
+}
+
+/** Between two exports: users leave and come, totals move in place, a series gains shaped totals, an owner comes back as a new series. */
+function churn(r: Random, list: UserSeries[], next: () => number, breakdown: boolean): void {
+  for (let k = r.int(Math.ceil(list.length / 5) + 1); k > 0 && list.length > 0; k--) list.splice(r.int(list.length), 1);
+  for (const entry of list) {
+    if (r.next() < 0.5) fill(r, entry.totals);
+    if (entry.shaped && r.next() < 0.5) fill(r, entry.shaped);
+    else if (!entry.shaped && r.next() < 0.2) entry.shaped = fill(r, zeroShaped() as ShapedTotals);
+  }
+  if (list.length > 0 && r.next() < 0.5) {
+    const back = list.splice(r.int(list.length), 1)[0]!;
+    list.push({ user: back.user, totals: fill(r, { rxPackets: 0, txPackets: 0, rxBytes: 0, txBytes: 0 }), since: back.since + 1 + r.int(5000) });
+  }
+  for (let k = r.int(Math.ceil(list.length / 5) + 2); k > 0; k--) list.splice(r.int(list.length + 1), 0, series(r, next(), breakdown));
+}
+
+/** The SDK's own metrics of one collection (the self-telemetry's place in a real push). */
+async function selfMetrics(resource: Resource): Promise<ResourceMetrics> {
+  const reader = new TestReader();
+  const provider = new MeterProvider({ resource, readers: [reader] });
+  const meter = provider.getMeter('markmeter');
+  meter.createCounter('markmeter_collections', { unit: '{collection}' }).add(3, { source: 'iptables', result: 'ok' });
+  meter.createGauge('markmeter_collection_duration_seconds', { unit: 's' }).record(0.25, { source: 'iptables' });
+  const { resourceMetrics } = await reader.collect();
+  await provider.shutdown();
+  return resourceMetrics;
+}
+
+const sorted = <T>(xs: T[]) => xs.map((x) => JSON.stringify(x)).sort();
+const sameMetrics = (a: WireMetric[]) => a.map((m) => ({ ...m, points: sorted(m.points) }));
+
+describe('user series written straight to protobuf', () => {
+  const cases = [
+    { name: 'by user, MARK rules', breakdown: false, measures: { marked: true, shaped: false }, schemaUrl: undefined },
+    { name: 'by mark, MARK rules', breakdown: true, measures: { marked: true, shaped: false }, schemaUrl: undefined },
+    { name: 'by user, MARK rules and shaper classes', breakdown: false, measures: { marked: true, shaped: true }, schemaUrl: undefined },
+    { name: 'by mark, shaper classes only, resource with a schema URL', breakdown: true, measures: { marked: false, shaped: true }, schemaUrl: 'https://opentelemetry.io/schemas/1.30.0' },
+  ];
+  for (const { name, breakdown, measures, schemaUrl } of cases) {
+    test(`the same points, descriptors, start and end times as the SDK's serializer (${name})`, async () => {
+      for (const seed of [1, 2, 3]) {
+        const r = random(seed * 7919 + (breakdown ? 1 : 0) + (measures.shaped ? 2 : 0));
+        let made = 0;
+        const list: UserSeries[] = [];
+        for (let i = r.int(40); i > 0; i--) list.push(series(r, made++, breakdown));
+        const resource = resourceFromAttributes({ 'service.name': 'markmeter-test', 'host.name': 'gw-1' }, schemaUrl ? { schemaUrl } : undefined);
+        let clock: HrTime = [0, 0];
+        const stock = new UserSeriesProducer(() => list, resource, measures, () => clock);
+        const encoder = new UserSeriesEncoder(() => list, measures, () => clock);
+        const serializer = userSeriesSerializer(encoder);
+        for (let round = 0; round < 8; round++) {
+          const at = `seed ${seed}, round ${round}, ${list.length} users`;
+          clock = [1_700_000_000 + round * 5 + r.int(5), r.int(1e9)];
+          const self = await selfMetrics(resource);
+          const users = (await stock.collect()).resourceMetrics;
+          const expected = ProtobufMetricsSerializer.serializeRequest({ resource, scopeMetrics: [...self.scopeMetrics, ...users.scopeMetrics] })!;
+          const actual = serializer.serializeRequest(self)!;
+
+          assert.deepEqual(sameMetrics(decodeMetrics(actual)), sameMetrics(decodeMetrics(expected)), at);
+          assert.deepEqual(sorted(decodeExport(actual, 'protobuf')), sorted(decodeExport(expected, 'protobuf')), at);
+          const shaped = list.filter((s) => s.shaped).length;
+          const points = (measures.marked ? 4 * list.length : 0) + (measures.shaped ? 8 * shaped : 0);
+          assert.equal(decodeExport(actual, 'protobuf').filter((p) => p.metric.startsWith('net_user_')).length, points, at);
+          // The same bytes, even: our ScopeMetrics comes last, where the SDK's serializer puts the producer's (but before a schema URL).
+          if (!schemaUrl) assert.ok(Buffer.from(actual).equals(Buffer.from(expected)), `${at}: the bytes differ`);
+          churn(r, list, () => made++, breakdown);
+        }
+      }
+    });
+  }
+
+  test('no user series at all: the metrics are there, without points, as the SDK writes them', async () => {
+    const resource = resourceFromAttributes({ 'service.name': 'markmeter-test' });
+    const clock: HrTime = [1_700_000_000, 5];
+    const measures = { marked: true, shaped: true };
+    const self = await selfMetrics(resource);
+    const users = (await new UserSeriesProducer(() => [], resource, measures, () => clock).collect()).resourceMetrics;
+    const expected = ProtobufMetricsSerializer.serializeRequest({ resource, scopeMetrics: [...self.scopeMetrics, ...users.scopeMetrics] })!;
+    const actual = userSeriesSerializer(new UserSeriesEncoder(() => [], measures, () => clock)).serializeRequest(self)!;
+    assert.deepEqual(decodeMetrics(actual), decodeMetrics(expected));
+    assert.equal(decodeMetrics(actual).filter((m) => m.name.startsWith('net_user_')).length, 12);
+  });
+});
