@@ -1,14 +1,18 @@
 /**
  * The OpenTelemetry side: resource, MeterProvider, periodic reader and the OTLP
  * exporter (and the Prometheus reader when asked). Self-telemetry goes through
- * SDK instruments; the per-user series come from the UserSeriesProducer, which
- * both readers collect besides the SDK's own. All state worth keeping (totals,
- * self-stats) lives outside the SDK, so nothing in it ever goes back.
+ * SDK instruments. The per-user series come from the UserSeriesProducer, which
+ * the readers collect besides the SDK's own, except in the default http/protobuf
+ * push: there the exporter writes them into the request itself (see
+ * user-series-protobuf.ts), and its reader has no producer. All state worth
+ * keeping (totals, self-stats) lives outside the SDK, so nothing in it ever goes back.
  */
 import type { Server } from 'node:http';
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
-import { AggregationTemporalityPreference, OTLPMetricExporter as JsonExporter } from '@opentelemetry/exporter-metrics-otlp-http';
+import { AggregationTemporalityPreference, OTLPMetricExporter as JsonExporter, OTLPMetricExporterBase } from '@opentelemetry/exporter-metrics-otlp-http';
 import { OTLPMetricExporter as ProtobufExporter } from '@opentelemetry/exporter-metrics-otlp-proto';
+import { convertLegacyHttpOptions, createOtlpHttpExportDelegate } from '@opentelemetry/otlp-exporter-base/node-http';
+import { MetricsExporterMetricsHelper } from '@opentelemetry/otlp-transformer';
 import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
 import type { Resource } from '@opentelemetry/resources';
 import {
@@ -26,6 +30,7 @@ import { registerInstruments, type TelemetryView } from './self-metrics.js';
 import { METER_NAME } from './semconv.js';
 import { SharedScrapes } from './shared-scrapes.js';
 import { UserSeriesProducer } from './user-series.js';
+import { UserSeriesEncoder, userSeriesSerializer } from './user-series-protobuf.js';
 
 /** Scrapes that may wait on one production of the /metrics body; more are answered 503. */
 export const MAX_SHARED_SCRAPES = 16;
@@ -60,13 +65,15 @@ export class TelemetryPipeline {
     // Each failed connection goes to the gate, which logs the outage at the push's first failed attempt.
     const target = otlpMetricsTarget((error) => this.exporter.connectionFailed(error));
     this.endpoint = redactUrl(target.url);
-    this.exporter = new GatedExporter(options.createExporter?.() ?? createOtlpExporter(options.protocol, target), { ...options, endpoint: this.endpoint }, this.health);
     const users = new UserSeriesProducer(() => options.view.users(), options.resource, options.view.measures);
+    // The default push writes the user series itself, read from the view when it encodes the request.
+    const encoded = !options.createExporter && options.protocol === 'http/protobuf' ? new UserSeriesEncoder(() => options.view.users(), options.view.measures) : undefined;
+    this.exporter = new GatedExporter(options.createExporter?.() ?? createOtlpExporter(options.protocol, target, encoded), { ...options, endpoint: this.endpoint }, this.health);
     const reader = new PeriodicExportingMetricReader({
       exporter: this.exporter,
       exportIntervalMillis: options.exportIntervalMs,
       exportTimeoutMillis: Math.min(options.exportTimeoutMs, options.exportIntervalMs),
-      metricProducers: [users],
+      metricProducers: encoded ? [] : [users],
     });
     this.prometheus = options.prometheus ? new PrometheusExporter({ preventServerStart: true, metricProducers: [users] }) : undefined;
     this.provider = new MeterProvider({ resource: options.resource, readers: this.prometheus ? [reader, this.prometheus] : [reader] });
@@ -134,11 +141,20 @@ export class TelemetryPipeline {
   }
 }
 
-/** The OTLP/HTTP exporter; endpoint, headers, compression and timeout come from the OTEL_EXPORTER_OTLP_* variables, its HTTP agent from `target`. */
-export function createOtlpExporter(protocol: ExportProtocol, target: OtlpTarget = otlpMetricsTarget()): PushMetricExporter {
+/**
+ * The OTLP/HTTP exporter; endpoint, headers, compression and timeout come from
+ * the OTEL_EXPORTER_OTLP_* variables, its HTTP agent from `target`. Given
+ * `userSeries`, the http/protobuf exporter adds the user series to each request
+ * (then no reader of it may also produce them).
+ */
+export function createOtlpExporter(protocol: ExportProtocol, target: OtlpTarget = otlpMetricsTarget(), userSeries?: UserSeriesEncoder): PushMetricExporter {
   // Cumulative whatever OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE says: the contract is monotonic totals.
   const config = { temporalityPreference: AggregationTemporalityPreference.CUMULATIVE, httpAgentOptions: target.agentFactory };
-  return protocol === 'http/json' ? new JsonExporter(config) : new ProtobufExporter(config);
+  if (protocol === 'http/json') return new JsonExporter(config);
+  if (!userSeries) return new ProtobufExporter(config);
+  // The stock protobuf exporter, built as it builds itself, with our serializer.
+  const http = convertLegacyHttpOptions(config, 'METRICS', 'v1/metrics', { 'Content-Type': 'application/x-protobuf' });
+  return new OTLPMetricExporterBase(createOtlpHttpExportDelegate(http, userSeriesSerializer(userSeries), 'otlp_http_metric_exporter', MetricsExporterMetricsHelper, undefined), config);
 }
 
 /** The promise's value, or undefined when it has not settled within `ms` (a rejection counts as undefined too). */

@@ -5,7 +5,9 @@
  * times through one encoder (its cache), are encoded both ways and compared.
  */
 import assert from 'node:assert/strict';
+import { createServer, type IncomingHttpHeaders } from 'node:http';
 import { describe, test } from 'node:test';
+import { gunzipSync } from 'node:zlib';
 import type { HrTime } from '@opentelemetry/api';
 import { ProtobufMetricsSerializer } from '@opentelemetry/otlp-transformer';
 import { resourceFromAttributes, type Resource } from '@opentelemetry/resources';
@@ -14,6 +16,10 @@ import type { SeriesOwner } from '../../src/attribution/mark-map.js';
 import type { Count } from '../../src/shared/count.js';
 import { zeroShaped, type ShapedTotals, type Totals, type UserSeries } from '../../src/totals/accumulator.js';
 import { UserSeriesProducer } from '../../src/export/user-series.js';
+import { TelemetryPipeline } from '../../src/export/pipeline.js';
+import { SelfStats } from '../../src/export/self-stats.js';
+import { createLogger, type LogFields } from '../../src/log.js';
+import { freePort, until } from './waits.js';
 import { UserSeriesEncoder, userSeriesSerializer } from '../../src/export/user-series-protobuf.js';
 import { decodeExport, decodeMetrics, type WireMetric } from '../lab/otlp-decode.js';
 
@@ -149,5 +155,103 @@ describe('user series written straight to protobuf', () => {
     const actual = userSeriesSerializer(new UserSeriesEncoder(() => [], measures, () => clock)).serializeRequest(self)!;
     assert.deepEqual(decodeMetrics(actual), decodeMetrics(expected));
     assert.equal(decodeMetrics(actual).filter((m) => m.name.startsWith('net_user_')).length, 12);
+  });
+});
+
+/** Sets OTEL_EXPORTER_OTLP_* variables for the length of `body`. */
+async function withEnv(vars: Record<string, string>, body: () => Promise<void>): Promise<void> {
+  const saved = Object.fromEntries(Object.keys(vars).map((key) => [key, process.env[key]]));
+  Object.assign(process.env, vars);
+  try {
+    await body();
+  } finally {
+    for (const [key, value] of Object.entries(saved)) {
+      if (value === undefined) delete process.env[key];
+      else process.env[key] = value;
+    }
+  }
+}
+
+function pipelineOf(list: UserSeries[], stats = new SelfStats(), log = createLogger('silent'), exportTimeoutMs = 5_000) {
+  return new TelemetryPipeline({
+    resource: resourceFromAttributes({ 'service.name': 'markmeter-test' }),
+    exportIntervalMs: 3_600_000,
+    exportTimeoutMs,
+    protocol: 'http/protobuf',
+    log,
+    view: { users: () => list, unattributed: () => ({ rxPackets: 0, txPackets: 0, rxBytes: 0, txBytes: 0 }), interfaces: () => [], stats },
+  });
+}
+
+describe('the default http/protobuf push', () => {
+  test('carries each user point once, with the self-metrics, honouring OTEL_EXPORTER_OTLP_HEADERS and _COMPRESSION', async () => {
+    const requests: { headers: IncomingHttpHeaders; body: Buffer }[] = [];
+    const collector = createServer((request, response) => {
+      const chunks: Buffer[] = [];
+      request.on('data', (chunk: Buffer) => chunks.push(chunk));
+      request.on('end', () => {
+        requests.push({ headers: request.headers, body: Buffer.concat(chunks) });
+        response.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
+      });
+    });
+    await new Promise<void>((resolve) => collector.listen(0, '127.0.0.1', resolve));
+    const { port } = collector.address() as { port: number };
+    const alice: UserSeries = { user: { user_code: 'alice', user_intra_ip: '10.8.0.2', user_name: 'Alice' }, totals: { rxPackets: 1, txPackets: 2, rxBytes: 3, txBytes: 2n ** 53n + 1n }, since: 1_700_000_000_000 };
+    const bob: UserSeries = { user: { user_code: 'bob', user_intra_ip: 'fd00:8::2' }, totals: { rxPackets: 0, txPackets: 5, rxBytes: 0, txBytes: 500 }, since: 1_700_000_001_000 };
+    const list = [alice];
+    const stats = new SelfStats();
+    stats.usersLoaded = 7;
+    await withEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`, OTEL_EXPORTER_OTLP_HEADERS: 'x-tenant=t1', OTEL_EXPORTER_OTLP_COMPRESSION: 'gzip' }, async () => {
+      const pipeline = pipelineOf(list, stats);
+      try {
+        await pipeline.flush();
+        list.push(bob);
+        alice.totals.rxPackets = 11;
+        await pipeline.flush();
+      } finally {
+        await pipeline.shutdown();
+        collector.close();
+      }
+    });
+    // The third: shutdown's own flush.
+    assert.equal(requests.length, 3);
+    for (const { headers } of requests) {
+      assert.equal(headers['x-tenant'], 't1');
+      assert.equal(headers['content-type'], 'application/x-protobuf');
+      assert.equal(headers['content-encoding'], 'gzip');
+    }
+    const [first, second] = requests.map(({ body }) => decodeExport(gunzipSync(body), 'protobuf'));
+    const user = (points: typeof first) => sorted(points!.filter((p) => p.metric.startsWith('net_user_')).map((p) => `${p.metric} ${p.attributes.user_code} ${p.value}`));
+    assert.deepEqual(user(first), sorted(['net_user_rx_packets alice 1', 'net_user_tx_packets alice 2', 'net_user_rx_bytes alice 3', 'net_user_tx_bytes alice 9007199254740992']));
+    assert.deepEqual(user(second), sorted([
+      'net_user_rx_packets alice 11', 'net_user_tx_packets alice 2', 'net_user_rx_bytes alice 3', 'net_user_tx_bytes alice 9007199254740992',
+      'net_user_rx_packets bob 0', 'net_user_tx_packets bob 5', 'net_user_rx_bytes bob 0', 'net_user_tx_bytes bob 500',
+    ]));
+    assert.deepEqual(second!.filter((p) => p.metric === 'markmeter_users').map((p) => p.value), ['7'], 'the self-metrics are in the same request');
+    const metrics = decodeMetrics(gunzipSync(requests[1]!.body));
+    assert.equal(metrics.filter((m) => m.name === 'net_user_rx_packets').length, 1, 'one user series scope, not two');
+    assert.deepEqual(metrics.find((m) => m.name === 'net_user_tx_bytes')?.points.find((p) => p.attributes.user_code?.stringValue === 'bob')?.start, '1700000001000000000');
+  });
+
+  test('a collector that refuses the push: logged once when it starts, the push fails within the export timeout', async () => {
+    const port = await freePort();
+    const lines: LogFields[] = [];
+    const sink = (line: string) => void lines.push(JSON.parse(line) as LogFields);
+    const stats = new SelfStats();
+    await withEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`, OTEL_EXPORTER_OTLP_TIMEOUT: '1000' }, async () => {
+      const pipeline = pipelineOf([], stats, createLogger('info', {}, { out: sink, err: sink }), 1000);
+      try {
+        const started = Date.now();
+        void pipeline.flush();
+        await until(() => lines.some((l) => l.level === 'error'), 'the failure to be logged', 1500);
+        assert.ok(Date.now() - started < 1500);
+        assert.match(JSON.stringify(lines.find((l) => l.level === 'error')), new RegExp(`OTLP push failed \\(endpoint http://127\\.0\\.0\\.1:${port}/v1/metrics\\).*ECONNREFUSED`));
+        assert.equal(await pipeline.finish(1500), false, 'the last push did not make it');
+        assert.equal(lines.filter((l) => l.level === 'error').length, 1, 'one outage, logged once');
+        assert.ok(stats.exportFailures >= 1);
+      } finally {
+        await pipeline.shutdown();
+      }
+    });
   });
 });
