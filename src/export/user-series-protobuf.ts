@@ -43,9 +43,10 @@ const SUM_TRAILER = [tag(2, 0), 2, tag(3, 0), 1];
 /** From a point's value back to its end time: the end time's 8 bytes, then the as_int tag, come before the value. */
 const TIME_BEFORE_VALUE = 9;
 
-/** Each metric's totals, in the metrics' order: their keys are the totals' keys. */
-const MARKED = Object.keys(USER_METRICS) as (keyof typeof USER_METRICS)[] satisfies (keyof Totals)[];
-const SHAPED = Object.keys(TC_METRICS) as (keyof typeof TC_METRICS)[] satisfies (keyof ShapedTotals)[];
+/** The metrics in the order they are written (UserSeriesProducer's), by the totals they carry: see writeMarked and writeShaped. */
+const MARKED = ['rxPackets', 'txPackets', 'rxBytes', 'txBytes'] as const satisfies readonly (keyof typeof USER_METRICS & keyof Totals)[];
+const SHAPED = ['rxPackets', 'txPackets', 'rxBytes', 'txBytes', 'rxDropped', 'txDropped', 'rxOverlimits', 'txOverlimits'] as const satisfies readonly (keyof typeof TC_METRICS &
+  keyof ShapedTotals)[];
 
 const utf8 = new TextEncoder();
 
@@ -65,8 +66,8 @@ export class UserSeriesEncoder {
   /** Point i's offset in a shaped metric's points (users without shaped totals have none: -1). */
   private shapedAt = new Int32Array(0);
   private readonly scope = scopeBytes(METER_NAME);
-  private readonly marked = Object.values(USER_METRICS).map(metricHead);
-  private readonly shaped = Object.values(TC_METRICS).map(metricHead);
+  private readonly marked = MARKED.map((key) => metricHead(USER_METRICS[key]));
+  private readonly shaped = SHAPED.map((key) => metricHead(TC_METRICS[key]));
 
   constructor(
     private readonly users: () => Iterable<UserSeries>,
@@ -129,11 +130,7 @@ export class UserSeriesEncoder {
         end();
         return start;
       });
-      const { order, values } = this;
-      for (let i = 0; i < n; i++) {
-        const totals = order[i]!.totals;
-        for (let m = 0; m < MARKED.length; m++) writeValue(view, at[m]! + values[i]!, totals[MARKED[m]!]);
-      }
+      writeMarked(view, at, this.order, this.values);
     }
     if (shaped) {
       const at = this.shaped.map((head) => {
@@ -142,13 +139,7 @@ export class UserSeriesEncoder {
         end();
         return start;
       });
-      const { order, values, starts, shapedAt } = this;
-      for (let i = 0; i < n; i++) {
-        const totals = order[i]!.shaped;
-        if (totals === undefined) continue;
-        const offset = shapedAt[i]! + values[i]! - starts[i]!;
-        for (let m = 0; m < SHAPED.length; m++) writeValue(view, at[m]! + offset, totals[SHAPED[m]!]);
-      }
+      writeShaped(view, at, this.order, this.values, this.starts, this.shapedAt);
     }
     if (pos !== out.length) throw new Error(`user series protobuf: wrote ${pos} bytes of ${out.length}`);
     return out;
@@ -199,11 +190,12 @@ export class UserSeriesEncoder {
   /** The end time of every cached point. */
   private stampTime(time: HrTime): void {
     const [low, high] = hrTimeFixed64(time);
-    const { slab, values } = this;
+    const { values } = this;
+    const view = new DataView(this.slab.buffer, this.slab.byteOffset, this.slab.length);
     for (let i = 0; i < values.length; i++) {
       const at = values[i]! - TIME_BEFORE_VALUE;
-      slab.writeUInt32LE(low, at);
-      slab.writeUInt32LE(high, at + 4);
+      view.setUint32(at, low, true);
+      view.setUint32(at + 4, high, true);
     }
   }
 
@@ -248,6 +240,37 @@ export function userSeriesSerializer(encoder: UserSeriesEncoder): ISerializer<Re
     },
     deserializeResponse: (data) => ProtobufMetricsSerializer.deserializeResponse(data),
   };
+}
+
+/** The values of the MARK rules' metrics (at: where each metric's points begin in `view`), in MARKED's order. */
+function writeMarked(view: DataView, at: number[], order: UserSeries[], values: Uint32Array): void {
+  const [rxPackets, txPackets, rxBytes, txBytes] = at as [number, number, number, number];
+  for (let i = 0; i < order.length; i++) {
+    const totals = order[i]!.totals;
+    const value = values[i]!;
+    writeValue(view, rxPackets + value, totals.rxPackets);
+    writeValue(view, txPackets + value, totals.txPackets);
+    writeValue(view, rxBytes + value, totals.rxBytes);
+    writeValue(view, txBytes + value, totals.txBytes);
+  }
+}
+
+/** The values of the shaper classes' metrics, in SHAPED's order, for the series that have them (placed by placeShaped). */
+function writeShaped(view: DataView, at: number[], order: UserSeries[], values: Uint32Array, starts: Uint32Array, shapedAt: Int32Array): void {
+  const [rxPackets, txPackets, rxBytes, txBytes, rxDropped, txDropped, rxOverlimits, txOverlimits] = at as [number, number, number, number, number, number, number, number];
+  for (let i = 0; i < order.length; i++) {
+    const totals = order[i]!.shaped;
+    if (totals === undefined) continue;
+    const value = shapedAt[i]! + values[i]! - starts[i]!;
+    writeValue(view, rxPackets + value, totals.rxPackets);
+    writeValue(view, txPackets + value, totals.txPackets);
+    writeValue(view, rxBytes + value, totals.rxBytes);
+    writeValue(view, txBytes + value, totals.txBytes);
+    writeValue(view, rxDropped + value, totals.rxDropped);
+    writeValue(view, txDropped + value, totals.txDropped);
+    writeValue(view, rxOverlimits + value, totals.rxOverlimits);
+    writeValue(view, txOverlimits + value, totals.txOverlimits);
+  }
 }
 
 /**
@@ -302,8 +325,9 @@ class Slab {
 
   /** Encodes one series' point (end time and value left for each request); returns where its value goes. */
   point(series: UserSeries): number {
-    const attributes = Object.entries(seriesAttributes(series.user)).map(([key, value]) => keyValue(key, value));
-    const attributesLength = attributes.reduce((sum, kv) => sum + kv.length, 0);
+    const attributes = seriesAttributes(series.user);
+    let attributesLength = 0;
+    for (const key in attributes) attributesLength += keyValueSize(key, attributes[key]);
     const length = 3 * 9 + attributesLength;
     this.room(1 + 5 + length);
     const { buf } = this;
@@ -318,8 +342,34 @@ class Slab {
     buf[this.pos++] = tag(6, 1);
     const value = this.pos;
     this.pos += 8;
-    for (const kv of attributes) this.pos += kv.copy(buf, this.pos);
+    for (const key in attributes) this.keyValue(key, attributes[key]);
     return value;
+  }
+
+  /** One attribute, as the NumberDataPoint's field 7 (room made by point). */
+  private keyValue(key: string, value: AttributeValue | undefined): void {
+    const { buf } = this;
+    const other = typeof value === 'string' ? undefined : anyValue(value);
+    const anyLength = other?.length ?? stringFieldSize(value as string);
+    buf[this.pos++] = tag(7, 2);
+    this.pos = writeVarint(buf, this.pos, stringFieldSize(key) + 1 + varintSize(anyLength) + anyLength);
+    this.string(1, key);
+    buf[this.pos++] = tag(2, 2);
+    this.pos = writeVarint(buf, this.pos, anyLength);
+    if (other) {
+      buf.set(other, this.pos);
+      this.pos += other.length;
+    } else {
+      this.string(1, value as string);
+    }
+  }
+
+  /** A string field (UTF-8, as TextEncoder writes it: a lone surrogate becomes U+FFFD). */
+  private string(field: number, text: string): void {
+    const { buf } = this;
+    buf[this.pos++] = tag(field, 2);
+    this.pos = writeVarint(buf, this.pos, Buffer.byteLength(text));
+    this.pos += buf.write(text, this.pos);
   }
 
   /** The points, in a buffer of their size. */
@@ -328,16 +378,20 @@ class Slab {
   }
 }
 
-/** One attribute as the NumberDataPoint's field 7. */
-function keyValue(key: string, value: AttributeValue | undefined): Buffer {
-  const any = anyValue(value);
-  const kv = Buffer.concat([field(1, utf8.encode(key)), field(2, any)]);
-  return field(7, kv);
+/** The bytes of one attribute as the NumberDataPoint's field 7. */
+function keyValueSize(key: string, value: AttributeValue | undefined): number {
+  const anyLength = typeof value === 'string' ? stringFieldSize(value) : anyValue(value).length;
+  const length = stringFieldSize(key) + 1 + varintSize(anyLength) + anyLength;
+  return 1 + varintSize(length) + length;
 }
 
-/** AnyValue as the SDK writes a string, boolean or number attribute. */
+function stringFieldSize(text: string): number {
+  const bytes = Buffer.byteLength(text);
+  return 1 + varintSize(bytes) + bytes;
+}
+
+/** AnyValue as the SDK writes a boolean or number attribute (strings: Slab.keyValue). */
 function anyValue(value: AttributeValue | undefined): Uint8Array {
-  if (typeof value === 'string') return field(1, utf8.encode(value));
   if (typeof value === 'boolean') return Uint8Array.of(tag(2, 0), value ? 1 : 0);
   if (typeof value === 'number') {
     if (Number.isInteger(value) && value >= -(2 ** 63) && value < 2 ** 63) return Buffer.concat([Uint8Array.of(tag(3, 0)), varint64(BigInt.asUintN(64, BigInt(value)))]);

@@ -51,14 +51,16 @@ type Random = ReturnType<typeof random>;
 /** Counts as the accumulator holds them: numbers up to 2^53 - 1, bigints above (up to u64 and past it). */
 const EDGES: Count[] = [0, 1, 127, 128, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 53 - 1, 2n ** 53n + 1n, 2n ** 62n + 3n, 2n ** 63n - 1n, 2n ** 63n, 2n ** 64n - 1n, 2n ** 64n + 5n];
 const count = (r: Random): Count => (r.next() < 0.5 ? r.pick(EDGES) : r.next() < 0.5 ? r.int(1000) : r.int(2 ** 40));
-const NAMES = ['alice', 'Bob', 'zoë', '用户七', '🙂 smile', 'x'.repeat(130), 'ü'.repeat(70), ''];
+const NAMES = ['alice', 'Bob', 'zoë', '用户七', '🙂 smile', 'x'.repeat(130), 'ü'.repeat(70), '', 'lone \ud800 surrogate', 'a\udc00'];
+/** Attribute values that are not strings (an integer mark_id, say): written as the SDK writes them. */
+const OTHER_VALUES = [0, 101, 2 ** 40, 2 ** 63, -7, 1.5, true, false];
 
 function owner(r: Random, i: number, breakdown: boolean): SeriesOwner {
   const ip = r.next() < 0.5 ? `10.8.${i >> 8}.${i & 255}` : `fd00:8::${i.toString(16)}`;
   const user: SeriesOwner = { user_code: r.next() < 0.2 ? `${r.pick(NAMES)}-${i}` : `u${i}`, user_intra_ip: ip };
   if (r.next() < 0.5) user.user_name = r.pick(NAMES);
   if (breakdown) {
-    user.mark_id = r.next() < 0.2 ? '' : String(100 + i);
+    user.mark_id = r.next() < 0.2 ? '' : r.next() < 0.2 ? (r.pick(OTHER_VALUES) as unknown as string) : String(100 + i);
     user.peer_ip = r.next() < 0.2 ? '' : `192.0.2.${i & 255}`;
   }
   return user;
