@@ -277,8 +277,10 @@ class Scanner {
       }
     }
     const ip = userIp(rawIp);
-    if (!isName(code) || ip === undefined || ips.has(ip) || (name !== undefined && !isName(name))) return false;
-    ips.add(ip);
+    if (!isName(code) || ip === undefined || (name !== undefined && !isName(name))) return false;
+    // One Set operation: an address seen before leaves the size as it was.
+    const known = ips.size;
+    if (ips.add(ip).size === known) return false;
     users.push(name === undefined ? { user_code: code, user_intra_ip: ip } : { user_code: code, user_intra_ip: ip, user_name: name });
     return true;
   }
@@ -287,8 +289,8 @@ class Scanner {
   mark(marks: MarkEntry[], ids: Set<number>): boolean {
     if (!this.eat(OPEN_OBJECT)) return false;
     let id: number | undefined;
-    let sips: string[] | undefined;
-    let dips: string[] | undefined;
+    let sips: readonly string[] | undefined;
+    let dips: readonly string[] | undefined;
     let seenId = false;
     this.space();
     if (!this.eat(CLOSE_OBJECT)) {
@@ -322,9 +324,10 @@ class Scanner {
         this.space();
       }
     }
-    if (id === undefined || ids.has(id)) return false;
-    ids.add(id);
-    marks.push({ mark_id: id, sips: sips ?? [], dips: dips ?? [] });
+    if (id === undefined) return false;
+    const known = ids.size;
+    if (ids.add(id).size === known) return false;
+    marks.push({ mark_id: id, sips: sips ?? NO_ADDRESSES, dips: dips ?? NO_ADDRESSES });
     return true;
   }
 
@@ -333,49 +336,58 @@ class Scanner {
     if (this.text.charCodeAt(this.pos) === QUOTE) return markId(this.string());
     const end = this.numberEnd();
     if (end < 0) return undefined;
-    const value = Number(this.text.slice(this.pos, end));
+    // The usual id is a few plain digits: their value, exactly, without a string for Number().
+    let value = 0;
+    for (let i = this.pos; i < end && value >= 0; i++) {
+      const c = this.text.charCodeAt(i);
+      value = c >= 48 && c <= 57 && end - this.pos <= 10 ? value * 10 + (c - 48) : -1;
+    }
+    if (value < 0) value = Number(this.text.slice(this.pos, end));
     this.pos = end;
     return markId(value);
   }
 
   /**
-   * A JSON array of valid pool addresses, or undefined. Each distinct address
-   * is checked once and kept once: a pool names the same peers and users over
-   * and over, and the mark map looks each up again.
+   * A JSON array of valid pool addresses, or undefined. A pool names the same
+   * peers and users over and over: each distinct address is checked once, and
+   * a list of one address (the usual) is one shared, frozen array.
    */
-  private addresses(): string[] | undefined {
+  private addresses(): readonly string[] | undefined {
     if (!this.eat(OPEN_ARRAY)) return undefined;
     this.space();
-    if (this.eat(CLOSE_ARRAY)) return [];
+    if (this.eat(CLOSE_ARRAY)) return NO_ADDRESSES;
     let list: string[] | undefined;
     for (;;) {
       const item = this.poolAddress();
       if (item === undefined) return undefined;
       this.space();
       if (this.eat(CLOSE_ARRAY)) {
-        if (list === undefined) return [item];
-        list.push(item);
+        if (list === undefined) return item;
+        list.push(item[0]!);
         return list;
       }
       if (!this.eat(COMMA)) return undefined;
       this.space();
-      (list ??= []).push(item);
+      (list ??= []).push(item[0]!);
     }
   }
 
-  /** The pool addresses read so far, each as first read. */
-  private readonly seenAddresses = new Map<string, string>();
+  /** Each pool address read so far, as the list of it alone. */
+  private readonly seenAddresses = new Map<string, readonly string[]>();
 
-  private poolAddress(): string | undefined {
+  private poolAddress(): readonly string[] | undefined {
     const item = this.string();
     if (item === undefined) return undefined;
-    const seen = this.seenAddresses.get(item);
-    if (seen !== undefined) return seen;
-    if (!isPoolAddress(item)) return undefined;
-    this.seenAddresses.set(item, item);
-    return item;
+    let alone = this.seenAddresses.get(item);
+    if (alone === undefined) {
+      if (!isPoolAddress(item)) return undefined;
+      this.seenAddresses.set(item, (alone = Object.freeze([item])));
+    }
+    return alone;
   }
 }
+
+const NO_ADDRESSES: readonly string[] = Object.freeze([]);
 
 /** Where the run of one or more digits from `i` ends, or -1 when there is none. */
 function digitsEnd(text: string, i: number): number {

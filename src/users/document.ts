@@ -20,8 +20,9 @@ export interface User {
 
 export interface MarkEntry {
   mark_id: number;
-  sips: string[];
-  dips: string[];
+  /** Read only: lists may be shared between entries. */
+  sips: readonly string[];
+  dips: readonly string[];
 }
 
 /** A validated users document: what a 'sync' carries. */
@@ -37,7 +38,7 @@ export interface UsersSnapshot {
  * leaves (an odd form, and every invalid document) is read the general way.
  */
 export function parseUsersDocument(text: string, source: string): UsersSnapshot {
-  return scanUsersDocumentNow(text, source) ?? readGeneral(text, source);
+  return scanUsersDocumentNow(text, source) ?? parseUsersDocumentGenerally(text, source);
 }
 
 /**
@@ -46,11 +47,11 @@ export function parseUsersDocument(text: string, source: string): UsersSnapshot 
  * way, when needed, is one slice: JSON.parse cannot be cut.
  */
 export async function parseUsersDocumentInSlices(text: string, source: string, onPause?: () => void): Promise<UsersSnapshot> {
-  return (await inSlices(scanUsersDocument(text, source), onPause)) ?? readGeneral(text, source);
+  return (await inSlices(scanUsersDocument(text, source), onPause)) ?? parseUsersDocumentGenerally(text, source);
 }
 
-/** JSON.parse, then every field checked; the first problem is thrown, naming its field. */
-function readGeneral(text: string, source: string): UsersSnapshot {
+/** The general way: JSON.parse, then every field checked; the first problem is thrown, naming its field. */
+export function parseUsersDocumentGenerally(text: string, source: string): UsersSnapshot {
   let doc: unknown;
   try {
     doc = JSON.parse(text);

@@ -1,0 +1,195 @@
+/**
+ * A users sync holds no reading back: a large document is read and mapped in
+ * slices while readings run, a reading runs with one whole mapping, and the
+ * fast reading of the document agrees with the general one on every text.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createLogger } from '../../src/log.js';
+import { ReadingPath, type UsersApplied } from '../../src/reading-path.js';
+import { loadSettings } from '../../src/settings.js';
+import type { CommandRunner } from '../../src/sources/iptables/save-command.js';
+import { parseUsersDocumentGenerally } from '../../src/users/document.js';
+import { scanUsersDocumentNow } from '../../src/users/document-scan.js';
+import { isDottedQuad } from '../../src/users/fields.js';
+import { until } from './waits.js';
+
+const DUMP = `*mangle
+:PREROUTING ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+[3:252] -A PREROUTING -d 10.8.0.2/32 -j MARK --set-xmark 0x65/0xffffffff
+[5:420] -A PREROUTING -d 10.8.0.3/32 -j MARK --set-xmark 0x66/0xffffffff
+COMMIT
+`;
+const alice = { user_code: 'alice', user_intra_ip: '10.8.0.2' };
+const bob = { user_code: 'bob', user_intra_ip: '10.8.0.3' };
+
+/** alice, bob and `more` users besides (two marks each), as a gateway's document lists them. */
+function largeDocument(more: number): string {
+  const users = [JSON.stringify(alice), JSON.stringify(bob)];
+  const marks: string[] = [];
+  for (let i = 0; i < more; i++) {
+    const ip = `10.${64 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`;
+    users.push(`{"user_code":"u${i}","user_intra_ip":"${ip}"}`);
+    marks.push(`{"mark_id":${1000 + 2 * i},"sips":["${ip}"],"dips":["192.0.2.7"]}`, `{"mark_id":${1001 + 2 * i},"sips":["192.0.2.7"],"dips":["${ip}"]}`);
+  }
+  return `{"users":[\n${users.join(',\n')}\n],"marks":[\n${marks.join(',\n')}\n]}\n`;
+}
+
+let dir: string;
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'markmeter-users-sync-'));
+});
+after(() => rm(dir, { recursive: true, force: true }));
+
+/** A reading path over a users file that starts as `first`, with its sync applied; `during` runs inside each reading. */
+async function pathWith(first: object, during: (path: ReadingPath) => Promise<void> | void = () => {}) {
+  const file = join(dir, `users-${Math.random()}.json`);
+  const write = async (text: string) => {
+    await writeFile(`${file}.tmp`, text);
+    await rename(`${file}.tmp`, file);
+  };
+  await write(JSON.stringify(first));
+  const settings = loadSettings({ env: { MARKMETER_USERS_FILE: file, MARKMETER_IPV6: 'false', MARKMETER_MAX_USERS: '100000' } });
+  let path: ReadingPath | undefined = undefined;
+  const runner: CommandRunner = async (_file, _args, _options, onOutput) => {
+    await during(path!);
+    onOutput(DUMP);
+  };
+  path = new ReadingPath({ settings, log: createLogger('silent'), remember: true, runner });
+  const applied: UsersApplied[] = [];
+  const manager = path.watchUsers((a) => applied.push(a))!;
+  await manager.reload();
+  await until(() => applied.length === 1, 'the first sync');
+  const rx = () => Object.fromEntries([...path!.accumulator.users()].filter((s) => s.totals.rxPackets !== 0).map((s) => [s.user.user_code, Number(s.totals.rxPackets)]));
+  return { path, manager, applied, write, rx };
+}
+
+describe('a users sync holds no reading back', () => {
+  test('a reading due while a 50,000-user document is synced runs at once with the mapping in force; the next one has the new mapping', async () => {
+    const seen: number[] = [];
+    const { path, applied, write, rx } = await pathWith({ users: [alice] }, (p) => void seen.push(p.markMap.users.length));
+    await write(largeDocument(50_000));
+    // Whatever a timer sees of the mapping while the sync runs: one whole mapping or the other.
+    const sizes = new Set<string>();
+    const probe = setInterval(() => sizes.add(`${path.markMap.users.length}/${path.markMap.byMark.size}`), 1);
+    const loop = monitorEventLoopDelay({ resolution: 1 });
+    loop.enable();
+    try {
+      await path.collect();
+      // (The runner also answers the backend detection: every call of a reading sees the same mapping.)
+      assert.deepEqual([...new Set(seen)], [1], 'the reading ran with the mapping in force (alice alone), not after the sync');
+      assert.equal(applied.length, 1, 'the large document was not yet in force when the reading ended');
+      await until(() => applied.length === 2, 'the large sync', 20_000);
+      await sleep(5);
+    } finally {
+      loop.disable();
+      clearInterval(probe);
+    }
+    seen.length = 0;
+    await path.collect();
+    assert.deepEqual([...new Set(seen)], [50_002], 'the next reading has the new mapping');
+    assert.deepEqual([...sizes].filter((s) => s !== '1/0' && s !== '50002/100000'), [], 'never a mapping in between');
+    // bob's rule had no owner in the first reading (unattributed); his first owner gets its counts.
+    assert.deepEqual(rx(), { alice: 3, bob: 5 });
+    assert.ok(loop.max / 1e6 < 200, `the event loop was held ${(loop.max / 1e6).toFixed(0)} ms at once`);
+  });
+
+  test('a mapping made while a reading runs is put in force after that reading, never during it', async () => {
+    let hold: Promise<void> | undefined;
+    let inReading = () => {};
+    const reading = new Promise<void>((resolve) => (inReading = resolve));
+    const { path, manager, applied, write, rx } = await pathWith({ users: [alice] }, () => {
+      inReading();
+      return hold;
+    });
+    let release = () => {};
+    hold = new Promise((resolve) => (release = resolve));
+    const collecting = path.collect();
+    await reading;
+    await write(JSON.stringify({ users: [alice, bob] }));
+    await manager.reload();
+    await until(() => manager.current()?.users.length === 2, 'the new document read');
+    await sleep(50);
+    assert.equal(path.markMap.users.length, 1, 'the running reading keeps its mapping');
+    assert.equal(applied.length, 1);
+    hold = undefined;
+    release();
+    await collecting;
+    assert.equal(applied.length, 2, 'in force once the reading ended');
+    assert.equal(path.markMap.users.length, 2);
+    // That reading counted with alice's mapping alone: bob's rule went to unattributed.
+    assert.deepEqual(rx(), { alice: 3 });
+    assert.equal(Number(path.accumulator.unattributed.rxPackets), 5);
+    await path.collect();
+    assert.deepEqual(rx(), { alice: 3, bob: 5 }, "bob's rule's first owner gets its counts");
+  });
+});
+
+describe('the fast reading of the users document agrees with the general one', () => {
+  /** What the general reader makes of a text: the snapshot, or the error's message. */
+  const general = (text: string) => {
+    try {
+      return parseUsersDocumentGenerally(text, 's');
+    } catch (error) {
+      return (error as Error).message;
+    }
+  };
+  const agrees = (text: string) => {
+    const fast = scanUsersDocumentNow(text, 's');
+    // Undefined: the fast reading leaves this text to the general one.
+    if (fast !== undefined) assert.deepEqual(fast, general(text), `on ${JSON.stringify(text)}`);
+    return fast !== undefined;
+  };
+
+  test('on the usual forms it answers itself, the same as the general reader', () => {
+    const texts = [
+      largeDocument(300),
+      '{"users":[]}',
+      ' \n{ "users" : [ { "user_code" : "a" , "user_intra_ip" : "10.8.0.2" } ] , "marks" : [ ] } \r\n\t',
+      '{"version":7,"users":[{"user_code":"alice","user_intra_ip":"10.8.0.2","plan":{"tier":["gold",1.5e3,-0,true,false,null,{}]}},{"user_code":"carol","user_intra_ip":"FD00:8:0::0002"}],"marks":[{"mark_id":101,"sips":["10.8.0.2"],"dips":["192.0.2.7"]},{"mark_id":"0x66","sips":["10.8.0.0/24"]},{"mark_id":" 103 ","dips":[]},{"mark_id":1e2},{"mark_id":-0,"note":"x"}]}',
+      '{"users":[{"user_code":"J\\u00f6rg \\"J\\"","user_intra_ip":"10.8.0.2","user_name":"Jörg ✓"},{"user_code":"b","user_intra_ip":"10.8.0.3","user_name":"\\ud83d\\ude00"}]}',
+      '{"marks":[{"mark_id":7,"sips":["10.8.0.2","10.8.0.3","fd00::2/128"],"dips":["10.8.0.2"]}],"users":[{"user_intra_ip":"10.8.0.2","user_code":"a"}]}',
+      '{"us\\u0065rs":[{"user\\u005fcode":"a","user_intra_ip":"10.8.0.2"}]}',
+    ];
+    for (const text of texts) assert.ok(agrees(text), `answered itself on ${text.slice(0, 80)}`);
+  });
+
+  test('on any text, changed a character at a time, it answers only what the general reader answers', () => {
+    const base =
+      '{"users":[{"user_code":"a","user_intra_ip":"10.8.0.2","user_name":"A"},{"user_code":"b","user_intra_ip":"fd00::2"}],"marks":[{"mark_id":101,"sips":["10.8.0.2"],"dips":["192.0.2.7/32"]},{"mark_id":"0x66","sips":[],"dips":["10.8.0.0/24","10.8.0.2"]}],"x":[1.5,{"y":null}]}';
+    const alphabet = '{}[],:"\\ \n0123456789.-+eExabu/ftrn';
+    let state = 12345;
+    const random = (n: number) => {
+      state = (state * 1103515245 + 12345) % 2147483648;
+      return state % n;
+    };
+    let answered = 0;
+    for (let k = 0; k < 20_000; k++) {
+      let text = base;
+      for (let edits = 1 + random(3); edits > 0; edits--) {
+        const at = random(text.length + 1);
+        const kind = random(3);
+        const c = alphabet[random(alphabet.length)]!;
+        text = kind === 0 ? text.slice(0, at) + text.slice(at + 1) : kind === 1 ? text.slice(0, at) + c + text.slice(at) : text.slice(0, at) + c + text.slice(at + 1);
+      }
+      if (agrees(text)) answered++;
+    }
+    assert.ok(answered > 1000, `the fast reading answered ${answered} of the changed texts itself`);
+  });
+
+  test('a dotted quad is what node takes for an IPv4 address, and nothing else', () => {
+    const forms = ['0.0.0.0', '255.255.255.255', '10.8.0.2', '1.2.3.4', '01.2.3.4', '1.2.3.04', '1.2.3.256', '1.2.3', '1.2.3.4.5', ' 1.2.3.4', '1.2.3.4 ', '1..3.4', '1.2.3.', '١.2.3.4', '1.2.3.4/32', '00.0.0.0', '999.1.1.1', '::1', '1e1.2.3.4'];
+    for (const form of forms) assert.equal(isDottedQuad(form), isIP(form) === 4, form);
+    for (let i = 0; i < 20_000; i++) {
+      const form = [0, 1, 2, 3].map((k) => String((i * 7919 + k * 104729) % 300).padStart(1 + ((i >> k) % 2), '0')).join('.');
+      assert.equal(isDottedQuad(form), isIP(form) === 4, form);
+    }
+  });
+});
