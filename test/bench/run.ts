@@ -25,6 +25,7 @@ import type { ExportProtocol } from '../../src/settings.js';
 import { createOtlpExporter, TelemetryPipeline } from '../../src/export/pipeline.js';
 import { SelfStats } from '../../src/export/self-stats.js';
 import { generateGateway } from './generate.js';
+import { usersSyncCost } from './users-sync.js';
 
 const USERS = 50_000;
 const CLI = resolve('dist/cli.js');
@@ -355,6 +356,7 @@ async function main(): Promise<void> {
   chainLayouts();
   await exportCost();
   await steadyState();
+  await usersSyncCost(row);
 
   const width = Math.max(...rows.map((r) => r.figure.length));
   process.stdout.write(`\nmarkmeter bench (node ${process.version}, ${process.arch})\n\n`);
