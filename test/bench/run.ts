@@ -290,61 +290,75 @@ class CountingExporter implements PushMetricExporter {
 }
 
 async function exportCost(): Promise<void> {
-  let received = 0;
-  const server = createServer((request, response) => {
-    request.on('data', (chunk: Buffer) => (received += chunk.length));
-    request.on('end', () => response.writeHead(200, { 'content-type': 'application/json' }).end('{}'));
-  });
-  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
-  const port = (server.address() as { port: number }).port;
-  process.env.OTEL_EXPORTER_OTLP_ENDPOINT = `http://127.0.0.1:${port}`;
-
-  const accumulator = new Accumulator();
-  const gateway = generateGateway(USERS, { huge: false, seed: 3 });
-  const snapshot = parseUsersDocument(gateway.usersDocument, 'bench');
-  const map = buildMarkMap(snapshot);
-  accumulator.setUsers(map, 0);
-  const add = accumulator.sinkFor(map);
-  for (const [i, user] of snapshot.users.entries()) {
-    const totals = gateway.expected.get(user.user_code)!;
-    add(i, 'rx', totals.rxPackets, totals.rxBytes);
-    add(i, 'tx', BigInt(totals.txPackets) + BigInt(i % 2), totals.txBytes);
-  }
-  const variants: [string, ExportProtocol, boolean][] = [
-    ['http/json', 'http/json', false],
-    ['http/json + gzip', 'http/json', true],
-    ['http/protobuf', 'http/protobuf', false],
-    ['http/protobuf + gzip', 'http/protobuf', true],
-  ];
-  for (const [name, protocol, gzip] of variants) {
-    if (gzip) process.env.OTEL_EXPORTER_OTLP_COMPRESSION = 'gzip';
-    else delete process.env.OTEL_EXPORTER_OTLP_COMPRESSION;
-    let counting: CountingExporter | undefined;
-    const pipeline = new TelemetryPipeline({
-      resource: resourceFromAttributes({ 'service.name': 'markmeter-bench' }),
-      exportIntervalMs: 3_600_000,
-      exportTimeoutMs: 30_000,
-      protocol,
-      log: createLogger('error'),
-      view: { users: () => accumulator.users(), unattributed: () => accumulator.unattributed, interfaces: () => [], stats: new SelfStats() },
-      createExporter: () => (counting = new CountingExporter(createOtlpExporter(protocol))),
+  // The collector is another process (its CPU is not the agent's); it keeps the last request's body for the points to be counted.
+  const { decodeExport } = await import('../lab/otlp-decode.js');
+  const { gunzipSync } = await import('node:zlib');
+  const { spawn } = await import('node:child_process');
+  const last = join(dir, 'otlp-request');
+  const collector = spawn(process.execPath, ['-e', `
+    const { writeFileSync } = require('node:fs');
+    require('node:http').createServer((request, response) => {
+      const chunks = [];
+      request.on('data', (chunk) => chunks.push(chunk));
+      request.on('end', () => {
+        writeFileSync(${JSON.stringify(last)}, Buffer.concat(chunks));
+        writeFileSync(${JSON.stringify(`${last}.encoding`)}, request.headers['content-encoding'] ?? '');
+        response.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      });
+    }).listen(0, '127.0.0.1', function () { console.log(this.address().port); });`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const port = await new Promise<number>((done, fail) => {
+      collector.stdout!.once('data', (line: Buffer) => done(Number(String(line).trim())));
+      collector.once('exit', (code) => fail(new Error(`the bench's OTLP collector exited (${code})`)));
     });
-    await pipeline.flush(); // warm-up: JIT and the first collection
-    const cpu: number[] = [];
-    let bytes = 0;
-    for (let i = 0; i < 3; i++) {
-      received = 0;
-      const before = process.cpuUsage();
-      await pipeline.flush();
-      const used = process.cpuUsage(before);
-      cpu.push((used.user + used.system) / 1000);
-      bytes = received;
+    process.env.OTEL_EXPORTER_OTLP_ENDPOINT = `http://127.0.0.1:${port}`;
+
+    const accumulator = new Accumulator();
+    const gateway = generateGateway(USERS, { huge: false, seed: 3 });
+    const snapshot = parseUsersDocument(gateway.usersDocument, 'bench');
+    const map = buildMarkMap(snapshot);
+    accumulator.setUsers(map, 0);
+    const add = accumulator.sinkFor(map);
+    for (const [i, user] of snapshot.users.entries()) {
+      const totals = gateway.expected.get(user.user_code)!;
+      add(i, 'rx', totals.rxPackets, totals.rxBytes);
+      add(i, 'tx', BigInt(totals.txPackets) + BigInt(i % 2), totals.txBytes);
     }
-    const complete = counting!.points === 4 * USERS && counting!.overflow === 0;
-    await pipeline.shutdown();
-    row(`export ${name}: CPU per export / payload`, `${median(cpu).toFixed(0)} ms / ${mb(bytes)}`, `${4 * USERS} series`, complete);
+    const variants: [string, ExportProtocol, boolean][] = [
+      ['http/json', 'http/json', false],
+      ['http/json + gzip', 'http/json', true],
+      ['http/protobuf', 'http/protobuf', false],
+      ['http/protobuf + gzip', 'http/protobuf', true],
+    ];
+    for (const [name, protocol, gzip] of variants) {
+      if (gzip) process.env.OTEL_EXPORTER_OTLP_COMPRESSION = 'gzip';
+      else delete process.env.OTEL_EXPORTER_OTLP_COMPRESSION;
+      const pipeline = new TelemetryPipeline({
+        resource: resourceFromAttributes({ 'service.name': 'markmeter-bench' }),
+        exportIntervalMs: 3_600_000,
+        exportTimeoutMs: 30_000,
+        protocol,
+        log: createLogger('error'),
+        view: { users: () => accumulator.users(), unattributed: () => accumulator.unattributed, interfaces: () => [], stats: new SelfStats() },
+      });
+      await pipeline.flush(); // warm-up: JIT and the first collection
+      const cpu: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        const before = process.cpuUsage();
+        await pipeline.flush();
+        const used = process.cpuUsage(before);
+        cpu.push((used.user + used.system) / 1000);
+      }
+      await pipeline.shutdown();
+      const body = readFileSync(last);
+      const gzipped = readFileSync(`${last}.encoding`, 'utf8') === 'gzip';
+      const points = decodeExport(gzipped ? gunzipSync(body) : body, protocol === 'http/json' ? 'json' : 'protobuf').filter((p) => p.metric.startsWith('net_user_'));
+      const complete = points.length === 4 * USERS && gzipped === gzip;
+      row(`export ${name}: CPU per export / payload`, `${median(cpu).toFixed(0)} ms / ${mb(body.length)}`, `${4 * USERS} series`, complete);
+    }
+  } finally {
+    collector.kill();
   }
-  server.close();
 }
 
 async function main(): Promise<void> {
