@@ -48,51 +48,54 @@ export interface ObservedRule extends CounterDelta {
   credited: boolean;
 }
 
-interface RuleState {
-  slot: number;
-  /** Its chain's map (the chain's identity) and its mark. */
-  byMark: Map<number, RuleState>;
-  mark: number;
-  /** First in its chain and mark's list. */
-  head: boolean;
-  /** The rule text after `-A CHAIN ` (its identity). */
-  spec: string;
-  /** Whether a complete reading has seen the rule. */
-  seen: boolean;
-  /** Whether its counts have gone to a user (as of the last complete reading), and the reading that credited it. */
-  credited: boolean;
-  creditedIn: number;
-  /**
-   * Counters at the last complete reading, then those proposed by the reading
-   * `proposedIn`: numbers only, so that V8 updates them in place (a bigint
-   * here would box every store, and 100,000 boxes a reading keep the GC busy).
-   * Counters at or above 2^53 (rare) are held exactly in `exact`/`proposedExact`.
-   */
-  packets: number;
-  bytes: number;
-  exact: ExactCounters | undefined;
-  proposedPackets: number;
-  proposedBytes: number;
-  proposedExact: ExactCounters | undefined;
-  proposedIn: number;
-  /** The next rule with the same chain and mark. */
-  next: RuleState | undefined;
-}
-
 interface ExactCounters {
   packets: Count;
   bytes: Count;
 }
 
+/** Flag bits of a slot. */
+const HEAD = 1; // first in its chain and mark's list
+const SEEN = 2; // a complete reading has seen the rule
+const CREDITED = 4; // its counts have gone to a user (as of the last complete reading)
+const NONE = -1;
+
+/**
+ * Every rule's state lives in arrays indexed by its slot (struct of arrays):
+ * 100,000 rules are a few typed arrays rather than 100,000 objects with boxed
+ * numbers, which the garbage collector would trace at every full collection.
+ */
 export class RuleMemory {
-  /** chain -> mark -> the rules with that chain and mark. */
-  private readonly byChain = new Map<string, Map<number, RuleState>>();
+  /** chain name -> mark -> the slot of the first rule with that chain and mark (then `next`). */
+  private readonly byChain = new Map<string, Map<number, number>>();
+  /** Per slot: its chain's map (the chain's identity) and the rule text after `-A CHAIN ` (its identity). */
+  private chainOf: (Map<number, number> | undefined)[] = [];
+  private specs: (string | undefined)[] = [];
+  private marks = new Float64Array(1024);
+  private flags = new Uint8Array(1024);
+  /** The next rule with the same chain and mark, or NONE. */
+  private next = new Int32Array(1024);
+  /**
+   * Counters at the last complete reading, then those proposed by the reading
+   * `proposedIn`. Counters at or above 2^53 (rare) are NaN here and held
+   * exactly in `exact`/`proposedExact`.
+   */
+  private packets = new Float64Array(1024);
+  private bytes = new Float64Array(1024);
+  private proposedPackets = new Float64Array(1024);
+  private proposedBytes = new Float64Array(1024);
+  /** The reading that proposed counters (0: none yet, a slot new to its rule), and the one that credited the rule. */
+  private proposedIn = new Int32Array(1024);
+  private creditedIn = new Int32Array(1024);
+  private readonly exact = new Map<number, ExactCounters>();
+  private readonly proposedExact = new Map<number, ExactCounters>();
+
   private reading = 0;
   /** Rules come grouped by chain: the last chain's map, to skip a lookup per rule. */
   private lastChain = '';
-  private lastByMark: Map<number, RuleState> | undefined;
-  /** The rules in the order the reading saw them (the last complete one's, until overwritten). */
-  private readonly order: RuleState[] = [];
+  private lastByMark: Map<number, number> | undefined;
+  /** The slots in the order the reading saw them (the last complete one's, until overwritten). */
+  private order = new Int32Array(1024);
+  private orderLength = 0;
   /** Slots of forgotten rules, for the next new ones; then nextSlot. */
   private readonly freeSlots: number[] = [];
   private nextSlot = 0;
@@ -100,15 +103,15 @@ export class RuleMemory {
   /** How many rules the lists hold. */
   private known = 0;
 
-  /** The rule observe() was last called for: the one credit() means. */
-  private observed: RuleState | undefined;
+  /** The slot observe() was last called for: the one credit() means. */
+  private observed = NONE;
 
   /**
    * The rule just observed now has an owner: its counts go to a user from
    * this reading on (adopted with the reading, like its counters).
    */
   credit(): void {
-    if (this.observed) this.observed.creditedIn = this.reading;
+    if (this.observed !== NONE) this.creditedIn[this.observed] = this.reading;
   }
 
   /** Starts a reading. */
@@ -128,86 +131,80 @@ export class RuleMemory {
       this.lastChain = rule.chain;
       this.lastByMark = byMark;
     }
-    let state = this.order[this.position];
+    let slot = this.position < this.orderLength ? this.order[this.position]! : NONE;
     if (
-      state === undefined ||
-      state.byMark !== byMark ||
-      state.mark !== mark ||
-      !state.head ||
-      state.proposedIn === this.reading ||
-      !hasSpec(rule, state.spec)
+      slot === NONE ||
+      this.chainOf[slot] !== byMark ||
+      this.marks[slot] !== mark ||
+      (this.flags[slot]! & HEAD) === 0 ||
+      this.proposedIn[slot] === this.reading ||
+      !hasSpec(rule, this.specs[slot]!)
     ) {
-      state = this.find(rule, byMark, mark);
+      slot = this.find(rule, byMark, mark);
     }
-    out.slot = state.slot;
-    out.fresh = state.proposedIn === 0;
-    out.credited = state.credited;
-    this.observed = state;
-    this.order[this.position++] = state;
-    state.proposedIn = this.reading;
-    if (rule.exact === undefined && state.exact === undefined) {
+    const flags = this.flags[slot]!;
+    out.slot = slot;
+    out.fresh = this.proposedIn[slot] === 0;
+    out.credited = (flags & CREDITED) !== 0;
+    this.observed = slot;
+    if (this.position === this.order.length) this.order = grown(this.order, new Int32Array(this.order.length * 2));
+    this.order[this.position++] = slot;
+    if (this.position > this.orderLength) this.orderLength = this.position;
+    this.proposedIn[slot] = this.reading;
+    const seen = (flags & SEEN) !== 0;
+    const held = this.exact.size === 0 ? undefined : this.exact.get(slot);
+    if (rule.exact === undefined && held === undefined) {
       const packets = rule.packets;
       const bytes = rule.bytes;
       // A reset (a counter went down) shows in either counter; then both new values are the delta.
-      const whole = !state.seen || packets < state.packets || bytes < state.bytes;
-      out.packets = whole ? packets : packets - state.packets;
-      out.bytes = whole ? bytes : bytes - state.bytes;
-      state.proposedPackets = packets;
-      state.proposedBytes = bytes;
-      state.proposedExact = undefined;
+      const whole = !seen || packets < this.packets[slot]! || bytes < this.bytes[slot]!;
+      out.packets = whole ? packets : packets - this.packets[slot]!;
+      out.bytes = whole ? bytes : bytes - this.bytes[slot]!;
+      this.proposedPackets[slot] = packets;
+      this.proposedBytes[slot] = bytes;
+      if (this.proposedExact.size !== 0) this.proposedExact.delete(slot);
     } else {
       const packets = rulePackets(rule);
       const bytes = ruleBytes(rule);
-      const previous = state.exact ?? (state.seen ? { packets: state.packets, bytes: state.bytes } : undefined);
+      const previous = held ?? (seen ? { packets: this.packets[slot]!, bytes: this.bytes[slot]! } : undefined);
       const whole = previous === undefined || packets < previous.packets || bytes < previous.bytes;
       out.packets = whole ? packets : subtractCount(packets, previous.packets);
       out.bytes = whole ? bytes : subtractCount(bytes, previous.bytes);
       const exact = typeof packets !== 'number' || typeof bytes !== 'number';
-      state.proposedPackets = exact ? NaN : packets;
-      state.proposedBytes = exact ? NaN : bytes;
-      state.proposedExact = exact ? { packets, bytes } : undefined;
+      this.proposedPackets[slot] = exact ? NaN : packets;
+      this.proposedBytes[slot] = exact ? NaN : bytes;
+      if (exact) this.proposedExact.set(slot, { packets, bytes });
+      else this.proposedExact.delete(slot);
     }
   }
 
   /** The first rule of the chain and mark with the same rule text that this reading has not taken yet; a new one when none. */
-  private find(rule: RuleView, byMark: Map<number, RuleState>, mark: number): RuleState {
-    const first = byMark.get(mark);
-    let state = first;
-    while (
-      state !== undefined &&
-      (state.proposedIn === this.reading || !hasSpec(rule, state.spec))
-    ) {
-      state = state.next;
+  private find(rule: RuleView, byMark: Map<number, number>, mark: number): number {
+    const first = byMark.get(mark) ?? NONE;
+    let slot = first;
+    while (slot !== NONE && (this.proposedIn[slot] === this.reading || !hasSpec(rule, this.specs[slot]!))) slot = this.next[slot]!;
+    if (slot !== NONE) return slot;
+    slot = this.freeSlots.pop() ?? this.nextSlot++;
+    if (slot >= this.flags.length) this.grow();
+    this.chainOf[slot] = byMark;
+    this.specs[slot] = rule.spec ?? detach(viewSpec(rule));
+    this.marks[slot] = mark;
+    this.flags[slot] = first === NONE ? HEAD : 0;
+    this.next[slot] = NONE;
+    this.packets[slot] = this.bytes[slot] = this.proposedPackets[slot] = this.proposedBytes[slot] = NaN;
+    this.proposedIn[slot] = 0;
+    this.creditedIn[slot] = 0;
+    this.exact.delete(slot);
+    this.proposedExact.delete(slot);
+    this.known += 1;
+    // Appended, so that identical rules keep their order.
+    if (first === NONE) byMark.set(mark, slot);
+    else {
+      let last = first;
+      while (this.next[last] !== NONE) last = this.next[last]!;
+      this.next[last] = slot;
     }
-    if (state === undefined) {
-      state = {
-        byMark,
-        mark,
-        head: first === undefined,
-        slot: this.freeSlots.pop() ?? this.nextSlot++,
-        spec: rule.spec ?? detach(viewSpec(rule)),
-        seen: false,
-        credited: false,
-        creditedIn: 0,
-        packets: NaN,
-        bytes: NaN,
-        exact: undefined,
-        proposedPackets: NaN,
-        proposedBytes: NaN,
-        proposedExact: undefined,
-        proposedIn: 0,
-        next: undefined,
-      };
-      this.known += 1;
-      // Appended, so that identical rules keep their order.
-      if (first === undefined) byMark.set(mark, state);
-      else {
-        let last = first;
-        while (last.next !== undefined) last = last.next;
-        last.next = state;
-      }
-    }
-    return state;
+    return slot;
   }
 
   /** The reading is complete: adopt its counters and forget the rules it did not list. */
@@ -215,17 +212,19 @@ export class RuleMemory {
     const reading = this.reading;
     // `order` holds this reading's rules, each once (a reading takes a rule only once).
     for (let k = 0; k < this.position; k++) {
-      const state = this.order[k]!;
-      state.seen = true;
-      if (state.creditedIn === reading) state.credited = true;
-      state.packets = state.proposedPackets;
-      state.bytes = state.proposedBytes;
-      state.exact = state.proposedExact;
+      const slot = this.order[k]!;
+      this.flags[slot]! |= this.creditedIn[slot] === reading ? SEEN | CREDITED : SEEN;
+      this.packets[slot] = this.proposedPackets[slot]!;
+      this.bytes[slot] = this.proposedBytes[slot]!;
+      const exact = this.proposedExact.size === 0 ? undefined : this.proposedExact.get(slot);
+      if (exact !== undefined) this.exact.set(slot, exact);
+      else if (this.exact.size !== 0) this.exact.delete(slot);
     }
-    this.order.length = this.position;
+    this.proposedExact.clear();
+    this.orderLength = this.position;
     this.lastByMark = undefined;
     if (this.position === this.known) return; // every known rule was listed: nothing to forget
-    this.known = this.keep((state) => state.proposedIn === reading);
+    this.known = this.keep((slot) => this.proposedIn[slot] === reading);
   }
 
   /**
@@ -234,10 +233,11 @@ export class RuleMemory {
    * must not grow memory). The positional guess starts afresh.
    */
   abort(): void {
-    this.order.length = 0;
+    this.orderLength = 0;
     this.position = 0;
     this.lastByMark = undefined;
-    this.known = this.keep((state) => state.seen);
+    this.proposedExact.clear();
+    this.known = this.keep((slot) => (this.flags[slot]! & SEEN) !== 0);
   }
 
   /** Rules held (for tests and self-telemetry). */
@@ -246,35 +246,60 @@ export class RuleMemory {
   }
 
   /** Drops every rule `wanted` rejects (freeing its slot), keeping the others' order; returns how many are kept. */
-  private keep(wanted: (state: RuleState) => boolean): number {
+  private keep(wanted: (slot: number) => boolean): number {
     let kept = 0;
     this.byChain.forEach((byMark, chain) => {
       byMark.forEach((first, mark) => {
-        let head: RuleState | undefined;
-        let last: RuleState | undefined;
-        for (let state: RuleState | undefined = first; state !== undefined; state = state.next) {
-          if (!wanted(state)) {
-            this.freeSlots.push(state.slot);
+        let head = NONE;
+        let last = NONE;
+        for (let slot = first; slot !== NONE; slot = this.next[slot]!) {
+          if (!wanted(slot)) {
+            this.forget(slot);
             continue;
           }
-          if (last === undefined) head = state;
-          else last.next = state;
-          last = state;
+          if (last === NONE) head = slot;
+          else this.next[last] = slot;
+          last = slot;
           kept += 1;
         }
-        if (head === undefined || last === undefined) {
+        if (head === NONE) {
           byMark.delete(mark);
           return;
         }
-        last.next = undefined;
+        this.next[last] = NONE;
         if (head !== first) {
           byMark.set(mark, head);
-          head.head = true;
+          this.flags[head]! |= HEAD;
         }
       });
       if (byMark.size === 0) this.byChain.delete(chain);
     });
     return kept;
   }
+
+  private forget(slot: number): void {
+    this.freeSlots.push(slot);
+    this.chainOf[slot] = undefined;
+    this.specs[slot] = undefined;
+    this.exact.delete(slot);
+    this.proposedExact.delete(slot);
+  }
+
+  private grow(): void {
+    const size = this.flags.length * 2;
+    this.marks = grown(this.marks, new Float64Array(size));
+    this.flags = grown(this.flags, new Uint8Array(size));
+    this.next = grown(this.next, new Int32Array(size));
+    this.packets = grown(this.packets, new Float64Array(size));
+    this.bytes = grown(this.bytes, new Float64Array(size));
+    this.proposedPackets = grown(this.proposedPackets, new Float64Array(size));
+    this.proposedBytes = grown(this.proposedBytes, new Float64Array(size));
+    this.proposedIn = grown(this.proposedIn, new Int32Array(size));
+    this.creditedIn = grown(this.creditedIn, new Int32Array(size));
+  }
 }
 
+function grown<T extends Uint8Array | Int32Array | Float64Array>(from: T, to: T): T {
+  to.set(from);
+  return to;
+}
