@@ -52,7 +52,9 @@ const utf8 = new TextEncoder();
 
 /**
  * Writes the user series into requests. `users` is read at each request (the
- * same view the Prometheus reader's producer reads).
+ * same view the Prometheus reader's producer reads). A series keeps its owner
+ * and start for life (see accumulator.ts), so its point's bytes are made once;
+ * its totals are read at each request.
  */
 export class UserSeriesEncoder {
   /** The series of the last request, in order, and their points' bytes in `slab`: point i is [starts[i], starts[i + 1]). */

@@ -7,7 +7,8 @@
  * itself; the data is the same cumulative, monotonic sums either way. A user
  * the accumulator no longer holds is simply not produced: removal needs no
  * new MeterProvider, and no SDK cardinality limit folds users into an
- * overflow series.
+ * overflow series. The default http/protobuf push writes the same points
+ * without this producer (user-series-protobuf.ts); /metrics and http/json use it.
  */
 import { ValueType, type Attributes, type HrTime } from '@opentelemetry/api';
 import { hrTime, millisToHrTime } from '@opentelemetry/core';
