@@ -9,6 +9,7 @@
  * marks the pool lacks (mark_id "", counted by the rules' addresses).
  */
 import type { MarkEntry, User, UsersSnapshot } from '../users/document.js';
+import { mappingOf } from '../users/document-scan.js';
 import { poolHost } from '../users/fields.js';
 
 export type Breakdown = 'user' | 'mark';
@@ -66,8 +67,8 @@ export function* markMapSteps(snapshot: UsersSnapshot, breakdown: Breakdown = 'u
 
 class MarkMapBuilder {
   private readonly users: SeriesOwner[];
-  private readonly byIp = new Map<string, number>();
-  private readonly byMark = new Map<number, number>();
+  private readonly byIp: Map<string, number> | ReadonlyMap<string, number> = new Map<string, number>();
+  private readonly byMark: Map<number, number> | ReadonlyMap<number, number> = new Map<number, number>();
   private readonly conflicts: MarkMap['conflicts'] = [];
   /** The user of each pool address seen (NO_USER: none), so that an address named by many marks is looked at once. */
   private readonly userOfAddress = new Map<string, number>();
@@ -78,8 +79,16 @@ class MarkMapBuilder {
     private readonly breakdown: Breakdown,
   ) {
     this.users = breakdown === 'mark' ? snapshot.users.map((u) => ({ ...u, mark_id: '', peer_ip: '' })) : snapshot.users;
-    const { users, byIp } = this;
-    for (let i = 0; i < users.length; i++) byIp.set(users[i]!.user_intra_ip, i);
+    // Series by user: what the document's scan already mapped (its -1 is NO_USER) is the mapping.
+    const scanned = breakdown === 'user' ? mappingOf(snapshot) : undefined;
+    if (scanned) {
+      this.byIp = scanned.byIp;
+      this.byMark = scanned.byMark;
+      this.next = snapshot.marks.length;
+      return;
+    }
+    const byIp = this.byIp as Map<string, number>;
+    for (let i = 0; i < this.users.length; i++) byIp.set(this.users[i]!.user_intra_ip, i);
   }
 
   /** Maps up to `count` more pool entries; false when the pool is done. */
@@ -114,7 +123,7 @@ class MarkMapBuilder {
       users.push({ ...named, mark_id: String(entry.mark_id), peer_ip: peer });
       owner = users.length - 1;
     }
-    this.byMark.set(entry.mark_id, owner);
+    (this.byMark as Map<number, number>).set(entry.mark_id, owner);
   }
 
   /** The user whose address a pool address names, or NO_USER. */

@@ -15,7 +15,7 @@
  * the field.
  */
 import type { MarkEntry, User, UsersSnapshot } from './document.js';
-import { isName, isPoolAddress, markId, userIp } from './fields.js';
+import { isName, isPoolAddress, markId, poolHost, userIp } from './fields.js';
 
 /** Entries read between two pauses: about half a millisecond's work. */
 export const ENTRIES_PER_STEP = 512;
@@ -37,8 +37,6 @@ export function* scanUsersDocument(text: string, source: string): Generator<void
   const scan = new Scanner(text);
   const users: User[] = [];
   const marks: MarkEntry[] = [];
-  const ips = new Set<string>();
-  const ids = new Set<number>();
   let seenUsers = false;
   let seenMarks = false;
   scan.space();
@@ -55,13 +53,17 @@ export function* scanUsersDocument(text: string, source: string): Generator<void
         const isUsers = key === 'users';
         if (isUsers ? seenUsers : seenMarks) return undefined;
         if (isUsers) seenUsers = true;
-        else seenMarks = true;
+        else {
+          seenMarks = true;
+          // The owners of marks are known as they are read only when every user was read first.
+          scan.mapping &&= seenUsers;
+        }
         if (!scan.eat(OPEN_ARRAY)) return undefined;
         scan.space();
         if (!scan.eat(CLOSE_ARRAY)) {
           // The loop over entries is the Scanner's (a generator's own loops are never optimised).
           for (;;) {
-            const more = isUsers ? scan.users(users, ips, ENTRIES_PER_STEP) : scan.marks(marks, ids, ENTRIES_PER_STEP);
+            const more = isUsers ? scan.users(users, ENTRIES_PER_STEP) : scan.marks(marks, ENTRIES_PER_STEP);
             if (more === undefined) return undefined;
             if (!more) break;
             yield;
@@ -76,7 +78,33 @@ export function* scanUsersDocument(text: string, source: string): Generator<void
   }
   scan.space();
   if (scan.pos !== text.length || !seenUsers) return undefined;
-  return { source, users, marks };
+  const snapshot = { source, users, marks };
+  if (scan.mapping) mapped.set(snapshot, { byIp: scan.byIp, byMark: scan.byMark });
+  return snapshot;
+}
+
+/**
+ * What the scan already knows of the mapping of a snapshot it made (every
+ * user read before the marks, and no mark with the addresses of two users):
+ * address -> user index, and mark -> user index or -1 (no user). The mark map
+ * takes it rather than look everything up again. A snapshot is not changed
+ * after it is made; one made from it (limits.maxUsers) has none.
+ */
+export function mappingOf(snapshot: UsersSnapshot): ScannedMapping | undefined {
+  return mapped.get(snapshot);
+}
+
+export interface ScannedMapping {
+  byIp: ReadonlyMap<string, number>;
+  byMark: ReadonlyMap<number, number>;
+}
+
+const mapped = new WeakMap<UsersSnapshot, ScannedMapping>();
+
+/** What the scan keeps of a pool address: the list of it alone, and its user (-1: none). */
+interface PoolAddress {
+  alone: readonly string[];
+  user: number;
 }
 
 /** Reads the whole text at once (no pauses). */
@@ -91,6 +119,12 @@ export function scanUsersDocumentNow(text: string, source: string): UsersSnapsho
 /** A position in the text and the strict JSON pieces read from it; each method leaves `pos` after what it read. */
 class Scanner {
   pos = 0;
+  /** Canonical user_intra_ip -> user index (and the check that no address is given twice). */
+  readonly byIp = new Map<string, number>();
+  /** mark_id -> its user's index or -1 (and the check that no mark_id is given twice). */
+  readonly byMark = new Map<number, number>();
+  /** Whether byMark holds the mapping's owners (see mappingOf). */
+  mapping = true;
 
   constructor(private readonly text: string) {}
 
@@ -212,9 +246,9 @@ class Scanner {
    * it, past its '['): true when more follow, false after its ']', undefined
    * when the general reader must decide.
    */
-  users(users: User[], ips: Set<string>, count: number): boolean | undefined {
+  users(users: User[], count: number): boolean | undefined {
     for (let n = 0; n < count; n++) {
-      if (!this.user(users, ips)) return undefined;
+      if (!this.user(users)) return undefined;
       const end = this.afterEntry();
       if (end !== true) return end === undefined ? undefined : false;
     }
@@ -222,9 +256,9 @@ class Scanner {
   }
 
   /** The same for the `marks` array. */
-  marks(marks: MarkEntry[], ids: Set<number>, count: number): boolean | undefined {
+  marks(marks: MarkEntry[], count: number): boolean | undefined {
     for (let n = 0; n < count; n++) {
-      if (!this.mark(marks, ids)) return undefined;
+      if (!this.mark(marks)) return undefined;
       const end = this.afterEntry();
       if (end !== true) return end === undefined ? undefined : false;
     }
@@ -241,7 +275,7 @@ class Scanner {
   }
 
   /** Reads one `users` entry into `users`; false when it is not sure to be valid. */
-  user(users: User[], ips: Set<string>): boolean {
+  user(users: User[]): boolean {
     if (!this.eat(OPEN_OBJECT)) return false;
     let code: string | undefined;
     let rawIp: string | undefined;
@@ -279,18 +313,23 @@ class Scanner {
     const ip = userIp(rawIp);
     if (!isName(code) || ip === undefined || (name !== undefined && !isName(name))) return false;
     // One Set operation: an address seen before leaves the size as it was.
-    const known = ips.size;
-    if (ips.add(ip).size === known) return false;
+    const { byIp } = this;
+    const known = byIp.size;
+    if (byIp.set(ip, users.length).size === known) return false;
     users.push(name === undefined ? { user_code: code, user_intra_ip: ip } : { user_code: code, user_intra_ip: ip, user_name: name });
     return true;
   }
 
   /** Reads one `marks` entry into `marks`; false when it is not sure to be valid. */
-  mark(marks: MarkEntry[], ids: Set<number>): boolean {
+  mark(marks: MarkEntry[]): boolean {
     if (!this.eat(OPEN_OBJECT)) return false;
     let id: number | undefined;
     let sips: readonly string[] | undefined;
     let dips: readonly string[] | undefined;
+    // The first user each list names, and whether it names another.
+    let sipsUser = -1;
+    let dipsUser = -1;
+    let mixed = false;
     let seenId = false;
     this.space();
     if (!this.eat(CLOSE_OBJECT)) {
@@ -315,8 +354,9 @@ class Scanner {
           if ((field === 2 ? sips : dips) !== undefined) return false;
           const list = this.addresses();
           if (list === undefined) return false;
-          if (field === 2) sips = list;
-          else dips = list;
+          mixed ||= this.listMixed;
+          if (field === 2) (sips = list), (sipsUser = this.listUser);
+          else (dips = list), (dipsUser = this.listUser);
         }
         this.space();
         if (this.eat(CLOSE_OBJECT)) break;
@@ -325,8 +365,11 @@ class Scanner {
       }
     }
     if (id === undefined) return false;
-    const known = ids.size;
-    if (ids.add(id).size === known) return false;
+    // Its owner: the first user among its sips, then its dips; one naming two users is the mark map's to report.
+    if (mixed || (sipsUser >= 0 && dipsUser >= 0 && sipsUser !== dipsUser)) this.mapping = false;
+    const { byMark } = this;
+    const known = byMark.size;
+    if (byMark.set(id, sipsUser >= 0 ? sipsUser : dipsUser).size === known) return false;
     marks.push({ mark_id: id, sips: sips ?? NO_ADDRESSES, dips: dips ?? NO_ADDRESSES });
     return true;
   }
@@ -353,6 +396,8 @@ class Scanner {
    * a list of one address (the usual) is one shared, frozen array.
    */
   private addresses(): readonly string[] | undefined {
+    this.listUser = -1;
+    this.listMixed = false;
     if (!this.eat(OPEN_ARRAY)) return undefined;
     this.space();
     if (this.eat(CLOSE_ARRAY)) return NO_ADDRESSES;
@@ -360,30 +405,41 @@ class Scanner {
     for (;;) {
       const item = this.poolAddress();
       if (item === undefined) return undefined;
+      if (item.user >= 0 && item.user !== this.listUser) {
+        if (this.listUser >= 0) this.listMixed = true;
+        else this.listUser = item.user;
+      }
       this.space();
       if (this.eat(CLOSE_ARRAY)) {
-        if (list === undefined) return item;
-        list.push(item[0]!);
+        if (list === undefined) return item.alone;
+        list.push(item.alone[0]!);
         return list;
       }
       if (!this.eat(COMMA)) return undefined;
       this.space();
-      (list ??= []).push(item[0]!);
+      (list ??= []).push(item.alone[0]!);
     }
   }
 
-  /** Each pool address read so far, as the list of it alone. */
-  private readonly seenAddresses = new Map<string, readonly string[]>();
+  /** Of the last list read: the first user it names (-1: none), and whether it names another. */
+  private listUser = -1;
+  private listMixed = false;
 
-  private poolAddress(): readonly string[] | undefined {
+  /** Each pool address read so far. */
+  private readonly seenAddresses = new Map<string, PoolAddress>();
+
+  private poolAddress(): PoolAddress | undefined {
     const item = this.string();
     if (item === undefined) return undefined;
-    let alone = this.seenAddresses.get(item);
-    if (alone === undefined) {
+    let seen = this.seenAddresses.get(item);
+    if (seen === undefined) {
       if (!isPoolAddress(item)) return undefined;
-      this.seenAddresses.set(item, (alone = Object.freeze([item])));
+      const host = this.mapping ? poolHost(item) : undefined;
+      const user = host === undefined ? undefined : this.byIp.get(host);
+      seen = { alone: Object.freeze([item]), user: user ?? -1 };
+      this.seenAddresses.set(item, seen);
     }
-    return alone;
+    return seen;
   }
 }
 

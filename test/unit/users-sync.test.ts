@@ -11,12 +11,13 @@ import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { buildMarkMap } from '../../src/attribution/mark-map.js';
 import { createLogger } from '../../src/log.js';
 import { ReadingPath, type UsersApplied } from '../../src/reading-path.js';
 import { loadSettings } from '../../src/settings.js';
 import type { CommandRunner } from '../../src/sources/iptables/save-command.js';
 import { parseUsersDocumentGenerally } from '../../src/users/document.js';
-import { scanUsersDocumentNow } from '../../src/users/document-scan.js';
+import { mappingOf, scanUsersDocumentNow } from '../../src/users/document-scan.js';
 import { isDottedQuad } from '../../src/users/fields.js';
 import { until } from './waits.js';
 
@@ -144,7 +145,13 @@ describe('the fast reading of the users document agrees with the general one', (
   const agrees = (text: string) => {
     const fast = scanUsersDocumentNow(text, 's');
     // Undefined: the fast reading leaves this text to the general one.
-    if (fast !== undefined) assert.deepEqual(fast, general(text), `on ${JSON.stringify(text)}`);
+    if (fast !== undefined) {
+      assert.deepEqual(fast, general(text), `on ${JSON.stringify(text)}`);
+      // The mapping the scan made as it read equals the one made from the snapshot alone.
+      const { byIp, byMark, conflicts, users } = buildMarkMap(fast);
+      const made = buildMarkMap({ ...fast });
+      assert.deepEqual({ byIp, byMark, conflicts, users }, { byIp: made.byIp, byMark: made.byMark, conflicts: made.conflicts, users: made.users }, `mapping of ${JSON.stringify(text)}`);
+    }
     return fast !== undefined;
   };
 
@@ -157,8 +164,11 @@ describe('the fast reading of the users document agrees with the general one', (
       '{"users":[{"user_code":"J\\u00f6rg \\"J\\"","user_intra_ip":"10.8.0.2","user_name":"Jörg ✓"},{"user_code":"b","user_intra_ip":"10.8.0.3","user_name":"\\ud83d\\ude00"}]}',
       '{"marks":[{"mark_id":7,"sips":["10.8.0.2","10.8.0.3","fd00::2/128"],"dips":["10.8.0.2"]}],"users":[{"user_intra_ip":"10.8.0.2","user_code":"a"}]}',
       '{"us\\u0065rs":[{"user\\u005fcode":"a","user_intra_ip":"10.8.0.2"}]}',
+      // Owners through prefixes and IPv6 forms, a mark of two users, a mark of none.
+      '{"users":[{"user_code":"a","user_intra_ip":"10.8.0.2"},{"user_code":"c","user_intra_ip":"fd00::2"}],"marks":[{"mark_id":1,"dips":["10.8.0.2/32"],"sips":["192.0.2.7"]},{"mark_id":2,"sips":["FD00:0::2/128","10.8.0.2"]},{"mark_id":3,"sips":["192.0.2.7"],"dips":["10.8.0.0/24"]},{"mark_id":4,"sips":["fd00::2"],"dips":["fd00::2/128","192.0.2.7"]}]}',
     ];
     for (const text of texts) assert.ok(agrees(text), `answered itself on ${text.slice(0, 80)}`);
+    assert.ok(mappingOf(scanUsersDocumentNow(texts[0]!, 's')!), 'a gateway\'s document is mapped as it is read');
   });
 
   test('on any text, changed a character at a time, it answers only what the general reader answers', () => {
