@@ -1,5 +1,5 @@
 /** Interface totals from sysfs (`/sys/class/net/<iface>/statistics`), kept monotonic. */
-import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { addCount, counterDelta, parseDigits, type Count } from '../shared/count.js';
 
@@ -53,7 +53,8 @@ export class InterfaceReader {
   }
 
   private async stat(iface: string, name: string): Promise<Count> {
-    const text = (await readFile(join(this.root, iface, 'statistics', name), 'utf8')).trim();
+    // Synchronously: sysfs answers from memory (see readLinks).
+    const text = readFileSync(join(this.root, iface, 'statistics', name), 'utf8').trim();
     if (!/^\d{1,20}$/.test(text)) throw new Error(`unexpected content in ${iface}/statistics/${name}: ${JSON.stringify(text)}`);
     return parseDigits(text, 0, text.length);
   }

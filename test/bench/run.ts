@@ -26,6 +26,7 @@ import { createOtlpExporter, TelemetryPipeline } from '../../src/export/pipeline
 import { SelfStats } from '../../src/export/self-stats.js';
 import { generateGateway } from './generate.js';
 import { usersSyncCost } from './users-sync.js';
+import { agentCostRows } from './whole-process.js';
 
 const USERS = 50_000;
 const CLI = resolve('dist/cli.js');
@@ -170,7 +171,7 @@ function snapshotRun(dump: string, users: string): { ms: number; rssKiB: number;
   return { ms, rssKiB: Number(readFileSync(rssFile, 'utf8')), stdout: result.stdout };
 }
 
-function wholeProcess(gateway: ReturnType<typeof generateGateway>): void {
+function snapshotCost(gateway: ReturnType<typeof generateGateway>): void {
   const dump = join(dir, 'mangle.dump');
   const empty = join(dir, 'empty.dump');
   const users = join(dir, 'users.json');
@@ -365,8 +366,10 @@ async function main(): Promise<void> {
   if (!existsSyncSafe(CLI)) throw new Error(`${CLI} is missing: npm run build first`);
   const gateway = generateGateway(USERS);
   row('generated', `${gateway.rules} rules, ${USERS} users, dump ${mb(gateway.dump.length)}, users document ${mb(gateway.usersDocument.length)}`);
+  // The headline: what the running agent costs; the in-process figures below break it down.
+  await agentCostRows(gateway, row);
   await collection(gateway);
-  wholeProcess(gateway);
+  snapshotCost(gateway);
   chainLayouts();
   await exportCost();
   await steadyState();

@@ -214,3 +214,36 @@ export async function agentCost(gateway: GeneratedGateway, options: AgentCostOpt
     rmSync(dir, { recursive: true, force: true });
   }
 }
+
+type Row = (figure: string, value: string, target?: string, ok?: boolean) => void;
+
+/**
+ * The headline of `npm run bench`: the agent's whole-process cost with the
+ * legacy backend (targets) and the nft one (reported). MARKMETER_BENCH_READINGS
+ * sets the legacy window (default 30 readings; 600 is the 10-minute soak).
+ */
+export async function agentCostRows(gateway: GeneratedGateway, row: Row): Promise<void> {
+  if (process.getuid?.() !== 0) {
+    row('agent, whole process', 'not measured: needs root (a lab namespace holds the rules)', 'measured', false);
+    return;
+  }
+  const readings = Number(process.env.MARKMETER_BENCH_READINGS ?? 30);
+  const scale = `${gateway.rules} rules, ${gateway.expected.size} users`;
+  const legacy = await agentCost(gateway, { backend: 'legacy', warmupReadings: 8, windowReadings: readings, moveEveryMs: 2000 });
+  const ratio = legacy.agentMs / legacy.childrenMs;
+  row(`agent CPU per reading, legacy, ${scale}, one export every 5 readings included (${legacy.readings} readings, ${legacy.exports} exports)`, `${legacy.agentMs.toFixed(0)} ms`);
+  row('  the same, readings with no export', `${legacy.agentNoExportMs.toFixed(0)} ms`);
+  row('  its iptables-legacy-save children, CPU per reading', `${legacy.childrenMs.toFixed(0)} ms`);
+  row('  agent CPU / children CPU, with exports', `${ratio.toFixed(2)}x`, '<= 0.5x', ratio <= 0.5);
+  row('  first reading after start (its duration)', `${legacy.firstReadingMs} ms`, '<= 150 ms', legacy.firstReadingMs <= 150);
+  row(`  agent RSS at the window's start / end (peak)`, `${legacy.rssStartMb.toFixed(0)} / ${legacy.rssEndMb.toFixed(0)} MB (${legacy.rssPeakMb.toFixed(0)})`, '<= 150 MB', legacy.rssPeakMb <= 150);
+  const growth = legacy.heapEndMb - legacy.heapStartMb;
+  row(`  agent V8 heap in use at the window's start / end`, `${legacy.heapStartMb.toFixed(1)} / ${legacy.heapEndMb.toFixed(1)} MB`, 'grows < 5 MB', growth < 5);
+  row('  push size', `${(legacy.bytesPerExport / 1e6).toFixed(1)} MB`);
+  // nft: its save command takes over a second at this size; reported, no target.
+  const nft = await agentCost(gateway, { backend: 'nft', warmupReadings: 3, windowReadings: 10, moveEveryMs: 10_000 });
+  row(`agent CPU per reading, nft, ${scale} (${nft.readings} readings, ${nft.exports} exports)`, `${nft.agentMs.toFixed(0)} ms`);
+  row('  its iptables-nft-save children, CPU per reading', `${nft.childrenMs.toFixed(0)} ms`);
+  row('  agent CPU / children CPU', `${(nft.agentMs / nft.childrenMs).toFixed(2)}x`);
+  row('  agent RSS at the end (peak)', `${nft.rssEndMb.toFixed(0)} MB (${nft.rssPeakMb.toFixed(0)})`);
+}
