@@ -5,7 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { IptablesSaveParser, ParsedRules, viewDestination, viewSource, viewSpec, type RuleView, type SaveVisitor } from '../../src/sources/iptables/scan.js';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { detach, IptablesSaveParser, ParsedRules, viewDestination, viewSource, viewSpec, type RuleView, type SaveVisitor } from '../../src/sources/iptables/scan.js';
 
 /** What a visitor can read of each rule. */
 function seen(dump: string, parsed?: ParsedRules): string[] {
@@ -67,4 +69,18 @@ test('a reading that fails part-way leaves the memo telling the truth', () => {
   const broken = '*mangle\n:PREROUTING ACCEPT [0:0]\n[1:1] -A PREROUTING -d 10.0.0.5/32 -j MARK --set-xmark 0x5/0xffffffff\n[2:2] -A PREROUTING -d 10.0.0.2/32 -j MARK --set-xmark\n';
   assert.throws(() => seen(broken, parsed), /MARK without/);
   assert.deepEqual(seen(good, parsed), seen(good));
+});
+
+test('a kept rule text does not keep the dump it was cut from alive', () => {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  gc();
+  const before = process.memoryUsage().heapUsed;
+  const kept: string[] = [];
+  // 500 chunks of 64 KB, as the save command's pipe delivers them; a 100-character rule text of each kept.
+  for (let i = 0; i < 500; i++) kept.push(detach(`${String(i).padStart(8, '0')}${'-A X -j MARK '.repeat(5000)}`.slice(100, 200)));
+  gc();
+  const grown = process.memoryUsage().heapUsed - before;
+  assert.ok(grown < 4e6, `kept ${(grown / 1e6).toFixed(1)} MB for 500 texts of 100 characters`);
+  assert.equal(kept[7], `${String(7).padStart(8, '0')}${'-A X -j MARK '.repeat(5000)}`.slice(100, 200));
 });

@@ -538,9 +538,12 @@ export class ParsedRules {
 /**
  * A copy of a piece of a dump that does not keep the dump alive (V8 slices
  * keep their parent string): only made for a rule text not seen before.
+ * Slicing a concatenation makes V8 copy it into a string of its own first:
+ * about ten times cheaper than a JSON round trip, which the first reading of
+ * 100,000 rules paid 100,000 times.
  */
 export function detach(text: string): string {
-  return JSON.parse(JSON.stringify(text)) as string;
+  return ` ${text}`.slice(1);
 }
 
 /**
