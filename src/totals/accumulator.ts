@@ -53,14 +53,22 @@ export class Accumulator {
   /** The current mapping and its owners' series (and their totals), index for index. */
   private current: { map: MarkMap; series: (UserSeries | undefined)[]; totals: Totals[] } | undefined;
 
-  /** Adopts the owners of a new mapping: new ones start at zero, missing ones are marked removed. */
+  /**
+   * Adopts the owners of a new mapping: new ones start at zero, missing ones
+   * are marked removed. An owner that has a series already is replaced in
+   * `map.users` by that series' owner object (the same attributes).
+   */
   setUsers(map: MarkMap, now: number): void {
     const previous = this.current;
     const series: UserSeries[] = new Array(map.users.length);
+    const owners = map.users as SeriesOwner[];
     for (let i = 0; i < series.length; i++) {
-      const user = map.users[i]!;
+      const user = owners[i]!;
       // A document synced again mostly repeats its owners: found in the previous mapping without building their keys.
-      series[i] = (previous && this.unchangedSeries(previous, i, user)) ?? this.seriesOf(user, now);
+      const unchanged = previous && this.unchangedSeries(previous, i, user);
+      // Its owner stays the series' own (the same attributes): one object per owner, however often the document syncs.
+      if (unchanged) owners[i] = unchanged.user;
+      series[i] = unchanged ?? this.seriesOf(user, now);
     }
     const present = new Set(series);
     for (const entry of this.series.values()) {

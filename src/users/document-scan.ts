@@ -310,13 +310,14 @@ class Scanner {
         this.space();
       }
     }
-    const ip = userIp(rawIp);
-    if (!isName(code) || ip === undefined || (name !== undefined && !isName(name))) return false;
+    const valid = userIp(rawIp);
+    if (!isName(code) || valid === undefined || (name !== undefined && !isName(name))) return false;
+    const ip = own(valid);
     // One Set operation: an address seen before leaves the size as it was.
     const { byIp } = this;
     const known = byIp.size;
     if (byIp.set(ip, users.length).size === known) return false;
-    users.push(name === undefined ? { user_code: code, user_intra_ip: ip } : { user_code: code, user_intra_ip: ip, user_name: name });
+    users.push(name === undefined ? { user_code: own(code), user_intra_ip: ip } : { user_code: own(code), user_intra_ip: ip, user_name: own(name) });
     return true;
   }
 
@@ -436,7 +437,7 @@ class Scanner {
       if (!isPoolAddress(item)) return undefined;
       const host = this.mapping ? poolHost(item) : undefined;
       const user = host === undefined ? undefined : this.byIp.get(host);
-      seen = { alone: Object.freeze([item]), user: user ?? -1 };
+      seen = { alone: Object.freeze([own(item)]), user: user ?? -1 };
       this.seenAddresses.set(item, seen);
     }
     return seen;
@@ -444,6 +445,15 @@ class Scanner {
 }
 
 const NO_ADDRESSES: readonly string[] = Object.freeze([]);
+
+/**
+ * A string read from the text, as one the snapshot may keep: V8 makes a slice
+ * of 13 characters or more a view that holds the whole text (megabytes, for
+ * as long as the user is known). Concatenation and a slice of that copy it.
+ */
+function own(value: string): string {
+  return value.length < 13 ? value : (value + ' ').slice(0, -1);
+}
 
 /** Where the run of one or more digits from `i` ends, or -1 when there is none. */
 function digitsEnd(text: string, i: number): number {
