@@ -48,7 +48,7 @@ export interface PipelineOptions {
   protocol: ExportProtocol;
   /** Also serve /metrics for Prometheus to scrape (`limits`: the listener's, by default LISTENER_LIMITS). */
   prometheus?: { host: string; port: number; limits?: ListenerLimits };
-  /** Defaults to the OTLP/HTTP exporter configured from the standard OTEL_EXPORTER_OTLP_* variables. */
+  /** Defaults to the OTLP/HTTP exporter configured from the standard OTEL_EXPORTER_OTLP_* variables (a given one gets the user series from the UserSeriesProducer). */
   createExporter?: () => PushMetricExporter;
 }
 
