@@ -7,13 +7,11 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { StringDecoder } from 'node:string_decoder';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import type { PushMetricExporter, ResourceMetrics } from '@opentelemetry/sdk-metrics';
 import { Accumulator } from '../../src/totals/accumulator.js';
 import { buildMarkMap } from '../../src/attribution/mark-map.js';
 import { Collector } from '../../src/sources/collect.js';
@@ -22,7 +20,7 @@ import { parseUsersDocument } from '../../src/users/document.js';
 import { createLogger } from '../../src/log.js';
 import { IptablesSaveParser, type SaveVisitor } from '../../src/sources/iptables/scan.js';
 import type { ExportProtocol } from '../../src/settings.js';
-import { createOtlpExporter, TelemetryPipeline } from '../../src/export/pipeline.js';
+import { TelemetryPipeline } from '../../src/export/pipeline.js';
 import { SelfStats } from '../../src/export/self-stats.js';
 import { generateGateway } from './generate.js';
 import { usersSyncCost } from './users-sync.js';
@@ -259,34 +257,6 @@ function legacySave(dump: string): number | undefined {
     return undefined;
   } finally {
     spawnSync('ip', ['netns', 'del', ns]);
-  }
-}
-
-/** Counts the data points the SDK hands over, then passes them on. */
-class CountingExporter implements PushMetricExporter {
-  /** User data points of the last export, and overflow points among them. */
-  points = 0;
-  overflow = 0;
-  constructor(private readonly inner: PushMetricExporter) {}
-  export(metrics: ResourceMetrics, done: Parameters<PushMetricExporter['export']>[1]): void {
-    this.points = 0;
-    this.overflow = 0;
-    for (const scope of metrics.scopeMetrics) {
-      for (const metric of scope.metrics) {
-        if (!metric.descriptor.name.startsWith('net_user_')) continue;
-        for (const point of metric.dataPoints) {
-          if (point.attributes['otel.metric.overflow'] !== undefined) this.overflow += 1;
-          else this.points += 1;
-        }
-      }
-    }
-    this.inner.export(metrics, done);
-  }
-  forceFlush(): Promise<void> {
-    return this.inner.forceFlush();
-  }
-  shutdown(): Promise<void> {
-    return this.inner.shutdown();
   }
 }
 
