@@ -4,10 +4,23 @@
  * does not validate emits 'error' (once per distinct content, once per read outage) and the last good
  * snapshot stays in force. 'error' follows Node's rule: have a listener.
  */
+import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { UsersDocumentError, UsersSourceError } from '../errors.js';
 import type { UsersSource } from './source.js';
-import { parseUsersDocumentInSlices, type UsersSnapshot } from './document.js';
+import { parseUsersDocumentInSlices, type User, type UsersSnapshot } from './document.js';
+
+/**
+ * What the manager keeps of the last good snapshot: its users, and how many
+ * pool entries it had. The entries themselves are not kept once a 'sync' has
+ * handed them on (the mark map keeps their mapping): 100,000 of them are
+ * megabytes.
+ */
+export interface UsersLoaded {
+  source: string;
+  users: User[];
+  marks: { readonly length: number };
+}
 
 interface ConfigManagerEvents {
   sync: [UsersSnapshot];
@@ -15,9 +28,9 @@ interface ConfigManagerEvents {
 }
 
 export class ConfigManager extends EventEmitter<ConfigManagerEvents> {
-  private snapshot: UsersSnapshot | undefined;
-  /** The text last acted on (accepted or rejected): the same text again is no change. */
-  private lastText: string | undefined;
+  private snapshot: UsersLoaded | undefined;
+  /** A digest of the text last acted on (accepted or rejected): the same text again is no change. The text itself is megabytes. */
+  private lastDigest: string | undefined;
   private readFailing = false;
   private stopWatching: (() => void) | undefined;
   private stopped = false;
@@ -34,8 +47,8 @@ export class ConfigManager extends EventEmitter<ConfigManagerEvents> {
     super();
   }
 
-  /** The last good snapshot, if any. */
-  current(): UsersSnapshot | undefined {
+  /** What is kept of the last good snapshot, if any. */
+  current(): UsersLoaded | undefined {
     return this.snapshot;
   }
 
@@ -99,8 +112,9 @@ export class ConfigManager extends EventEmitter<ConfigManagerEvents> {
       return;
     }
     this.readFailing = false;
-    if (text === this.lastText) return;
-    this.lastText = text;
+    const digest = createHash('sha256').update(text).digest('base64');
+    if (digest === this.lastDigest) return;
+    this.lastDigest = digest;
     let snapshot: UsersSnapshot;
     try {
       snapshot = await this.parse(text, this.source.name);
@@ -109,7 +123,7 @@ export class ConfigManager extends EventEmitter<ConfigManagerEvents> {
       this.emit('error', error instanceof UsersDocumentError ? error : new UsersDocumentError(this.source.name, undefined, `could not be validated (${String(error)})`, { cause: error }));
       return;
     }
-    this.snapshot = snapshot;
+    this.snapshot = { source: snapshot.source, users: snapshot.users, marks: { length: snapshot.marks.length } };
     this.emit('sync', snapshot);
   }
 }

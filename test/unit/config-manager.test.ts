@@ -59,7 +59,7 @@ function nextEvent(timeoutMs = 3000): Promise<UsersSnapshot | UsersDocumentError
   });
 }
 
-const codes = (s: UsersSnapshot | undefined) => s?.users.map((u) => u.user_code);
+const codes = (s: Pick<UsersSnapshot, 'users'> | undefined) => s?.users.map((u) => u.user_code);
 
 describe('ConfigManager with a file source', () => {
   test('start loads the document and emits sync', async () => {

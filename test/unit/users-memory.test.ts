@@ -9,6 +9,7 @@ import vm from 'node:vm';
 import { buildMarkMap } from '../../src/attribution/mark-map.js';
 import { Accumulator } from '../../src/totals/accumulator.js';
 import { parseUsersDocument } from '../../src/users/document.js';
+import { ConfigManager } from '../../src/users/manager.js';
 
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc') as () => void;
@@ -28,6 +29,14 @@ function documentOf(users: number, code = (i: number) => `customer-${String(i).p
   }
   // Ignored padding: a document far larger than what is kept of it.
   return `{"users":[${entries.join(',')}],"marks":[${marks.join(',')}],"note":"${'x'.repeat(16_000_000)}"}`;
+}
+
+/** A source of one document of 100 users and 200,000 pool entries, until dropped (made here: no frame of the test holds the text). */
+function poolSource() {
+  const users = Array.from({ length: 100 }, (_, i) => `{"user_code":"u${i}","user_intra_ip":"10.8.${i >> 8}.${i & 255}"}`);
+  const marks = Array.from({ length: 200_000 }, (_, i) => `{"mark_id":${i},"sips":["10.9.${(i >> 8) & 255}.${i & 255}"],"dips":["192.0.2.${i % 200}"]}`);
+  let text: string | undefined = `{"users":[${users.join(',')}],"marks":[${marks.join(',')}]}`;
+  return { name: 'mem', read: async () => text!, watch: () => () => {}, drop: () => (text = undefined) };
 }
 
 describe('what a users sync keeps', () => {
@@ -56,5 +65,20 @@ describe('what a users sync keeps', () => {
     assert.ok(series.has(next.users[0]!) && next.users[0]!.user_code === 'renamed');
     assert.equal(series.get(first.users[0]!)!.removedAt, 1);
     for (const owner of next.users) assert.equal(series.get(owner)!.removedAt, undefined);
+  });
+
+  test('the users manager keeps neither the text nor the pool entries of the document it synced', async () => {
+    // A kept pool is megabytes.
+    const before = heapUsed();
+    const source = poolSource();
+    const manager = new ConfigManager(source);
+    let synced = 0;
+    manager.on('sync', () => synced++);
+    await manager.reload();
+    assert.equal(synced, 1);
+    source.drop();
+    const kept = heapUsed() - before;
+    assert.deepEqual([manager.current()!.users.length, manager.current()!.marks.length], [100, 200_000]);
+    assert.ok(kept < 2_000_000, `${(kept / 1e6).toFixed(1)} MB kept`);
   });
 });
