@@ -158,6 +158,9 @@ describe('the fast reading of the users document agrees with the general one', (
   test('on the usual forms it answers itself, the same as the general reader', () => {
     const texts = [
       largeDocument(300),
+      // Past the sizes at which the scan's table of pool addresses grows; an address escaped, and the same unescaped.
+      largeDocument(3000),
+      '{"users":[{"user_code":"a","user_intra_ip":"10.8.0.2"}],"marks":[{"mark_id":1,"sips":["10.8.0.\\u0032"]},{"mark_id":2,"dips":["10.8.0.2","10.8.0.\\u0032"]},{"mark_id":3,"sips":["10.8.0.2\\/32"]}]}',
       '{"users":[]}',
       ' \n{ "users" : [ { "user_code" : "a" , "user_intra_ip" : "10.8.0.2" } ] , "marks" : [ ] } \r\n\t',
       '{"version":7,"users":[{"user_code":"alice","user_intra_ip":"10.8.0.2","plan":{"tier":["gold",1.5e3,-0,true,false,null,{}]}},{"user_code":"carol","user_intra_ip":"FD00:8:0::0002"}],"marks":[{"mark_id":101,"sips":["10.8.0.2"],"dips":["192.0.2.7"]},{"mark_id":"0x66","sips":["10.8.0.0/24"]},{"mark_id":" 103 ","dips":[]},{"mark_id":1e2},{"mark_id":-0,"note":"x"}]}',
