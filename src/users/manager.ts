@@ -6,6 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { UsersDocumentError, UsersSourceError } from '../errors.js';
 import type { UsersSource } from './source.js';
 import { parseUsersDocumentInSlices, type User, type UsersSnapshot } from './document.js';
@@ -112,6 +113,8 @@ export class ConfigManager extends EventEmitter<ConfigManagerEvents> {
       return;
     }
     this.readFailing = false;
+    // Hashing megabytes takes milliseconds: in a turn of its own, not after the read's decoding (a reading due meanwhile runs between).
+    if (text.length > 1_000_000) await nextTurn();
     const digest = createHash('sha256').update(text).digest('base64');
     if (digest === this.lastDigest) return;
     this.lastDigest = digest;
