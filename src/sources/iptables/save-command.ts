@@ -9,6 +9,7 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { StringDecoder } from 'node:string_decoder';
 import { execa, ExecaError } from 'execa';
 import { DumpError } from '../../errors.js';
+import { openPacedOutput } from './paced-output.js';
 import { IptablesSaveParser, type SaveVisitor } from './scan.js';
 
 export interface RunOptions {
@@ -34,8 +35,11 @@ export const EXIT_GRACE_MS = 200;
 
 export const execaRunner: CommandRunner = async (file, args, options, onOutput) => {
   const command = [file, ...args].join(' ');
+  // The output is read in paced large reads of a socket when one can be made (see paced-output.ts), else through a pipe.
+  const paced = await openPacedOutput().catch(() => undefined);
   const subprocess = spawnWatched(() =>
     execa(file, args, {
+      stdout: paced?.writer ?? 'pipe',
       buffer: { stdout: false, stderr: true },
       maxBuffer: { stderr: 64 * 1024 },
       stdin: 'ignore',
@@ -43,7 +47,10 @@ export const execaRunner: CommandRunner = async (file, args, options, onOutput) 
       env: { LC_ALL: 'C' },
     }),
   );
-  if (!subprocess.ok) throw toDumpError(file, args, options, await subprocess.error);
+  if (!subprocess.ok) {
+    paced?.close();
+    throw toDumpError(file, args, options, await subprocess.error);
+  }
   const child = subprocess.child;
   // StringDecoder, not TextDecoder: three times faster on Node 20 for a 12 MB dump.
   const decoder = new StringDecoder('utf8');
@@ -51,7 +58,8 @@ export const execaRunner: CommandRunner = async (file, args, options, onOutput) 
   let stopped: unknown;
   /** Stops listening to the pipes: execa's promise then settles whoever else holds them. */
   const release = () => {
-    child.stdout.destroy();
+    paced?.close();
+    child.stdout?.destroy();
     child.stderr.destroy();
   };
   const stop = (reason: unknown) => {
@@ -72,9 +80,12 @@ export const execaRunner: CommandRunner = async (file, args, options, onOutput) 
   });
   let grace: NodeJS.Timeout | undefined;
   child.once('exit', (code) => {
+    // The program's own copy of the socket's writing end is closed: the agent's now too, so that the output ends.
+    // (Not before: execa watches the stream it was given, and calls its early close a failure.)
+    paced?.writer.destroy();
     if (code === 0) grace = setTimeout(release, EXIT_GRACE_MS);
   });
-  child.stdout.on('data', (chunk: Buffer) => {
+  const take = (chunk: Buffer) => {
     if (stopped !== undefined) return;
     received += chunk.length;
     if (received > options.maxOutputBytes) {
@@ -86,15 +97,22 @@ export const execaRunner: CommandRunner = async (file, args, options, onOutput) 
     } catch (error) {
       stop(error);
     }
-  });
+  };
+  if (paced) paced.onData = take;
+  else child.stdout?.on('data', take);
   try {
     // The race listens to both, so a rejection of the one that loses is handled too.
     await Promise.race([child, deadlinePassed]);
+    // The socket is read at its own pace: what the program wrote is read to the end (or up to the
+    // grace period's end, when a process it left holds the socket) before the reading counts.
+    if (paced) await Promise.race([paced.ended, deadlinePassed]);
   } catch (error) {
     throw stopped ?? toDumpError(file, args, options, error);
   } finally {
     clearTimeout(deadline);
     clearTimeout(grace);
+    // A program that never started has no 'exit': its socket is closed here.
+    paced?.close();
   }
   if (stopped !== undefined) throw stopped;
   // Output cut short after a clean exit reaches the parser as it is: a dump
