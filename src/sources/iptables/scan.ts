@@ -295,9 +295,10 @@ export class IptablesSaveParser {
     let chainEnd = text.indexOf(' ', i);
     if (chainEnd === -1 || chainEnd > end) chainEnd = end;
     // The declared chain's own name string, shared by its rules. Rules come
-    // grouped by chain, so the last chain usually matches without a lookup.
+    // grouped by chain, so the last chain usually matches without a lookup
+    // (compared in place: a chain name is short, and a slice per rule was garbage).
     let chain = this.lastChain;
-    if (chain === undefined || chain.name.length !== chainEnd - i || !sameSlice(text, i, chainEnd, chain.name)) {
+    if (chain === undefined || chain.name.length !== chainEnd - i || !literalAt(text, i, chain.name)) {
       chain = table.chains.get(text.slice(i, chainEnd));
       if (!chain) this.fail(`rule for chain ${text.slice(i, chainEnd)} that the table does not declare`, text, start, end);
       this.lastChain = chain;
