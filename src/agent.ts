@@ -197,7 +197,12 @@ export class Agent {
       const started = performance.now();
       const [reports] = await Promise.all([this.path.collect(), this.interfaces.read(), this.namespace.read()]);
       // One line per reading at debug level: what the benchmark (and an operator chasing a slow reading) times.
-      this.log.debug('reading done', { duration_ms: Math.round(performance.now() - started), sources: reports.map((r) => `${r.source} ${r.ok ? 'ok' : 'error'}`) });
+      this.log.debug('reading done', {
+        duration_ms: Math.round(performance.now() - started),
+        // The sources' own time, without any wait for a users sync before it.
+        read_ms: Math.round(Math.max(0, ...reports.map((r) => r.durationSeconds)) * 1000),
+        sources: reports.map((r) => `${r.source} ${r.ok ? 'ok' : 'error'}`),
+      });
       for (const report of reports) this.record(report);
       this.noticeMarkRules(reports);
       if (reports.every((r) => r.ok)) this.lastSuccessAt = Date.now();
