@@ -5,8 +5,9 @@
  * namespace (as a collector would be, across the link). Its CPU (utime+stime)
  * and its save children's (cutime+cstime) come from /proc/PID/stat between two
  * readings, its RSS from /proc/PID/status, its V8 heap from a preload that
- * writes process.memoryUsage() on SIGUSR2. Counters move: the table is
- * restored with raised counters every `moveEveryMs`.
+ * collects the garbage and writes the heap in use on SIGUSR2 (outside the
+ * window). Counters move: the table is restored with raised counters every
+ * `moveEveryMs`.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -104,7 +105,7 @@ export async function agentCost(gateway: GeneratedGateway, options: AgentCostOpt
 
     // MARKMETER_BENCH_NODE_ARGS: extra node options for the agent (a profiler: --cpu-prof --cpu-prof-dir=DIR).
     const nodeArgs = (process.env.MARKMETER_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
-    const agent = lab.spawn('gw', process.execPath, [...nodeArgs, '--import', HEAP_PRELOAD, CLI, 'run'], {
+    const agent = lab.spawn('gw', process.execPath, [...nodeArgs, '--expose-gc', '--import', HEAP_PRELOAD, CLI, 'run'], {
       env: {
         ...process.env,
         MARKMETER_IPTABLES_BACKEND: options.backend,
@@ -177,8 +178,10 @@ export async function agentCost(gateway: GeneratedGateway, options: AgentCostOpt
 
     try {
       await readingsDone(options.warmupReadings);
-      const first = samples.length - 1;
+      // The heap is taken after a full collection, outside the window (the window opens at the next reading).
       const heapStartMb = await heap();
+      await readingsDone(samples.length + 1);
+      const first = samples.length - 1;
       await readingsDone(first + 1 + options.windowReadings);
       const last = first + options.windowReadings;
       const heapEndMb = await heap();
