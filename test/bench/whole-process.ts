@@ -189,11 +189,12 @@ export async function agentCost(gateway: GeneratedGateway, options: AgentCostOpt
       const a = samples[first]!;
       const b = samples[last]!;
       const readings = last - first;
-      // Readings whose interval held no push: the cost of reading alone.
+      // Readings far from any push (none arrived in their interval nor in the next: a push is
+      // encoded before it arrives): the cost of reading alone.
       let quietOwn = 0;
       let quiet = 0;
-      for (let i = first + 1; i <= last; i++) {
-        if (samples[i]!.pushes !== samples[i - 1]!.pushes) continue;
+      for (let i = first + 1; i < last; i++) {
+        if (samples[i + 1]!.pushes !== samples[i - 1]!.pushes) continue;
         quietOwn += samples[i]!.own - samples[i - 1]!.own;
         quiet += 1;
       }
