@@ -42,8 +42,11 @@ function agentsUnder(pid: number): number[] {
     grown = false;
     for (const row of rows) if (family.has(row.ppid) && !family.has(row.pid)) grown = Boolean(family.add(row.pid));
   }
-  // The node process itself, not a shell whose command line names it.
-  return rows.filter((row) => family.has(row.pid) && /^\S*node \S*dist\/cli\.js run/.test(row.args)).map((row) => row.pid);
+  // The node process itself, not a shell whose command line names it, nor a child the agent is
+  // starting (between fork and exec it still shows the agent's command line).
+  const agents = rows.filter((row) => family.has(row.pid) && /^\S*node \S*dist\/cli\.js run/.test(row.args));
+  const pids = new Set(agents.map((row) => row.pid));
+  return agents.filter((row) => !pids.has(row.ppid)).map((row) => row.pid);
 }
 
 const alive = (pid: number) => {
