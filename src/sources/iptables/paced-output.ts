@@ -28,8 +28,6 @@ export interface PacedOutput {
   onData: (chunk: Buffer) => void;
   /** Resolves when the output has ended (every writer closed) or the reader was closed. */
   ended: Promise<void>;
-  /** Whether the output reached its end (rather than being closed). */
-  readonly complete: boolean;
   close(): void;
 }
 
@@ -46,14 +44,10 @@ export async function openPacedOutput(): Promise<PacedOutput> {
     });
     const buffer = Buffer.allocUnsafe(BUFFER_BYTES);
     let timer: NodeJS.Timeout | undefined;
-    let complete = false;
     const output: PacedOutput = {
       writer: undefined as unknown as Socket,
       onData: () => {},
       ended: undefined as unknown as Promise<void>,
-      get complete() {
-        return complete;
-      },
       close: () => {
         clearTimeout(timer);
         reader.destroy();
@@ -74,7 +68,6 @@ export async function openPacedOutput(): Promise<PacedOutput> {
     });
     output.ended = new Promise<void>((resolve) => {
       reader.once('end', () => {
-        complete = true;
         clearTimeout(timer);
         reader.destroy();
       });
