@@ -31,9 +31,18 @@ export interface PacedOutput {
   close(): void;
 }
 
+/** Directories of pairs being made: removed at exit too, should the process end meanwhile (process.exit). */
+const making = new Set<string>();
+let exitHooked = false;
+
 /** A new pair for one reading; rejects when one cannot be made (then read through a pipe). */
 export async function openPacedOutput(): Promise<PacedOutput> {
+  if (!exitHooked) {
+    exitHooked = true;
+    process.once('exit', () => making.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
+  }
   const dir = mkdtempSync(join(tmpdir(), 'markmeter-'));
+  making.add(dir);
   const path = join(dir, 'output.sock');
   const server = createServer({ pauseOnConnect: true });
   try {
@@ -84,6 +93,7 @@ export async function openPacedOutput(): Promise<PacedOutput> {
     // One connection per pair: the path (and its directory) are gone before the program starts.
     server.close();
     rmSync(dir, { recursive: true, force: true });
+    making.delete(dir);
   }
 }
 
