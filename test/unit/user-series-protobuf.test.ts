@@ -22,6 +22,7 @@ import { createLogger, type LogFields } from '../../src/log.js';
 import { freePort, until } from './waits.js';
 import { UserSeriesEncoder, userSeriesSerializer } from '../../src/export/user-series-protobuf.js';
 import { decodeExport, decodeMetrics, type WireMetric } from '../lab/otlp-decode.js';
+import { random, type Random } from './random.js';
 
 /** A reader that only collects (as the SDK's own tests do). */
 class TestReader extends MetricReader {
@@ -32,21 +33,6 @@ class TestReader extends MetricReader {
     return Promise.resolve();
   }
 }
-
-/** mulberry32: a seeded generator, so a failure can be replayed. */
-function random(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const int = (n: number) => Math.floor(next() * n);
-  return { next, int, pick: <T>(xs: readonly T[]): T => xs[int(xs.length)]! };
-}
-type Random = ReturnType<typeof random>;
 
 /** Counts as the accumulator holds them: numbers up to 2^53 - 1, bigints above (up to u64 and past it). */
 const EDGES: Count[] = [0, 1, 127, 128, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 53 - 1, 2n ** 53n + 1n, 2n ** 62n + 3n, 2n ** 63n - 1n, 2n ** 63n, 2n ** 64n - 1n, 2n ** 64n + 5n];
