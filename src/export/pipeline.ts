@@ -11,6 +11,7 @@ import type { Server } from 'node:http';
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import { AggregationTemporalityPreference, OTLPMetricExporter as JsonExporter, OTLPMetricExporterBase } from '@opentelemetry/exporter-metrics-otlp-http';
 import { OTLPMetricExporter as ProtobufExporter } from '@opentelemetry/exporter-metrics-otlp-proto';
+import type { IOtlpExportDelegate } from '@opentelemetry/otlp-exporter-base';
 import { convertLegacyHttpOptions, createOtlpHttpExportDelegate } from '@opentelemetry/otlp-exporter-base/node-http';
 import { MetricsExporterMetricsHelper } from '@opentelemetry/otlp-transformer';
 import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
@@ -154,7 +155,31 @@ export function createOtlpExporter(protocol: ExportProtocol, target: OtlpTarget 
   if (!userSeries) return new ProtobufExporter(config);
   // The stock protobuf exporter, built as it builds itself, with our serializer.
   const http = convertLegacyHttpOptions(config, 'METRICS', 'v1/metrics', { 'Content-Type': 'application/x-protobuf' });
-  return new OTLPMetricExporterBase(createOtlpHttpExportDelegate(http, userSeriesSerializer(userSeries), 'otlp_http_metric_exporter', MetricsExporterMetricsHelper, undefined), config);
+  const delegate = createOtlpHttpExportDelegate(http, userSeriesSerializer(userSeries), 'otlp_http_metric_exporter', MetricsExporterMetricsHelper, undefined);
+  return new OTLPMetricExporterBase(countRequests(delegate, userSeries), config);
+}
+
+/**
+ * The delegate, telling the encoder when each push begins and when it has
+ * ended (sent, failed, or given up after its retries): the encoder reuses a
+ * request's buffer only once no push is sending it. The delegate serializes
+ * the request within export() and calls back once, when nothing sends it any more.
+ */
+function countRequests(delegate: IOtlpExportDelegate<ResourceMetrics>, encoder: UserSeriesEncoder): IOtlpExportDelegate<ResourceMetrics> {
+  return {
+    export(metrics, resultCallback) {
+      encoder.began();
+      let ended = false;
+      delegate.export(metrics, (result) => {
+        if (!ended) encoder.ended();
+        ended = true;
+        resultCallback(result);
+      });
+    },
+    forceFlush: () => delegate.forceFlush(),
+    shutdown: () => delegate.shutdown(),
+    setMetrics: (metrics) => delegate.setMetrics(metrics),
+  };
 }
 
 /** The promise's value, or undefined when it has not settled within `ms` (a rejection counts as undefined too). */

@@ -67,6 +67,14 @@ export class UserSeriesEncoder {
   private next: UserSeries[] = [];
   /** Point i's offset in a shaped metric's points (users without shaped totals have none: -1). */
   private shapedAt = new Int32Array(0);
+  /**
+   * The last request's buffer, written again by the next one when no request
+   * is under way any more: a new 17 MB buffer per push (50,000 users) was
+   * memory outside V8's heap that V8 counts toward its next full collection.
+   */
+  private spare: Buffer | undefined;
+  /** Requests handed out and not yet ended (see began/ended): their buffers are not to be written. */
+  private underWay = 0;
   private readonly scope = scopeBytes(METER_NAME);
   private readonly marked = MARKED.map((key) => metricHead(USER_METRICS[key]));
   private readonly shaped = SHAPED.map((key) => metricHead(TC_METRICS[key]));
@@ -103,7 +111,7 @@ export class UserSeriesEncoder {
     if (shaped) for (const head of this.shaped) add(head, shapedPoints);
     const length = resourceLength + 1 + varintSize(scopeLength) + scopeLength;
 
-    const out = Buffer.allocUnsafe(1 + varintSize(length) + length);
+    const out = this.buffer(1 + varintSize(length) + length);
     let pos = 0;
     out[pos++] = REQUEST_RESOURCE_METRICS;
     pos = writeVarint(out, pos, length);
@@ -145,6 +153,30 @@ export class UserSeriesEncoder {
     }
     if (pos !== out.length) throw new Error(`user series protobuf: wrote ${pos} bytes of ${out.length}`);
     return out;
+  }
+
+  /**
+   * A request is being made (`began`) or its sending has ended, sent or not
+   * (`ended`). Told by the exporter (see countRequests): the buffer of a
+   * request is written again only when it is the only one under way.
+   */
+  began(): void {
+    this.underWay += 1;
+  }
+
+  ended(): void {
+    this.underWay = Math.max(0, this.underWay - 1);
+  }
+
+  /** The buffer of a request of `size` bytes: the spare one when the request being made is the only one under way. */
+  private buffer(size: number): Buffer {
+    if (this.underWay !== 1) {
+      // Not told of requests, or others under way (one may still be sending the spare): a buffer of its own, and the spare is given up.
+      this.spare = undefined;
+      return Buffer.allocUnsafe(size);
+    }
+    if (this.spare === undefined || this.spare.length < size) this.spare = Buffer.allocUnsafe(size + (size >> 4));
+    return this.spare.subarray(0, size);
   }
 
   /** Makes `order` and the slab those of the current series (rebuilt only when the series changed). */

@@ -136,6 +136,8 @@ export async function agentCost(gateway: GeneratedGateway, options: AgentCostOpt
     const problems: string[] = [];
     let wake: () => void = () => {};
     createInterface({ input: agent.stdout! }).on('line', (line) => {
+      // Lines of a profiler or tracer passed in MARKMETER_BENCH_NODE_ARGS go to the bench's stderr.
+      if (!line.startsWith('{')) return void process.stderr.write(`${line}\n`);
       const record = JSON.parse(line) as { msg: string; level: string; duration_ms?: number; read_ms?: number; sources?: string[] };
       if (record.level === 'error' || record.level === 'warn') problems.push(record.msg);
       if (record.msg !== 'reading done') return;

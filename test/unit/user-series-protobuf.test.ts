@@ -13,10 +13,10 @@ import { ProtobufMetricsSerializer } from '@opentelemetry/otlp-transformer';
 import { resourceFromAttributes, type Resource } from '@opentelemetry/resources';
 import { MeterProvider, MetricReader, type ResourceMetrics } from '@opentelemetry/sdk-metrics';
 import type { SeriesOwner } from '../../src/attribution/mark-map.js';
-import type { Count } from '../../src/shared/count.js';
+import { addCount, type Count } from '../../src/shared/count.js';
 import { zeroShaped, type ShapedTotals, type Totals, type UserSeries } from '../../src/totals/accumulator.js';
 import { UserSeriesProducer } from '../../src/export/user-series.js';
-import { TelemetryPipeline } from '../../src/export/pipeline.js';
+import { createOtlpExporter, TelemetryPipeline } from '../../src/export/pipeline.js';
 import { SelfStats } from '../../src/export/self-stats.js';
 import { createLogger, type LogFields } from '../../src/log.js';
 import { freePort, until } from './waits.js';
@@ -118,7 +118,10 @@ describe('user series written straight to protobuf', () => {
           const self = await selfMetrics(resource);
           const users = (await stock.collect()).resourceMetrics;
           const expected = ProtobufMetricsSerializer.serializeRequest({ resource, scopeMetrics: [...self.scopeMetrics, ...users.scopeMetrics] })!;
+          // Told of each request as the exporter tells it: from the second round on, the request's buffer is reused.
+          encoder.began();
           const actual = serializer.serializeRequest(self)!;
+          encoder.ended();
 
           assert.deepEqual(sameMetrics(decodeMetrics(actual)), sameMetrics(decodeMetrics(expected)), at);
           assert.deepEqual(sorted(decodeExport(actual, 'protobuf')), sorted(decodeExport(expected, 'protobuf')), at);
@@ -132,6 +135,48 @@ describe('user series written straight to protobuf', () => {
       }
     });
   }
+
+  test("a request's buffer is written again only once no push is sending it", async () => {
+    const r = random(11);
+    const list: UserSeries[] = [];
+    for (let i = 0; i < 30; i++) list.push(series(r, i, false));
+    const resource = resourceFromAttributes({ 'service.name': 'markmeter-test' });
+    const measures = { marked: true, shaped: false };
+    const clock: HrTime = [1_700_000_000, 5];
+    const encoder = new UserSeriesEncoder(() => list, measures, () => clock);
+    const serializer = userSeriesSerializer(encoder);
+    const self = await selfMetrics(resource);
+    const expected = async () => {
+      const users = (await new UserSeriesProducer(() => list, resource, measures, () => clock).collect()).resourceMetrics;
+      return Buffer.from(ProtobufMetricsSerializer.serializeRequest({ resource, scopeMetrics: [...self.scopeMetrics, ...users.scopeMetrics] })!);
+    };
+    const raise = () => list.forEach((s) => (s.totals.rxPackets = addCount(s.totals.rxPackets, 1 + r.int(1000))));
+
+    encoder.began();
+    const first = serializer.serializeRequest(self)!;
+    const sent = Buffer.from(first);
+    raise();
+    // The first is still being sent (a slow collector, retries) when the next push begins.
+    encoder.began();
+    const second = serializer.serializeRequest(self)!;
+    assert.ok(Buffer.from(first).equals(sent), 'a request under way was written over');
+    assert.notEqual(second.buffer, first.buffer);
+    assert.ok(Buffer.from(second).equals(await expected()));
+    encoder.ended();
+    encoder.ended();
+
+    // Nothing under way: each push writes the same buffer, and writes it right.
+    const buffers = new Set<ArrayBufferLike>();
+    for (let round = 0; round < 3; round++) {
+      raise();
+      encoder.began();
+      const request = serializer.serializeRequest(self)!;
+      buffers.add(request.buffer);
+      assert.ok(Buffer.from(request).equals(await expected()), `round ${round}`);
+      encoder.ended();
+    }
+    assert.equal(buffers.size, 1, 'the buffer was not reused');
+  });
 
   test('no user series at all: the metrics are there, without points, as the SDK writes them', async () => {
     const resource = resourceFromAttributes({ 'service.name': 'markmeter-test' });
@@ -219,6 +264,41 @@ describe('the default http/protobuf push', () => {
     const metrics = decodeMetrics(gunzipSync(requests[1]!.body));
     assert.equal(metrics.filter((m) => m.name === 'net_user_rx_packets').length, 1, 'one user series scope, not two');
     assert.deepEqual(metrics.find((m) => m.name === 'net_user_tx_bytes')?.points.find((p) => p.attributes.user_code?.stringValue === 'bob')?.start, '1700000001000000000');
+  });
+
+  test('a push being retried resends its own bytes while the next push is made', async () => {
+    const bodies: Buffer[] = [];
+    const collector = createServer((request, response) => {
+      const chunks: Buffer[] = [];
+      request.on('data', (chunk: Buffer) => chunks.push(chunk));
+      request.on('end', () => {
+        bodies.push(Buffer.concat(chunks));
+        // The first attempt is refused with a status the exporter retries (after a backoff of about a second).
+        response.writeHead(bodies.length === 1 ? 503 : 200, { 'content-type': 'application/x-protobuf' }).end();
+      });
+    });
+    await new Promise<void>((resolve) => collector.listen(0, '127.0.0.1', resolve));
+    const { port } = collector.address() as { port: number };
+    const alice: UserSeries = { user: { user_code: 'alice', user_intra_ip: '10.8.0.2' }, totals: { rxPackets: 1, txPackets: 2, rxBytes: 3, txBytes: 4 }, since: 1_700_000_000_000 };
+    const self = await selfMetrics(resourceFromAttributes({ 'service.name': 'markmeter-test' }));
+    await withEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}` }, async () => {
+      // The exporter itself: the SDK's reader gives up waiting on a slow push, and pushes again while it is still being sent.
+      const exporter = createOtlpExporter('http/protobuf', undefined, new UserSeriesEncoder(() => [alice]));
+      const push = () => new Promise((resolve) => exporter.export(self, resolve));
+      try {
+        const retried = push();
+        await until(() => bodies.length === 1, 'the first attempt');
+        alice.totals.rxPackets = 1000;
+        await Promise.all([push(), retried]);
+      } finally {
+        await exporter.shutdown();
+        collector.close();
+      }
+    });
+    const rx = (body: Buffer) => decodeExport(body, 'protobuf').find((p) => p.metric === 'net_user_rx_packets')?.value;
+    assert.deepEqual(bodies.map(rx).sort(), ['1', '1', '1000'], 'the first push, its retry, the second push');
+    const [first, retry] = bodies.filter((body) => rx(body) === '1');
+    assert.ok(retry!.equals(first!), 'the retry resent other bytes than its first attempt');
   });
 
   test('a collector that refuses the push: logged once when it starts, the push fails within the export timeout', async () => {

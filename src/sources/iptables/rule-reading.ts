@@ -24,8 +24,13 @@ const UNATTRIBUTED = 0;
 /** A slot for a user known by address who is not an owner yet: made in finish() (see addressSlot). */
 const NEW_OWNER = -1;
 
-/** The moved MARK rules of one reading: chain, owner slots (user index + 1; 0 is unattributed) and delta. */
-class PendingDeltas {
+/**
+ * The moved MARK rules of one reading: chain, owner slots (user index + 1; 0
+ * is unattributed) and delta. A source's readings reuse one (see
+ * ReadingMemory): arrays made anew each reading were megabytes of buffers
+ * outside V8's heap that V8 counts toward its next full collection.
+ */
+export class PendingDeltas {
   length = 0;
   chain = new Int32Array(1024);
   rx = new Int32Array(1024);
@@ -34,6 +39,13 @@ class PendingDeltas {
   bytes = new Float64Array(1024);
   /** Entries whose delta is a bigint: the exact value (their packets/bytes above are NaN). */
   readonly exact = new Map<number, CounterDelta>();
+
+  /** Empty again, for the next reading (the arrays are kept). */
+  clear(): this {
+    this.length = 0;
+    this.exact.clear();
+    return this;
+  }
 
   push(chain: number, rx: number, tx: number, packets: Count, bytes: Count): void {
     if (this.length === this.chain.length) this.grow();
@@ -61,11 +73,12 @@ class PendingDeltas {
   }
 }
 
-/** What a source keeps between its readings: the rules' counters, their owners, and the parser's findings. */
+/** What a source keeps between its readings: the rules' counters, their owners, the parser's findings, and the arrays a reading's deltas wait in. */
 export interface ReadingMemory {
   rules: RuleMemory;
   owners: RuleOwners;
   parsed?: ParsedRules;
+  pending?: PendingDeltas;
 }
 
 export class RuleReading implements SaveVisitor {
@@ -76,7 +89,7 @@ export class RuleReading implements SaveVisitor {
   private readonly chainIndex = new Map<string, number>();
   private readonly chainNames: string[] = [];
   private readonly chainMarkRules: number[] = [];
-  private readonly pending = new PendingDeltas();
+  private readonly pending: PendingDeltas;
   /** Pending entries with a NEW_OWNER slot: the rule's -s and -d, to make the owner from once the direction is known. */
   private readonly newOwners = new Map<number, [string, string]>();
   private readonly delta: ObservedRule = { packets: 0, bytes: 0, slot: 0, fresh: false, credited: false };
@@ -100,6 +113,7 @@ export class RuleReading implements SaveVisitor {
   ) {
     memory?.rules.begin();
     this.parsed = memory?.parsed;
+    this.pending = memory?.pending?.clear() ?? new PendingDeltas();
     this.unowned = options.listUnowned ? new Set() : undefined;
   }
 

@@ -33,6 +33,9 @@ export type CommandRunner = (file: string, args: readonly string[], options: Run
  */
 export const EXIT_GRACE_MS = 200;
 
+/** The largest piece of output decoded into one string (V8 puts strings past 128 KiB in its old generation). */
+const DECODE_BYTES = 64 * 1024;
+
 export const execaRunner: CommandRunner = async (file, args, options, onOutput) => {
   const command = [file, ...args].join(' ');
   // The output is read in paced large reads of a socket when one can be made (see paced-output.ts), else through a pipe.
@@ -93,7 +96,9 @@ export const execaRunner: CommandRunner = async (file, args, options, onOutput) 
       return;
     }
     try {
-      onOutput(decoder.write(chunk));
+      // Decoded in pieces small enough for V8's young generation, where they die cheaply: a
+      // larger string is allocated among the long-lived objects and made each reading pay a full collection.
+      for (let at = 0; at < chunk.length; at += DECODE_BYTES) onOutput(decoder.write(chunk.subarray(at, at + DECODE_BYTES)));
     } catch (error) {
       stop(error);
     }

@@ -12,7 +12,7 @@ import type { Settings } from '../../settings.js';
 import { RuleMemory } from '../../totals/rule-memory.js';
 import type { DeltaSink, ReadingReport, Source } from '../source.js';
 import { BackendSelector, detectBackend, type Backend, type BackendChoice } from './backend.js';
-import { RuleOwners, RuleReading, type ReadingMemory } from './rule-reading.js';
+import { PendingDeltas, RuleOwners, RuleReading, type ReadingMemory } from './rule-reading.js';
 import { readTableDump, type CommandRunner, type RunOptions } from './save-command.js';
 import { IptablesSaveParser, ParsedRules, type SaveVisitor } from './scan.js';
 
@@ -38,7 +38,7 @@ export class IptablesSource implements Source {
     private readonly dump: DumpReader,
     private readonly options: IptablesSourceOptions,
   ) {
-    this.memory = options.remember ? { rules: new RuleMemory(), owners: new RuleOwners(), parsed: new ParsedRules() } : undefined;
+    this.memory = options.remember ? { rules: new RuleMemory(), owners: new RuleOwners(), parsed: new ParsedRules(), pending: new PendingDeltas() } : undefined;
   }
 
   async read(owners: MarkMap, sink: DeltaSink): Promise<ReadingReport> {
