@@ -152,7 +152,9 @@ export class RuleMemory {
     if (this.position > this.orderLength) this.orderLength = this.position;
     this.proposedIn[slot] = this.reading;
     const seen = (flags & SEEN) !== 0;
-    const held = this.exact.size === 0 ? undefined : this.exact.get(slot);
+    // Counters held exactly are NaN in the arrays: the map is looked in only for those (a map
+    // lookup per rule, as soon as one counter of the table passed 2^53, cost milliseconds per reading).
+    const held = seen && Number.isNaN(this.packets[slot]!) ? this.exact.get(slot) : undefined;
     if (rule.exact === undefined && held === undefined) {
       const packets = rule.packets;
       const bytes = rule.bytes;
@@ -162,7 +164,6 @@ export class RuleMemory {
       out.bytes = whole ? bytes : bytes - this.bytes[slot]!;
       this.proposedPackets[slot] = packets;
       this.proposedBytes[slot] = bytes;
-      if (this.proposedExact.size !== 0) this.proposedExact.delete(slot);
     } else {
       const packets = rulePackets(rule);
       const bytes = ruleBytes(rule);
@@ -173,8 +174,8 @@ export class RuleMemory {
       const exact = typeof packets !== 'number' || typeof bytes !== 'number';
       this.proposedPackets[slot] = exact ? NaN : packets;
       this.proposedBytes[slot] = exact ? NaN : bytes;
+      // A slot is proposed once per reading, and commit/abort clear the proposals: nothing to delete here.
       if (exact) this.proposedExact.set(slot, { packets, bytes });
-      else this.proposedExact.delete(slot);
     }
   }
 
@@ -214,11 +215,13 @@ export class RuleMemory {
     for (let k = 0; k < this.position; k++) {
       const slot = this.order[k]!;
       this.flags[slot]! |= this.creditedIn[slot] === reading ? SEEN | CREDITED : SEEN;
-      this.packets[slot] = this.proposedPackets[slot]!;
+      // NaN: held exactly (see observe), before and after.
+      const wasExact = Number.isNaN(this.packets[slot]!);
+      const packets = this.proposedPackets[slot]!;
+      this.packets[slot] = packets;
       this.bytes[slot] = this.proposedBytes[slot]!;
-      const exact = this.proposedExact.size === 0 ? undefined : this.proposedExact.get(slot);
-      if (exact !== undefined) this.exact.set(slot, exact);
-      else if (this.exact.size !== 0) this.exact.delete(slot);
+      if (Number.isNaN(packets)) this.exact.set(slot, this.proposedExact.get(slot)!);
+      else if (wasExact) this.exact.delete(slot);
     }
     this.proposedExact.clear();
     this.orderLength = this.position;
