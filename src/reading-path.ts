@@ -201,7 +201,7 @@ export class ReadingPath {
    */
   watchUsers(onApplied: (applied: UsersApplied) => void = () => {}): ConfigManager | undefined {
     if (!this.usersSource) return undefined;
-    const manager = new ConfigManager(this.usersSource, undefined, (text, source) => parseUsersDocumentInSlices(text, source, this.syncPaused));
+    const manager = new ConfigManager(this.usersSource, undefined, (text, source, previous) => parseUsersDocumentInSlices(text, source, this.syncPaused, previous));
     manager.on('sync', (snapshot) => {
       const sync = (this.syncing ?? Promise.resolve())
         .then(() => this.syncUsers(snapshot, onApplied))

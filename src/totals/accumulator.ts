@@ -84,7 +84,8 @@ export class Accumulator {
    */
   private unchangedSeries(previous: { map: MarkMap; series: (UserSeries | undefined)[] }, i: number, user: SeriesOwner): UserSeries | undefined {
     const atIndex = previous.series[i];
-    if (atIndex && sameAttributes(atIndex.user, user)) return atIndex;
+    // The same object first: a users document synced again keeps the owners it repeats (see PreviousScan).
+    if (atIndex && (atIndex.user === user || sameAttributes(atIndex.user, user))) return atIndex;
     const j = previous.map.byIp.get(user.user_intra_ip);
     const atAddress = j === undefined ? undefined : previous.series[j];
     return atAddress && sameAttributes(atAddress.user, user) ? atAddress : undefined;

@@ -20,6 +20,9 @@ import { isName, isPoolAddress, markId, poolHost, userIp } from './fields.js';
 /** Entries read between two pauses: about half a millisecond's work. */
 export const ENTRIES_PER_STEP = 512;
 
+/** Map entries made between two pauses, when a mapping differs from the previous one. */
+const MAP_ENTRIES_PER_STEP = 4096;
+
 /** Ignored fields nested deeper than this are left to the general reader (no recursion past it). */
 const MAX_DEPTH = 64;
 
@@ -32,11 +35,26 @@ const CLOSE_ARRAY = 93;
 const OPEN_OBJECT = 123;
 const CLOSE_OBJECT = 125;
 
+/**
+ * What the last sync leaves that the next scan may take again, when the new
+ * document repeats it (a synced document mostly repeats the last one): its
+ * users, whose objects are kept for entries that spell the same fields, and
+ * the mapping its scan made (mappingOf), kept when the new one is the same.
+ * Only the cost depends on it, never the result: everything is compared
+ * with the new text exactly. `byIp` and `byMark`, when given, must be the
+ * mapping of a snapshot whose users are `users`.
+ */
+export interface PreviousScan {
+  users: readonly User[];
+  byIp?: ReadonlyMap<string, number>;
+  byMark?: ReadonlyMap<number, number>;
+}
+
+const NOTHING_BEFORE: PreviousScan = { users: [] };
+
 /** Yields between slices; returns the snapshot, or undefined when the general reader must decide. */
-export function* scanUsersDocument(text: string, source: string): Generator<void, UsersSnapshot | undefined> {
-  const scan = new Scanner(text);
-  const users: User[] = [];
-  const marks: MarkEntry[] = [];
+export function* scanUsersDocument(text: string, source: string, previous: PreviousScan = NOTHING_BEFORE): Generator<void, UsersSnapshot | undefined> {
+  const scan = new Scanner(text, previous);
   let seenUsers = false;
   let seenMarks = false;
   scan.space();
@@ -63,7 +81,7 @@ export function* scanUsersDocument(text: string, source: string): Generator<void
         if (!scan.eat(CLOSE_ARRAY)) {
           // The loop over entries is the Scanner's (a generator's own loops are never optimised).
           for (;;) {
-            const more = isUsers ? scan.users(users, ENTRIES_PER_STEP) : scan.marks(marks, ENTRIES_PER_STEP);
+            const more = isUsers ? scan.readUsers(ENTRIES_PER_STEP) : scan.readMarks(ENTRIES_PER_STEP);
             if (more === undefined) return undefined;
             if (!more) break;
             yield;
@@ -78,8 +96,24 @@ export function* scanUsersDocument(text: string, source: string): Generator<void
   }
   scan.space();
   if (scan.pos !== text.length || !seenUsers) return undefined;
+  const { users, marks } = scan;
   const snapshot = { source, users, marks };
-  if (scan.mapping) mapped.set(snapshot, { byIp: scan.byIp, byMark: scan.byMark });
+  if (scan.mapping) {
+    // The previous mapping when it is the same (the usual sync), else one made in steps.
+    let byIp = scan.sameByIp();
+    if (!byIp) {
+      const made = new Map<string, number>();
+      for (let next = 0; next < users.length; yield) next = scan.mapAddresses(made, next, MAP_ENTRIES_PER_STEP);
+      byIp = made;
+    }
+    let byMark = scan.sameByMark();
+    if (!byMark) {
+      const made = new Map<number, number>();
+      for (let next = 0; next < marks.length; yield) next = scan.mapMarks(made, next, MAP_ENTRIES_PER_STEP);
+      byMark = made;
+    }
+    mapped.set(snapshot, { byIp, byMark });
+  }
   return snapshot;
 }
 
@@ -88,7 +122,8 @@ export function* scanUsersDocument(text: string, source: string): Generator<void
  * user read before the marks, and no mark with the addresses of two users):
  * address -> user index, and mark -> user index or -1 (no user). The mark map
  * takes it rather than look everything up again. A snapshot is not changed
- * after it is made; one made from it (limits.maxUsers) has none.
+ * after it is made; one made from it (limits.maxUsers) has none. The maps may
+ * be those of the previous scan (see PreviousScan): neither is ever changed.
  */
 export function mappingOf(snapshot: UsersSnapshot): ScannedMapping | undefined {
   return mapped.get(snapshot);
@@ -101,15 +136,15 @@ export interface ScannedMapping {
 
 const mapped = new WeakMap<UsersSnapshot, ScannedMapping>();
 
-/** What the scan keeps of a pool address: the list of it alone, and its user (-1: none). */
+/** What the scan keeps of a pool address that is no user's address as written: the list of it alone, and its user (-1: none). */
 interface PoolAddress {
   alone: readonly string[];
   user: number;
 }
 
 /** Reads the whole text at once (no pauses). */
-export function scanUsersDocumentNow(text: string, source: string): UsersSnapshot | undefined {
-  const steps = scanUsersDocument(text, source);
+export function scanUsersDocumentNow(text: string, source: string, previous?: PreviousScan): UsersSnapshot | undefined {
+  const steps = scanUsersDocument(text, source, previous);
   for (;;) {
     const step = steps.next();
     if (step.done) return step.value;
@@ -119,14 +154,19 @@ export function scanUsersDocumentNow(text: string, source: string): UsersSnapsho
 /** A position in the text and the strict JSON pieces read from it; each method leaves `pos` after what it read. */
 class Scanner {
   pos = 0;
-  /** Canonical user_intra_ip -> user index (and the check that no address is given twice). */
-  readonly byIp = new Map<string, number>();
-  /** mark_id -> its user's index or -1 (and the check that no mark_id is given twice). */
-  readonly byMark = new Map<number, number>();
-  /** Whether byMark holds the mapping's owners (see mappingOf). */
+  readonly users: User[] = [];
+  readonly marks: MarkEntry[] = [];
+  /** Whether the owners of the marks are known as they are read (see mappingOf). */
   mapping = true;
+  /** Whether every user so far has the address of the previous document's user at its index. */
+  private sameAddresses = true;
+  /** Whether every mark so far has the owner the previous mapping gives it. */
+  private sameOwners = true;
 
-  constructor(private readonly text: string) {}
+  constructor(
+    private readonly text: string,
+    private readonly previous: PreviousScan,
+  ) {}
 
   space(): void {
     const { text } = this;
@@ -159,12 +199,22 @@ class Scanner {
     if (end < 0) return undefined;
     const start = this.pos;
     this.pos = end + 1;
-    if (!this.escaped) return this.text.slice(start + 1, end);
+    return this.valueOf(start, end, this.escaped);
+  }
+
+  /** The value of the JSON string whose quotes are at `start` and `end`; undefined when it is not valid JSON. */
+  private valueOf(start: number, end: number, escaped: boolean): string | undefined {
+    if (!escaped) return this.text.slice(start + 1, end);
     try {
       return JSON.parse(this.text.slice(start, end + 1)) as string;
     } catch {
       return undefined;
     }
+  }
+
+  /** Whether the JSON string whose quotes are at `start` and `end` spells `value` without escapes. */
+  private spells(start: number, end: number, escaped: boolean, value: string): boolean {
+    return !escaped && end - start - 1 === value.length && this.text.startsWith(value, start + 1);
   }
 
   /** Whether the last string seen held a backslash. */
@@ -246,9 +296,9 @@ class Scanner {
    * it, past its '['): true when more follow, false after its ']', undefined
    * when the general reader must decide.
    */
-  users(users: User[], count: number): boolean | undefined {
+  readUsers(count: number): boolean | undefined {
     for (let n = 0; n < count; n++) {
-      if (!this.user(users)) return undefined;
+      if (!this.user()) return undefined;
       const end = this.afterEntry();
       if (end !== true) return end === undefined ? undefined : false;
     }
@@ -256,9 +306,9 @@ class Scanner {
   }
 
   /** The same for the `marks` array. */
-  marks(marks: MarkEntry[], count: number): boolean | undefined {
+  readMarks(count: number): boolean | undefined {
     for (let n = 0; n < count; n++) {
-      if (!this.mark(marks)) return undefined;
+      if (!this.mark()) return undefined;
       const end = this.afterEntry();
       if (end !== true) return end === undefined ? undefined : false;
     }
@@ -274,12 +324,19 @@ class Scanner {
     return true;
   }
 
-  /** Reads one `users` entry into `users`; false when it is not sure to be valid. */
-  user(users: User[]): boolean {
+  /** Reads one `users` entry; false when it is not sure to be valid. */
+  user(): boolean {
     if (!this.eat(OPEN_OBJECT)) return false;
-    let code: string | undefined;
-    let rawIp: string | undefined;
-    let name: string | undefined;
+    // Each field's string, by the places of its quotes (-1: absent): compared in place before any string is made.
+    let codeAt = -1;
+    let codeEnd = 0;
+    let codeEscaped = false;
+    let ipAt = -1;
+    let ipEnd = 0;
+    let ipEscaped = false;
+    let nameAt = -1;
+    let nameEnd = 0;
+    let nameEscaped = false;
     this.space();
     if (!this.eat(CLOSE_OBJECT)) {
       for (;;) {
@@ -297,12 +354,14 @@ class Scanner {
           if (!this.skipValue(0)) return false;
         } else {
           // Repeated (JSON.parse keeps the last) or not a string (an error to word): the general reader's.
-          if ((field === 1 ? code : field === 2 ? rawIp : name) !== undefined) return false;
-          const value = this.string();
-          if (value === undefined) return false;
-          if (field === 1) code = value;
-          else if (field === 2) rawIp = value;
-          else name = value;
+          if ((field === 1 ? codeAt : field === 2 ? ipAt : nameAt) >= 0) return false;
+          const at = this.pos;
+          const end = this.stringEnd();
+          if (end < 0) return false;
+          this.pos = end + 1;
+          if (field === 1) (codeAt = at), (codeEnd = end), (codeEscaped = this.escaped);
+          else if (field === 2) (ipAt = at), (ipEnd = end), (ipEscaped = this.escaped);
+          else (nameAt = at), (nameEnd = end), (nameEscaped = this.escaped);
         }
         this.space();
         if (this.eat(CLOSE_OBJECT)) break;
@@ -310,19 +369,88 @@ class Scanner {
         this.space();
       }
     }
-    const valid = userIp(rawIp);
-    if (!isName(code) || valid === undefined || (name !== undefined && !isName(name))) return false;
-    const ip = own(valid);
-    // One Set operation: an address seen before leaves the size as it was.
-    const { byIp } = this;
-    const known = byIp.size;
-    if (byIp.set(ip, users.length).size === known) return false;
-    users.push(name === undefined ? { user_code: own(code), user_intra_ip: ip } : { user_code: own(code), user_intra_ip: ip, user_name: own(name) });
+    if (codeAt < 0 || ipAt < 0) return false;
+    const { users } = this;
+    const before = this.previous.users[users.length];
+    let user: User;
+    if (
+      before !== undefined &&
+      this.spells(codeAt, codeEnd, codeEscaped, before.user_code) &&
+      this.spells(ipAt, ipEnd, ipEscaped, before.user_intra_ip) &&
+      (nameAt < 0 ? before.user_name === undefined : before.user_name !== undefined && this.spells(nameAt, nameEnd, nameEscaped, before.user_name))
+    ) {
+      // The previous document's user, spelt the same: valid as it was, and kept (its series finds it by identity).
+      user = before;
+    } else {
+      const code = this.valueOf(codeAt, codeEnd, codeEscaped);
+      const valid = userIp(this.valueOf(ipAt, ipEnd, ipEscaped));
+      const name = nameAt < 0 ? undefined : this.valueOf(nameAt, nameEnd, nameEscaped);
+      if (!isName(code) || valid === undefined || (nameAt >= 0 && !isName(name))) return false;
+      const ip = own(valid);
+      user = name === undefined ? { user_code: own(code), user_intra_ip: ip } : { user_code: own(code), user_intra_ip: ip, user_name: own(name) };
+    }
+    const ip = user.user_intra_ip;
+    // An address given twice is the general reader's to report.
+    if (!this.addUserAddress(ip)) return false;
+    if (this.sameAddresses && (before === undefined || before.user_intra_ip !== ip)) this.sameAddresses = false;
+    users.push(user);
     return true;
   }
 
-  /** Reads one `marks` entry into `marks`; false when it is not sure to be valid. */
-  mark(marks: MarkEntry[]): boolean {
+  /**
+   * The users' canonical addresses: an open-addressing table of user indexes
+   * (plus one) by a hash of the address's characters, so that a pool address
+   * is found from the text itself, without a string made for it. A slot is
+   * the top bits of the hash times the golden ratio (near hashes, as of
+   * 10.8.0.2 and 10.8.0.3, land far apart).
+   */
+  private userSlots = new Int32Array(1024);
+  /** 32 - log2(userSlots.length). */
+  private userShift = 22;
+
+  /** Adds the next user's address to the table; false when a user has it already. */
+  private addUserAddress(ip: string): boolean {
+    if (2 * (this.users.length + 1) > this.userSlots.length) this.growUserSlots();
+    const { userSlots, users } = this;
+    const mask = userSlots.length - 1;
+    let slot = Math.imul(hashOf(ip, 0, ip.length), 0x9e3779b1) >>> this.userShift;
+    for (let at = userSlots[slot]!; at !== 0; at = userSlots[(slot = (slot + 1) & mask)]!) {
+      if (users[at - 1]!.user_intra_ip === ip) return false;
+    }
+    userSlots[slot] = users.length + 1;
+    return true;
+  }
+
+  /** The index of the user whose address `text` holds from `start` to `end` (hashed: `hash`), or -1. */
+  private userAt(text: string, start: number, end: number, hash: number): number {
+    const { userSlots, users } = this;
+    const mask = userSlots.length - 1;
+    const length = end - start;
+    let slot = Math.imul(hash, 0x9e3779b1) >>> this.userShift;
+    for (let at = userSlots[slot]!; at !== 0; at = userSlots[(slot = (slot + 1) & mask)]!) {
+      const ip = users[at - 1]!.user_intra_ip;
+      if (ip.length === length && text.startsWith(ip, start)) return at - 1;
+    }
+    return -1;
+  }
+
+  /** A table twice as large, for the users' addresses. */
+  private growUserSlots(): void {
+    const slots = new Int32Array(2 * this.userSlots.length);
+    const mask = slots.length - 1;
+    this.userShift--;
+    const { users } = this;
+    for (let i = 0; i < users.length; i++) {
+      const ip = users[i]!.user_intra_ip;
+      let slot = Math.imul(hashOf(ip, 0, ip.length), 0x9e3779b1) >>> this.userShift;
+      while (slots[slot] !== 0) slot = (slot + 1) & mask;
+      slots[slot] = i + 1;
+    }
+    this.userSlots = slots;
+  }
+
+  /** Reads one `marks` entry; false when it is not sure to be valid. */
+  mark(): boolean {
     if (!this.eat(OPEN_OBJECT)) return false;
     let id: number | undefined;
     let sips: readonly string[] | undefined;
@@ -368,11 +496,86 @@ class Scanner {
     if (id === undefined) return false;
     // Its owner: the first user among its sips, then its dips; one naming two users is the mark map's to report.
     if (mixed || (sipsUser >= 0 && dipsUser >= 0 && sipsUser !== dipsUser)) this.mapping = false;
-    const { byMark } = this;
-    const known = byMark.size;
-    if (byMark.set(id, sipsUser >= 0 ? sipsUser : dipsUser).size === known) return false;
-    marks.push({ mark_id: id, sips: sips ?? NO_ADDRESSES, dips: dips ?? NO_ADDRESSES });
+    const owner = sipsUser >= 0 ? sipsUser : dipsUser;
+    // A mark_id given twice is the general reader's to report.
+    if (!this.addMark(id, owner)) return false;
+    if (this.sameOwners && this.previous.byMark?.get(id) !== owner) this.sameOwners = false;
+    this.marks.push({ mark_id: id, sips: sips ?? NO_ADDRESSES, dips: dips ?? NO_ADDRESSES });
     return true;
+  }
+
+  /** The marks read: their ids and owners by place, and an open-addressing table of places (plus one) by id. */
+  private ids = new Float64Array(1024);
+  private owners = new Int32Array(1024);
+  private idSlots = new Int32Array(2048);
+  /** 32 - log2(idSlots.length). */
+  private idShift = 21;
+
+  /** Adds the next mark (at marks.length); false when its id was read before. */
+  private addMark(id: number, owner: number): boolean {
+    const { ids, idSlots } = this;
+    const mask = idSlots.length - 1;
+    let slot = Math.imul(id | 0, 0x9e3779b1) >>> this.idShift;
+    for (let at = idSlots[slot]!; at !== 0; at = idSlots[(slot = (slot + 1) & mask)]!) {
+      if (ids[at - 1] === id) return false;
+    }
+    const place = this.marks.length;
+    if (place === ids.length) {
+      const grownIds = new Float64Array(2 * ids.length);
+      grownIds.set(ids);
+      this.ids = grownIds;
+      const grownOwners = new Int32Array(2 * ids.length);
+      grownOwners.set(this.owners);
+      this.owners = grownOwners;
+    }
+    this.ids[place] = id;
+    this.owners[place] = owner;
+    idSlots[slot] = place + 1;
+    if (2 * (place + 1) > idSlots.length) this.growIdSlots(place + 1);
+    return true;
+  }
+
+  /** A table twice as large, for the ids of the first `count` marks. */
+  private growIdSlots(count: number): void {
+    const slots = new Int32Array(2 * this.idSlots.length);
+    const mask = slots.length - 1;
+    this.idShift--;
+    const { ids } = this;
+    for (let i = 0; i < count; i++) {
+      let slot = Math.imul(ids[i]! | 0, 0x9e3779b1) >>> this.idShift;
+      while (slots[slot] !== 0) slot = (slot + 1) & mask;
+      slots[slot] = i + 1;
+    }
+    this.idSlots = slots;
+  }
+
+  /** The previous scan's byIp, when it is this document's too: the same addresses at the same places. */
+  sameByIp(): ReadonlyMap<string, number> | undefined {
+    const { byIp, users } = this.previous;
+    return this.sameAddresses && byIp !== undefined && byIp.size === this.users.length && users.length === this.users.length ? byIp : undefined;
+  }
+
+  /** The previous scan's byMark, when it is this document's too: the same marks with the same owners. */
+  sameByMark(): ReadonlyMap<number, number> | undefined {
+    const { byMark } = this.previous;
+    // Every mark (no id twice) has its previous owner, and there are as many: the same map.
+    return this.sameOwners && byMark !== undefined && byMark.size === this.marks.length ? byMark : undefined;
+  }
+
+  /** Puts the addresses of users from `from` (up to `count` of them) into `byIp`; returns where it stopped. */
+  mapAddresses(byIp: Map<string, number>, from: number, count: number): number {
+    const { users } = this;
+    const end = Math.min(users.length, from + count);
+    for (let i = from; i < end; i++) byIp.set(users[i]!.user_intra_ip, i);
+    return end;
+  }
+
+  /** Puts the owners of marks from `from` (up to `count` of them) into `byMark`; returns where it stopped. */
+  mapMarks(byMark: Map<number, number>, from: number, count: number): number {
+    const { ids, owners } = this;
+    const end = Math.min(this.marks.length, from + count);
+    for (let i = from; i < end; i++) byMark.set(ids[i]!, owners[i]!);
+    return end;
   }
 
   /** A valid mark_id (a JSON number or string), or undefined. */
@@ -404,43 +607,49 @@ class Scanner {
     if (this.eat(CLOSE_ARRAY)) return NO_ADDRESSES;
     let list: string[] | undefined;
     for (;;) {
-      const item = this.poolAddress();
-      if (item === undefined) return undefined;
-      if (item.user >= 0 && item.user !== this.listUser) {
+      if (!this.poolAddress()) return undefined;
+      const alone = this.itemAlone;
+      const user = this.itemUser;
+      if (user >= 0 && user !== this.listUser) {
         if (this.listUser >= 0) this.listMixed = true;
-        else this.listUser = item.user;
+        else this.listUser = user;
       }
       this.space();
       if (this.eat(CLOSE_ARRAY)) {
-        if (list === undefined) return item.alone;
-        list.push(item.alone[0]!);
+        if (list === undefined) return alone;
+        list.push(alone[0]!);
         return list;
       }
       if (!this.eat(COMMA)) return undefined;
       this.space();
-      (list ??= []).push(item.alone[0]!);
+      (list ??= []).push(alone[0]!);
     }
   }
 
   /** Of the last list read: the first user it names (-1: none), and whether it names another. */
   private listUser = -1;
   private listMixed = false;
+  /** Of the last pool address read: the list of it alone, and its user (-1: none). */
+  private itemAlone: readonly string[] = NO_ADDRESSES;
+  private itemUser = -1;
+
+  /** The list of each user's address alone, made when a pool first names it. */
+  private readonly aloneOfUser: (readonly string[] | undefined)[] = [];
 
   /**
-   * Each pool address read so far, found again from the text without making
-   * a string of it (a pool names the same addresses over and over: 200,000
-   * reads of 50,001 addresses): an open-addressing table of indexes into
-   * `seen`, by a hash of the address's characters.
+   * Each other pool address read so far, found again from the text without
+   * making a string of it: an open-addressing table of indexes into `seen`.
    */
   private readonly seen: PoolAddress[] = [];
   private slots = new Int32Array(1024);
-  /** 32 - log2(slots.length): a slot is the top bits of the hash times the golden ratio (near hashes, as of 10.8.0.2 and 10.8.0.3, land far apart). */
+  /** 32 - log2(slots.length). */
   private shift = 22;
 
-  private poolAddress(): PoolAddress | undefined {
+  /** Reads a valid pool address (into itemAlone and itemUser); false when there is none here. */
+  private poolAddress(): boolean {
     const { text } = this;
     const start = this.pos + 1;
-    if (text.charCodeAt(this.pos) !== QUOTE) return undefined;
+    if (text.charCodeAt(this.pos) !== QUOTE) return false;
     let hash = 0;
     let end = start;
     for (; end < text.length; end++) {
@@ -450,7 +659,15 @@ class Scanner {
       if (c === BACKSLASH || c < 32) return this.newPoolAddress(-1);
       hash = (Math.imul(hash, 31) + c) | 0;
     }
-    if (end >= text.length) return undefined;
+    if (end >= text.length) return false;
+    // A user's address as the user has it (the usual pool address): valid, and that user's.
+    const user = this.userAt(text, start, end, hash);
+    if (user >= 0) {
+      this.pos = end + 1;
+      this.itemAlone = this.aloneOfUser[user] ??= Object.freeze([this.users[user]!.user_intra_ip]);
+      this.itemUser = user;
+      return true;
+    }
     const { slots, seen } = this;
     const mask = slots.length - 1;
     let slot = Math.imul(hash, 0x9e3779b1) >>> this.shift;
@@ -459,25 +676,29 @@ class Scanner {
       const address = known.alone[0]!;
       if (address.length === end - start && text.startsWith(address, start)) {
         this.pos = end + 1;
-        return known;
+        this.itemAlone = known.alone;
+        this.itemUser = known.user;
+        return true;
       }
     }
     return this.newPoolAddress(slot);
   }
 
   /** Reads a pool address not seen yet (at `slot` of the table, or -1: not to be put there). */
-  private newPoolAddress(slot: number): PoolAddress | undefined {
+  private newPoolAddress(slot: number): boolean {
     const item = this.string();
-    if (item === undefined || !isPoolAddress(item)) return undefined;
+    if (item === undefined || !isPoolAddress(item)) return false;
     const host = this.mapping ? poolHost(item) : undefined;
-    const user = host === undefined ? undefined : this.byIp.get(host);
-    const entry = { alone: Object.freeze([own(item)]), user: user ?? -1 };
+    const user = host === undefined ? -1 : this.userAt(host, 0, host.length, hashOf(host, 0, host.length));
+    const entry = { alone: Object.freeze([own(item)]), user };
     if (slot >= 0) {
       this.seen.push(entry);
       this.slots[slot] = this.seen.length;
       if (2 * this.seen.length > this.slots.length) this.rehash();
     }
-    return entry;
+    this.itemAlone = entry.alone;
+    this.itemUser = user;
+    return true;
   }
 
   /** A table twice as large, for the addresses seen. */
@@ -487,14 +708,19 @@ class Scanner {
     this.shift--;
     for (let i = 0; i < this.seen.length; i++) {
       const address = this.seen[i]!.alone[0]!;
-      let hash = 0;
-      for (let k = 0; k < address.length; k++) hash = (Math.imul(hash, 31) + address.charCodeAt(k)) | 0;
-      let slot = Math.imul(hash, 0x9e3779b1) >>> this.shift;
+      let slot = Math.imul(hashOf(address, 0, address.length), 0x9e3779b1) >>> this.shift;
       while (slots[slot] !== 0) slot = (slot + 1) & mask;
       slots[slot] = i + 1;
     }
     this.slots = slots;
   }
+}
+
+/** The hash of the characters of `text` from `start` to `end` that the scan's tables are keyed by. */
+function hashOf(text: string, start: number, end: number): number {
+  let hash = 0;
+  for (let i = start; i < end; i++) hash = (Math.imul(hash, 31) + text.charCodeAt(i)) | 0;
+  return hash;
 }
 
 const NO_ADDRESSES: readonly string[] = Object.freeze([]);

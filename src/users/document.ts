@@ -5,7 +5,7 @@
  * thousands of users, so the happy path builds no strings for error messages.
  */
 import { UsersDocumentError } from '../errors.js';
-import { scanUsersDocument, scanUsersDocumentNow } from './document-scan.js';
+import { scanUsersDocument, scanUsersDocumentNow, type PreviousScan } from './document-scan.js';
 import { isName, isPoolAddress, markId, userIp } from './fields.js';
 import { preview as show } from './preview.js';
 import { inSlices } from './slices.js';
@@ -44,10 +44,12 @@ export function parseUsersDocument(text: string, source: string): UsersSnapshot 
 /**
  * The same, read in slices with pauses between them, so that readings run
  * while a large document is read (`onPause` is told of each). The general
- * way, when needed, is one slice: JSON.parse cannot be cut.
+ * way, when needed, is one slice: JSON.parse cannot be cut. `previous` (what
+ * the last sync left, see PreviousScan) makes a document that repeats it
+ * cheaper to read; the snapshot is the same without it.
  */
-export async function parseUsersDocumentInSlices(text: string, source: string, onPause?: () => void): Promise<UsersSnapshot> {
-  return (await inSlices(scanUsersDocument(text, source), onPause)) ?? parseUsersDocumentGenerally(text, source);
+export async function parseUsersDocumentInSlices(text: string, source: string, onPause?: () => void, previous?: PreviousScan): Promise<UsersSnapshot> {
+  return (await inSlices(scanUsersDocument(text, source, previous), onPause)) ?? parseUsersDocumentGenerally(text, source);
 }
 
 /** The general way: JSON.parse, then every field checked; the first problem is thrown, naming its field. */

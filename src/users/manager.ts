@@ -9,6 +9,7 @@ import { EventEmitter } from 'node:events';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { UsersDocumentError, UsersSourceError } from '../errors.js';
 import type { UsersSource } from './source.js';
+import { mappingOf, type PreviousScan } from './document-scan.js';
 import { parseUsersDocumentInSlices, type User, type UsersSnapshot } from './document.js';
 
 /**
@@ -30,6 +31,12 @@ interface ConfigManagerEvents {
 
 export class ConfigManager extends EventEmitter<ConfigManagerEvents> {
   private snapshot: UsersLoaded | undefined;
+  /**
+   * The mapping the last snapshot's scan made, held weakly: the mark map in
+   * force holds it while it is the one in force (then the next scan can keep
+   * it when it is the same), and nothing keeps it once it is not.
+   */
+  private lastMapping: { byIp: WeakRef<ReadonlyMap<string, number>>; byMark: WeakRef<ReadonlyMap<number, number>> } | undefined;
   /** A digest of the text last acted on (accepted or rejected): the same text again is no change. The text itself is megabytes. */
   private lastDigest: string | undefined;
   private readFailing = false;
@@ -42,8 +49,13 @@ export class ConfigManager extends EventEmitter<ConfigManagerEvents> {
   constructor(
     private readonly source: UsersSource,
     private readonly debounceMs = 50,
-    /** Validation; a large document is read in slices (see slices.ts), so that readings run meanwhile. */
-    private readonly parse: (text: string, source: string) => UsersSnapshot | Promise<UsersSnapshot> = parseUsersDocumentInSlices,
+    /**
+     * Validation; a large document is read in slices (see slices.ts), so that
+     * readings run meanwhile. `previous` is what the last sync left (see
+     * PreviousScan): it changes what a parse costs, never what it returns.
+     */
+    private readonly parse: (text: string, source: string, previous?: PreviousScan) => UsersSnapshot | Promise<UsersSnapshot> = (text, source, previous) =>
+      parseUsersDocumentInSlices(text, source, undefined, previous),
   ) {
     super();
   }
@@ -120,13 +132,24 @@ export class ConfigManager extends EventEmitter<ConfigManagerEvents> {
     this.lastDigest = digest;
     let snapshot: UsersSnapshot;
     try {
-      snapshot = await this.parse(text, this.source.name);
+      snapshot = await this.parse(text, this.source.name, this.previousScan());
     } catch (error) {
       // Anything else thrown is a bug the document found: still one error, never a crash of the reload.
       this.emit('error', error instanceof UsersDocumentError ? error : new UsersDocumentError(this.source.name, undefined, `could not be validated (${String(error)})`, { cause: error }));
       return;
     }
     this.snapshot = { source: snapshot.source, users: snapshot.users, marks: { length: snapshot.marks.length } };
+    const scanned = mappingOf(snapshot);
+    this.lastMapping = scanned && { byIp: new WeakRef(scanned.byIp), byMark: new WeakRef(scanned.byMark) };
     this.emit('sync', snapshot);
+  }
+
+  /** What the last good snapshot leaves for the next scan (its users, and its scan's mapping while it lives). */
+  private previousScan(): PreviousScan | undefined {
+    if (!this.snapshot) return undefined;
+    const byIp = this.lastMapping?.byIp.deref();
+    const byMark = this.lastMapping?.byMark.deref();
+    // Both or neither: a scan takes a mapping as a whole.
+    return byIp && byMark ? { users: this.snapshot.users, byIp, byMark } : { users: this.snapshot.users };
   }
 }

@@ -17,7 +17,7 @@ import { ReadingPath, type UsersApplied } from '../../src/reading-path.js';
 import { loadSettings } from '../../src/settings.js';
 import type { CommandRunner } from '../../src/sources/iptables/save-command.js';
 import { parseUsersDocumentGenerally } from '../../src/users/document.js';
-import { mappingOf, scanUsersDocumentNow } from '../../src/users/document-scan.js';
+import { mappingOf, scanUsersDocumentNow, type PreviousScan } from '../../src/users/document-scan.js';
 import { isDottedQuad } from '../../src/users/fields.js';
 import { until } from './waits.js';
 
@@ -142,14 +142,22 @@ describe('the fast reading of the users document agrees with the general one', (
       return (error as Error).message;
     }
   };
-  const agrees = (text: string) => {
+  /** What a scan of `text` leaves for the next one (see PreviousScan). */
+  const leftBy = (text: string): PreviousScan | undefined => {
+    const snapshot = scanUsersDocumentNow(text, 's');
+    return snapshot && { users: snapshot.users, ...mappingOf(snapshot) };
+  };
+  /** Whether the fast reading answered itself (with and without what `before` left: the same answer either way). */
+  const agrees = (text: string, before?: PreviousScan) => {
     const fast = scanUsersDocumentNow(text, 's');
+    const again = before && scanUsersDocumentNow(text, 's', before);
+    assert.equal(again === undefined, before === undefined || fast === undefined, `answered alike with and without the previous scan, on ${JSON.stringify(text)}`);
     // Undefined: the fast reading leaves this text to the general one.
-    if (fast !== undefined) {
-      assert.deepEqual(fast, general(text), `on ${JSON.stringify(text)}`);
+    for (const scanned of fast ? [fast, again ?? fast] : []) {
+      assert.deepEqual(scanned, general(text), `on ${JSON.stringify(text)}`);
       // The mapping the scan made as it read equals the one made from the snapshot alone.
-      const { byIp, byMark, conflicts, users } = buildMarkMap(fast);
-      const made = buildMarkMap({ ...fast });
+      const { byIp, byMark, conflicts, users } = buildMarkMap(scanned);
+      const made = buildMarkMap({ ...scanned });
       assert.deepEqual({ byIp, byMark, conflicts, users }, { byIp: made.byIp, byMark: made.byMark, conflicts: made.conflicts, users: made.users }, `mapping of ${JSON.stringify(text)}`);
     }
     return fast !== undefined;
@@ -171,6 +179,8 @@ describe('the fast reading of the users document agrees with the general one', (
       '{"users":[{"user_code":"a","user_intra_ip":"10.8.0.2"},{"user_code":"c","user_intra_ip":"fd00::2"}],"marks":[{"mark_id":1,"dips":["10.8.0.2/32"],"sips":["192.0.2.7"]},{"mark_id":2,"sips":["FD00:0::2/128","10.8.0.2"]},{"mark_id":3,"sips":["192.0.2.7"],"dips":["10.8.0.0/24"]},{"mark_id":4,"sips":["fd00::2"],"dips":["fd00::2/128","192.0.2.7"]}]}',
     ];
     for (const text of texts) assert.ok(agrees(text), `answered itself on ${text.slice(0, 80)}`);
+    // Each read again after every other: what the last scan left never changes the answer.
+    for (const text of texts) for (const other of texts) agrees(text, leftBy(other));
     assert.ok(mappingOf(scanUsersDocumentNow(texts[0]!, 's')!), 'a gateway\'s document is mapped as it is read');
   });
 
@@ -184,6 +194,9 @@ describe('the fast reading of the users document agrees with the general one', (
       return state % n;
     };
     let answered = 0;
+    // A changed text read after the base (the usual sync: most entries repeat the last document's) and after the text before it.
+    const afterBase = leftBy(base);
+    let afterLast: PreviousScan | undefined;
     for (let k = 0; k < 20_000; k++) {
       let text = base;
       for (let edits = 1 + random(3); edits > 0; edits--) {
@@ -192,9 +205,29 @@ describe('the fast reading of the users document agrees with the general one', (
         const c = alphabet[random(alphabet.length)]!;
         text = kind === 0 ? text.slice(0, at) + text.slice(at + 1) : kind === 1 ? text.slice(0, at) + c + text.slice(at) : text.slice(0, at) + c + text.slice(at + 1);
       }
-      if (agrees(text)) answered++;
+      if (agrees(text, k % 2 === 0 ? afterBase : afterLast)) answered++;
+      afterLast = leftBy(text);
     }
     assert.ok(answered > 1000, `the fast reading answered ${answered} of the changed texts itself`);
+  });
+
+  test('a document read again keeps what it repeats of the last one: its user objects, and its mapping when that is the same', () => {
+    const first = largeDocument(300);
+    const before = leftBy(first)!;
+    const renamed = scanUsersDocumentNow(first.replace('"user_code":"u7"', '"user_code":"u7-renamed"'), 's', before)!;
+    assert.equal(renamed.users.filter((user, i) => user !== before.users[i]).length, 1, 'one user object made: the renamed one');
+    assert.equal(renamed.users[9]!.user_code, 'u7-renamed');
+    assert.equal(mappingOf(renamed)!.byIp, before.byIp, 'the same addresses at the same places: the same byIp');
+    assert.equal(mappingOf(renamed)!.byMark, before.byMark, 'the same marks with the same owners: the same byMark');
+    // A mark given to another user, and a user's address changed: new maps, right ones (agrees() compares them with maps made from scratch).
+    const moved = first.replace('"sips":["10.64.0.5"]', '"sips":["10.64.0.6"]');
+    assert.notEqual(mappingOf(scanUsersDocumentNow(moved, 's', before)!)!.byMark, before.byMark);
+    assert.ok(agrees(moved, before));
+    const readdressed = first.replace('"user_intra_ip":"10.64.0.5"', '"user_intra_ip":"10.65.0.5"');
+    const again = scanUsersDocumentNow(readdressed, 's', before)!;
+    assert.notEqual(mappingOf(again)!.byIp, before.byIp);
+    assert.equal(mappingOf(again)!.byIp.get('10.65.0.5'), 7);
+    assert.ok(agrees(readdressed, before));
   });
 
   test('a dotted quad is what node takes for an IPv4 address, and nothing else', () => {
