@@ -111,6 +111,7 @@ export function* scanUsersDocument(text: string, source: string, previous: Previ
       const made = new Map<number, number>();
       for (let next = 0; next < marks.length; yield) next = scan.mapMarks(made, next, MAP_ENTRIES_PER_STEP);
       byMark = made;
+      placesOf.set(made, scan.places());
     }
     mapped.set(snapshot, { byIp, byMark });
   }
@@ -136,6 +137,20 @@ export interface ScannedMapping {
 
 const mapped = new WeakMap<UsersSnapshot, ScannedMapping>();
 
+/**
+ * The marks of a byMark the scan made, in the document's order: their ids
+ * and owners by place, for as long as that map lives. The next scan compares
+ * its marks with them place by place (memory read in order) rather than look
+ * each one up in the map (two cache misses a mark).
+ */
+interface MarkPlaces {
+  count: number;
+  ids: Float64Array;
+  owners: Int32Array;
+}
+
+const placesOf = new WeakMap<ReadonlyMap<number, number>, MarkPlaces>();
+
 /** What the scan keeps of a pool address that is no user's address as written: the list of it alone, and its user (-1: none). */
 interface PoolAddress {
   alone: readonly string[];
@@ -158,15 +173,22 @@ class Scanner {
   readonly marks: MarkEntry[] = [];
   /** Whether the owners of the marks are known as they are read (see mappingOf). */
   mapping = true;
-  /** Whether every user so far has the address of the previous document's user at its index. */
+  /** Whether every user so far has the address of the previous document's user at its index (none can be given twice then). */
   private sameAddresses = true;
-  /** Whether every mark so far has the owner the previous mapping gives it. */
-  private sameOwners = true;
+  /** Whether every mark so far has the id of the previous document's mark at its place (none can be given twice then). */
+  private sameIds: boolean;
+  /** Whether every mark so far also has the owner the previous mapping gives it. */
+  private sameOwners: boolean;
+  /** The previous document's marks by place (none: count 0). */
+  private readonly before: MarkPlaces;
 
   constructor(
     private readonly text: string,
     private readonly previous: PreviousScan,
-  ) {}
+  ) {
+    this.before = (previous.byMark && placesOf.get(previous.byMark)) ?? NO_PLACES;
+    this.sameIds = this.sameOwners = this.before.count > 0;
+  }
 
   space(): void {
     const { text } = this;
@@ -390,12 +412,15 @@ class Scanner {
       user = name === undefined ? { user_code: own(code), user_intra_ip: ip } : { user_code: own(code), user_intra_ip: ip, user_name: own(name) };
     }
     const ip = user.user_intra_ip;
-    // An address given twice is the general reader's to report.
-    if (!this.addUserAddress(ip)) return false;
     if (this.sameAddresses && (before === undefined || before.user_intra_ip !== ip)) this.sameAddresses = false;
+    // An address given twice is the general reader's to report (the previous document's, at the same places, were all distinct).
+    if (!this.sameAddresses && !this.addUserAddress(ip)) return false;
     users.push(user);
     return true;
   }
+
+  /** Whether the users' table of addresses holds every user read (it is made when first needed). */
+  private addressesTabled = 0;
 
   /**
    * The users' canonical addresses: an open-addressing table of user indexes
@@ -410,6 +435,7 @@ class Scanner {
 
   /** Adds the next user's address to the table; false when a user has it already. */
   private addUserAddress(ip: string): boolean {
+    this.tableAddresses();
     if (2 * (this.users.length + 1) > this.userSlots.length) this.growUserSlots();
     const { userSlots, users } = this;
     const mask = userSlots.length - 1;
@@ -418,11 +444,24 @@ class Scanner {
       if (users[at - 1]!.user_intra_ip === ip) return false;
     }
     userSlots[slot] = users.length + 1;
+    this.addressesTabled = users.length + 1;
     return true;
+  }
+
+  /** Puts the users read so far and not in the table yet into it (the users of a same-address prefix, known distinct). */
+  private tableAddresses(): void {
+    const { users } = this;
+    if (this.addressesTabled === users.length) return;
+    // growUserSlots doubles the table: from half the size wanted.
+    this.userShift = 33 - Math.max(10, Math.ceil(Math.log2(2 * users.length + 2)));
+    this.userSlots = new Int32Array(2 ** (32 - this.userShift));
+    this.growUserSlots();
+    this.addressesTabled = users.length;
   }
 
   /** The index of the user whose address `text` holds from `start` to `end` (hashed: `hash`), or -1. */
   private userAt(text: string, start: number, end: number, hash: number): number {
+    this.tableAddresses();
     const { userSlots, users } = this;
     const mask = userSlots.length - 1;
     const length = end - start;
@@ -460,6 +499,9 @@ class Scanner {
     let dipsUser = -1;
     let mixed = false;
     let seenId = false;
+    // The user the previous document's mark at this place had: its address is looked at first.
+    const place = this.marks.length;
+    this.expected = place < this.before.count ? this.before.owners[place]! : -1;
     this.space();
     if (!this.eat(CLOSE_OBJECT)) {
       for (;;) {
@@ -497,9 +539,14 @@ class Scanner {
     // Its owner: the first user among its sips, then its dips; one naming two users is the mark map's to report.
     if (mixed || (sipsUser >= 0 && dipsUser >= 0 && sipsUser !== dipsUser)) this.mapping = false;
     const owner = sipsUser >= 0 ? sipsUser : dipsUser;
+    const { before } = this;
+    if (this.sameIds && (place >= before.count || before.ids[place] !== id)) {
+      this.sameIds = this.sameOwners = false;
+      this.tableIds(place);
+    }
+    if (this.sameOwners && before.owners[place] !== owner) this.sameOwners = false;
     // A mark_id given twice is the general reader's to report.
     if (!this.addMark(id, owner)) return false;
-    if (this.sameOwners && this.previous.byMark?.get(id) !== owner) this.sameOwners = false;
     this.marks.push({ mark_id: id, sips: sips ?? NO_ADDRESSES, dips: dips ?? NO_ADDRESSES });
     return true;
   }
@@ -514,12 +561,15 @@ class Scanner {
   /** Adds the next mark (at marks.length); false when its id was read before. */
   private addMark(id: number, owner: number): boolean {
     const { ids, idSlots } = this;
-    const mask = idSlots.length - 1;
-    let slot = Math.imul(id | 0, 0x9e3779b1) >>> this.idShift;
-    for (let at = idSlots[slot]!; at !== 0; at = idSlots[(slot = (slot + 1) & mask)]!) {
-      if (ids[at - 1] === id) return false;
-    }
     const place = this.marks.length;
+    let slot = 0;
+    if (!this.sameIds) {
+      const mask = idSlots.length - 1;
+      slot = Math.imul(id | 0, 0x9e3779b1) >>> this.idShift;
+      for (let at = idSlots[slot]!; at !== 0; at = idSlots[(slot = (slot + 1) & mask)]!) {
+        if (ids[at - 1] === id) return false;
+      }
+    }
     if (place === ids.length) {
       const grownIds = new Float64Array(2 * ids.length);
       grownIds.set(ids);
@@ -530,9 +580,24 @@ class Scanner {
     }
     this.ids[place] = id;
     this.owners[place] = owner;
-    idSlots[slot] = place + 1;
-    if (2 * (place + 1) > idSlots.length) this.growIdSlots(place + 1);
+    if (!this.sameIds) {
+      idSlots[slot] = place + 1;
+      if (2 * (place + 1) > idSlots.length) this.growIdSlots(place + 1);
+    }
     return true;
+  }
+
+  /** Puts the ids of the first `count` marks (a same-id prefix, known distinct) into the table of ids. */
+  private tableIds(count: number): void {
+    // growIdSlots doubles the table: from half the size wanted.
+    this.idShift = 33 - Math.max(11, Math.ceil(Math.log2(2 * count + 2)));
+    this.idSlots = new Int32Array(2 ** (32 - this.idShift));
+    this.growIdSlots(count);
+  }
+
+  /** What the next scan compares its marks with (see MarkPlaces). */
+  places(): MarkPlaces {
+    return { count: this.marks.length, ids: this.ids, owners: this.owners };
   }
 
   /** A table twice as large, for the ids of the first `count` marks. */
@@ -633,6 +698,9 @@ class Scanner {
   private itemAlone: readonly string[] = NO_ADDRESSES;
   private itemUser = -1;
 
+  /** The user whose address the current mark is expected to name (see mark()), or -1. */
+  private expected = -1;
+
   /** The list of each user's address alone, made when a pool first names it. */
   private readonly aloneOfUser: (readonly string[] | undefined)[] = [];
 
@@ -660,14 +728,10 @@ class Scanner {
       hash = (Math.imul(hash, 31) + c) | 0;
     }
     if (end >= text.length) return false;
-    // A user's address as the user has it (the usual pool address): valid, and that user's.
-    const user = this.userAt(text, start, end, hash);
-    if (user >= 0) {
-      this.pos = end + 1;
-      this.itemAlone = this.aloneOfUser[user] ??= Object.freeze([this.users[user]!.user_intra_ip]);
-      this.itemUser = user;
-      return true;
-    }
+    // A user's address as the user has it (the usual pool address): valid, and that user's. The expected user first.
+    const { expected, users } = this;
+    if (expected >= 0 && expected < users.length && this.spells(start - 1, end, false, users[expected]!.user_intra_ip)) return this.userAddress(expected, end);
+    // Then the other addresses seen (a few peers, as a rule: in the cache).
     const { slots, seen } = this;
     const mask = slots.length - 1;
     let slot = Math.imul(hash, 0x9e3779b1) >>> this.shift;
@@ -681,7 +745,17 @@ class Scanner {
         return true;
       }
     }
-    return this.newPoolAddress(slot);
+    // Then every user's (when their table is made: a document whose users repeat the last one's needs none).
+    const user = this.addressesTabled === users.length ? this.userAt(text, start, end, hash) : -1;
+    return user >= 0 ? this.userAddress(user, end) : this.newPoolAddress(slot);
+  }
+
+  /** Reads the address of user `user`, which ends at `end`. */
+  private userAddress(user: number, end: number): boolean {
+    this.pos = end + 1;
+    this.itemAlone = this.aloneOfUser[user] ??= Object.freeze([this.users[user]!.user_intra_ip]);
+    this.itemUser = user;
+    return true;
   }
 
   /** Reads a pool address not seen yet (at `slot` of the table, or -1: not to be put there). */
@@ -689,7 +763,8 @@ class Scanner {
     const item = this.string();
     if (item === undefined || !isPoolAddress(item)) return false;
     const host = this.mapping ? poolHost(item) : undefined;
-    const user = host === undefined ? -1 : this.userAt(host, 0, host.length, hashOf(host, 0, host.length));
+    const byIp = host === undefined ? undefined : this.sameByIp();
+    const user = host === undefined ? -1 : byIp ? (byIp.get(host) ?? -1) : this.userAt(host, 0, host.length, hashOf(host, 0, host.length));
     const entry = { alone: Object.freeze([own(item)]), user };
     if (slot >= 0) {
       this.seen.push(entry);
@@ -724,6 +799,7 @@ function hashOf(text: string, start: number, end: number): number {
 }
 
 const NO_ADDRESSES: readonly string[] = Object.freeze([]);
+const NO_PLACES: MarkPlaces = { count: 0, ids: new Float64Array(0), owners: new Int32Array(0) };
 
 /**
  * A string read from the text, as one the snapshot may keep: V8 makes a slice

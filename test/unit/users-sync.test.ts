@@ -228,6 +228,11 @@ describe('the fast reading of the users document agrees with the general one', (
     assert.notEqual(mappingOf(again)!.byIp, before.byIp);
     assert.equal(mappingOf(again)!.byIp.get('10.65.0.5'), 7);
     assert.ok(agrees(readdressed, before));
+    // Past what repeats the last document: an address or a mark_id given twice is still the general reader's error.
+    const twice = (text: string) => assert.equal(scanUsersDocumentNow(text, 's', before), undefined, text.slice(-120));
+    twice(first.replace('\n],"marks"', ',\n{"user_code":"again","user_intra_ip":"10.8.0.2"}\n],"marks"'));
+    twice(first.replace('\n]}', ',\n{"mark_id":1000}\n]}'));
+    assert.ok(agrees(first.replace('\n]}', ',\n{"mark_id":99,"sips":["10.8.0.3"]}\n]}'), before));
   });
 
   test('a dotted quad is what node takes for an IPv4 address, and nothing else', () => {
