@@ -29,7 +29,7 @@ import type { ResourceMetrics } from '@opentelemetry/sdk-metrics';
 import type { Count } from '../shared/count.js';
 import type { ShapedTotals, Totals, UserSeries } from '../totals/accumulator.js';
 import { METER_NAME, TC_METRICS, USER_METRICS, type MetricSpec } from './semconv.js';
-import { seriesAttributes } from './user-series.js';
+import { INT64_LIMIT, seriesAttributes } from './user-series.js';
 
 /** Wire type 2 (length-delimited), 1 (64-bit), 0 (varint) tags. */
 const tag = (field: number, wireType: number) => (field << 3) | wireType;
@@ -42,6 +42,8 @@ const SUM_DATA_POINT = tag(1, 2);
 const SUM_TRAILER = [tag(2, 0), 2, tag(3, 0), 1];
 /** From a point's value back to its end time: the end time's 8 bytes, then the as_int tag, come before the value. */
 const TIME_BEFORE_VALUE = 9;
+/** as_double (a double, 64-bit): written over a point's as_int tag in a metric past int64; both values take 8 bytes. */
+const AS_DOUBLE = tag(4, 1);
 
 /** The metrics in the order they are written (UserSeriesProducer's), by the totals they carry: see writeMarked and writeShaped. */
 const MARKED = ['rxPackets', 'txPackets', 'rxBytes', 'txBytes'] as const satisfies readonly (keyof typeof USER_METRICS & keyof Totals)[];
@@ -140,7 +142,8 @@ export class UserSeriesEncoder {
         end();
         return start;
       });
-      writeMarked(view, at, this.order, this.values);
+      const doubles = MARKED.map((key) => this.order.some((series) => Number(series.totals[key]) >= INT64_LIMIT));
+      writeMarked(view, at, this.order, this.values, doubles);
     }
     if (shaped) {
       const at = this.shaped.map((head) => {
@@ -149,7 +152,8 @@ export class UserSeriesEncoder {
         end();
         return start;
       });
-      writeShaped(view, at, this.order, this.values, this.starts, this.shapedAt);
+      const doubles = SHAPED.map((key) => this.order.some(({ shaped }) => shaped !== undefined && Number(shaped[key]) >= INT64_LIMIT));
+      writeShaped(view, at, this.order, this.values, this.starts, this.shapedAt, doubles);
     }
     if (pos !== out.length) throw new Error(`user series protobuf: wrote ${pos} bytes of ${out.length}`);
     return out;
@@ -277,33 +281,35 @@ export function userSeriesSerializer(encoder: UserSeriesEncoder): ISerializer<Re
 }
 
 /** The values of the MARK rules' metrics (at: where each metric's points begin in `view`), in MARKED's order. */
-function writeMarked(view: DataView, at: number[], order: UserSeries[], values: Uint32Array): void {
+function writeMarked(view: DataView, at: number[], order: UserSeries[], values: Uint32Array, doubles: boolean[]): void {
   const [rxPackets, txPackets, rxBytes, txBytes] = at as [number, number, number, number];
+  const [d0, d1, d2, d3] = doubles as [boolean, boolean, boolean, boolean];
   for (let i = 0; i < order.length; i++) {
     const totals = order[i]!.totals;
     const value = values[i]!;
-    writeValue(view, rxPackets + value, totals.rxPackets);
-    writeValue(view, txPackets + value, totals.txPackets);
-    writeValue(view, rxBytes + value, totals.rxBytes);
-    writeValue(view, txBytes + value, totals.txBytes);
+    writeValue(view, rxPackets + value, totals.rxPackets, d0);
+    writeValue(view, txPackets + value, totals.txPackets, d1);
+    writeValue(view, rxBytes + value, totals.rxBytes, d2);
+    writeValue(view, txBytes + value, totals.txBytes, d3);
   }
 }
 
 /** The values of the shaper classes' metrics, in SHAPED's order, for the series that have them (placed by placeShaped). */
-function writeShaped(view: DataView, at: number[], order: UserSeries[], values: Uint32Array, starts: Uint32Array, shapedAt: Int32Array): void {
+function writeShaped(view: DataView, at: number[], order: UserSeries[], values: Uint32Array, starts: Uint32Array, shapedAt: Int32Array, doubles: boolean[]): void {
   const [rxPackets, txPackets, rxBytes, txBytes, rxDropped, txDropped, rxOverlimits, txOverlimits] = at as [number, number, number, number, number, number, number, number];
+  const [d0, d1, d2, d3, d4, d5, d6, d7] = doubles as [boolean, boolean, boolean, boolean, boolean, boolean, boolean, boolean];
   for (let i = 0; i < order.length; i++) {
     const totals = order[i]!.shaped;
     if (totals === undefined) continue;
     const value = shapedAt[i]! + values[i]! - starts[i]!;
-    writeValue(view, rxPackets + value, totals.rxPackets);
-    writeValue(view, txPackets + value, totals.txPackets);
-    writeValue(view, rxBytes + value, totals.rxBytes);
-    writeValue(view, txBytes + value, totals.txBytes);
-    writeValue(view, rxDropped + value, totals.rxDropped);
-    writeValue(view, txDropped + value, totals.txDropped);
-    writeValue(view, rxOverlimits + value, totals.rxOverlimits);
-    writeValue(view, txOverlimits + value, totals.txOverlimits);
+    writeValue(view, rxPackets + value, totals.rxPackets, d0);
+    writeValue(view, txPackets + value, totals.txPackets, d1);
+    writeValue(view, rxBytes + value, totals.rxBytes, d2);
+    writeValue(view, txBytes + value, totals.txBytes, d3);
+    writeValue(view, rxDropped + value, totals.rxDropped, d4);
+    writeValue(view, txDropped + value, totals.txDropped, d5);
+    writeValue(view, rxOverlimits + value, totals.rxOverlimits, d6);
+    writeValue(view, txOverlimits + value, totals.txOverlimits, d7);
   }
 }
 
@@ -311,8 +317,13 @@ function writeShaped(view: DataView, at: number[], order: UserSeries[], values: 
  * as_int of a value as the SDK's writer writes Number(value) (sfixed64):
  * totals above 2^53 are rounded here, as in UserSeriesProducer.
  */
-function writeValue(view: DataView, at: number, count: Count): void {
+function writeValue(view: DataView, at: number, count: Count, asDouble: boolean): void {
   const value = Number(count);
+  if (asDouble) {
+    view.setUint8(at - 1, AS_DOUBLE);
+    view.setFloat64(at, value, true);
+    return;
+  }
   let low: number;
   let high: number;
   if (value >= 0) {

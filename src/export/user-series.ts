@@ -26,6 +26,14 @@ import type { SeriesOwner } from '../attribution/mark-map.js';
 import type { Count } from '../shared/count.js';
 import { ATTR_MARK_ID, ATTR_PEER_IP, ATTR_USER_CODE, ATTR_USER_INTRA_IP, ATTR_USER_NAME, METER_NAME, TC_METRICS, USER_METRICS, type MetricSpec } from './semconv.js';
 
+/**
+ * 2^63: a total at or past it (as a number: 2^63 - 1 rounds to it) does not
+ * fit OTLP's int64, so its metric is written as doubles in that export (one
+ * value type per metric in the SDK's data model). Doubles are exact up to
+ * 2^53, and Prometheus stores every sample as one.
+ */
+export const INT64_LIMIT = 2 ** 63;
+
 export class UserSeriesProducer implements MetricProducer {
   /** Attributes and start time per series, made once (a series keeps its owner and start). */
   private readonly fixed = new WeakMap<UserSeries, { attributes: Attributes; startTime: HrTime }>();
@@ -47,10 +55,16 @@ export class UserSeriesProducer implements MetricProducer {
     const endTime = this.now();
     const marked = Object.fromEntries(Object.entries(USER_METRICS).map(([key, spec]) => [key, sum(spec)])) as Record<keyof typeof USER_METRICS, SumMetricData>;
     const shaped = Object.fromEntries(Object.entries(TC_METRICS).map(([key, spec]) => [key, sum(spec)])) as Record<keyof typeof TC_METRICS, SumMetricData>;
+    const pastInt64 = new Set<SumMetricData>();
     for (const series of this.users()) {
       const { attributes, startTime } = this.fixedOf(series);
       // Numbers: the data model carries doubles or int64, so totals above 2^53 are rounded here (and only here).
-      const add = (metric: SumMetricData, value: Count) => metric.dataPoints.push(point(attributes, startTime, endTime, Number(value)));
+      const add = (metric: SumMetricData, value: Count) => {
+        const number = Number(value);
+        // Past int64 the OTLP writers wrap (2^63 would arrive negative): the metric is written as doubles.
+        if (number >= INT64_LIMIT) pastInt64.add(metric);
+        metric.dataPoints.push(point(attributes, startTime, endTime, number));
+      };
       if (this.measures.marked) {
         const { totals } = series;
         add(marked.rxPackets, totals.rxPackets);
@@ -70,7 +84,9 @@ export class UserSeriesProducer implements MetricProducer {
         add(shaped.txOverlimits, tc.txOverlimits);
       }
     }
-    const metrics = [...(this.measures.marked ? Object.values(marked) : []), ...(this.measures.shaped ? Object.values(shaped) : [])];
+    const metrics = [...(this.measures.marked ? Object.values(marked) : []), ...(this.measures.shaped ? Object.values(shaped) : [])].map((metric) =>
+      pastInt64.has(metric) ? { ...metric, descriptor: { ...metric.descriptor, valueType: ValueType.DOUBLE } } : metric,
+    );
     return Promise.resolve({
       resourceMetrics: { resource: this.resource, scopeMetrics: [{ scope: { name: METER_NAME }, metrics }] },
       errors: [],

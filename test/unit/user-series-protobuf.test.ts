@@ -9,7 +9,7 @@ import { createServer, type IncomingHttpHeaders } from 'node:http';
 import { describe, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import type { HrTime } from '@opentelemetry/api';
-import { ProtobufMetricsSerializer } from '@opentelemetry/otlp-transformer';
+import { JsonMetricsSerializer, ProtobufMetricsSerializer } from '@opentelemetry/otlp-transformer';
 import { resourceFromAttributes, type Resource } from '@opentelemetry/resources';
 import { MeterProvider, MetricReader, type ResourceMetrics } from '@opentelemetry/sdk-metrics';
 import type { SeriesOwner } from '../../src/attribution/mark-map.js';
@@ -135,6 +135,40 @@ describe('user series written straight to protobuf', () => {
       }
     });
   }
+
+  test('totals past int64 (2^63 and up) are written as doubles, by our encoder and by the SDK, never wrapped', async () => {
+    const resource = resourceFromAttributes({ 'service.name': 'markmeter-test' });
+    const clock: HrTime = [1_700_000_000, 5];
+    const measures = { marked: true, shaped: true };
+    const big: UserSeries = {
+      user: { user_code: 'big', user_intra_ip: '10.8.0.9' },
+      totals: { rxPackets: 7, txPackets: 2n ** 63n - 1n, rxBytes: 2n ** 64n - 1n, txBytes: 2n ** 53n + 1n },
+      shaped: { ...zeroShaped(), txDropped: 2n ** 63n + 5n, rxBytes: 2n ** 62n },
+      since: 1_700_000_000_000,
+    };
+    const small: UserSeries = { user: { user_code: 'small', user_intra_ip: '10.8.0.10' }, totals: { rxPackets: 1, txPackets: 2, rxBytes: 3, txBytes: 4 }, shaped: zeroShaped(), since: 1_700_000_000_000 };
+    const list = [big, small];
+    const self = await selfMetrics(resource);
+    const ours = userSeriesSerializer(new UserSeriesEncoder(() => list, measures, () => clock)).serializeRequest(self)!;
+    const users = (await new UserSeriesProducer(() => list, resource, measures, () => clock).collect()).resourceMetrics;
+    const all = { resource, scopeMetrics: [...self.scopeMetrics, ...users.scopeMetrics] };
+    const stock = ProtobufMetricsSerializer.serializeRequest(all)!;
+    const json = JsonMetricsSerializer.serializeRequest(all)!;
+    const value = (points: ReturnType<typeof decodeExport>, metric: string, user: string) => points.find((p) => p.metric === metric && p.attributes.user_code === user)?.value;
+    for (const [name, points] of [['ours', decodeExport(ours, 'protobuf')], ['the SDK, protobuf', decodeExport(stock, 'protobuf')], ['the SDK, json', decodeExport(json, 'json')]] as const) {
+      // A metric with a point past int64 is all doubles (the SDK's data model has one value type per metric): 2^63 - 1 rounds to 2^63.
+      assert.equal(value(points, 'net_user_tx_packets', 'big'), 2 ** 63, name);
+      assert.equal(value(points, 'net_user_rx_bytes', 'big'), 2 ** 64, name);
+      assert.equal(value(points, 'net_user_tc_tx_dropped_packets', 'big'), 2 ** 63, name);
+      assert.equal(value(points, 'net_user_tx_packets', 'small'), 2, name);
+      // The other metrics stay int64 (a decimal string here; the SDK's JSON prints a number past 2^53 as JavaScript does).
+      assert.equal(value(points, 'net_user_rx_packets', 'big'), '7', name);
+      assert.equal(value(points, 'net_user_tx_bytes', 'big'), String(2 ** 53), name);
+      assert.equal(typeof value(points, 'net_user_tc_rx_bytes', 'big'), 'string', name);
+      assert.equal(Number(value(points, 'net_user_tc_rx_bytes', 'big')), 2 ** 62, name);
+    }
+    assert.ok(Buffer.from(ours).equals(Buffer.from(stock)), 'ours and the SDK differ');
+  });
 
   test("a request's buffer is written again only once no push is sending it", async () => {
     const r = random(11);
