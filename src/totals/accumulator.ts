@@ -70,9 +70,20 @@ export class Accumulator {
       if (unchanged) owners[i] = unchanged.user;
       series[i] = unchanged ?? this.seriesOf(user, now);
     }
-    const present = new Set(series);
-    for (const entry of this.series.values()) {
-      if (!present.has(entry) && entry.removedAt === undefined) entry.removedAt = now;
+    if (previous) {
+      // Every present series is one of the previous mapping's (only setUsers and lineUp make one present, for the mapping in force):
+      // those still at their index are present; of the rest, those the new mapping placed elsewhere.
+      const moved = new Set<UserSeries>();
+      for (let i = 0; i < series.length; i++) if (series[i] !== previous.series[i]) moved.add(series[i]!);
+      for (let j = 0; j < previous.series.length; j++) {
+        const entry = previous.series[j];
+        if (entry && series[j] !== entry && !moved.has(entry) && entry.removedAt === undefined) entry.removedAt = now;
+      }
+    } else {
+      const present = new Set(series);
+      for (const entry of this.series.values()) {
+        if (!present.has(entry) && entry.removedAt === undefined) entry.removedAt = now;
+      }
     }
     this.current = { map, series, totals: [] };
   }

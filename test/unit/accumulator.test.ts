@@ -295,4 +295,17 @@ describe('Accumulator users', () => {
     assert.equal(of(acc, 'bob').txPackets, 5n);
     assert.equal(of(acc, 'alice').txPackets, 4n);
   });
+
+  test('a sync that moves, removes and renames users at once: removed exactly those no longer listed', () => {
+    const acc = new Accumulator();
+    const carol = { user_code: 'carol', user_intra_ip: '10.8.0.4' };
+    acc.setUsers(mapOf(alice, bob, carol), 0);
+    // bob moves to alice's place, alice is gone, carol is renamed (a new series): alice and the old carol are removed.
+    const renamed = { ...carol, user_code: 'carol2' };
+    acc.setUsers(mapOf(bob, renamed), 1);
+    const removed = Object.fromEntries([...acc.users()].map((s) => [s.user.user_code, s.removedAt]));
+    assert.deepEqual(removed, { alice: 1, bob: undefined, carol: 1, carol2: undefined });
+    acc.setUsers(mapOf(alice, bob, renamed), 2);
+    assert.deepEqual(Object.fromEntries([...acc.users()].map((s) => [s.user.user_code, s.removedAt])), { alice: undefined, bob: undefined, carol: 1, carol2: undefined });
+  });
 });
