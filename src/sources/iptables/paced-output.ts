@@ -36,7 +36,8 @@ export interface PacedOutput {
  * is a megabyte outside V8's heap that V8 counts toward its next full collection.
  */
 const spareBuffers: Buffer[] = [];
-const SPARE_BUFFERS = 4;
+/** A reading runs its IPv4 and IPv6 save commands at once. */
+const SPARE_BUFFERS = 2;
 
 /** Directories of pairs being made: removed at exit too, should the process end meanwhile (process.exit). */
 const making = new Set<string>();
