@@ -12,6 +12,7 @@ import type { Resource } from '@opentelemetry/resources';
 import type { Accumulator } from './totals/accumulator.js';
 import type { SourceReport } from './sources/collect.js';
 import type { ConfigManager } from './users/manager.js';
+import { markCount } from './users/document.js';
 import { UsersSourceError } from './errors.js';
 import { ReadingPath, type UsersApplied } from './reading-path.js';
 import { startHealthServer } from './sidecar/health.js';
@@ -283,6 +284,6 @@ export class Agent {
     this.stats.usersRefused = refused;
     this.stats.count(this.stats.usersSyncs, 'ok');
     this.stats.usersLoaded = snapshot.users.length;
-    this.log.info('users document loaded', { source: snapshot.source, users: snapshot.users.length, marks: snapshot.marks.length });
+    this.log.info('users document loaded', { source: snapshot.source, users: snapshot.users.length, marks: markCount(snapshot) });
   }
 }

@@ -9,7 +9,7 @@
  * marks the pool lacks (mark_id "", counted by the rules' addresses).
  */
 import type { MarkEntry, User, UsersSnapshot } from '../users/document.js';
-import { mappingOf } from '../users/document-scan.js';
+import { mappingOf, markCount } from '../users/document-scan.js';
 import { poolHost } from '../users/fields.js';
 
 export type Breakdown = 'user' | 'mark';
@@ -73,18 +73,21 @@ class MarkMapBuilder {
   /** The user of each pool address seen (NO_USER: none), so that an address named by many marks is looked at once. */
   private readonly userOfAddress = new Map<string, number>();
   private next = 0;
+  /** How many pool entries the snapshot has: counted without making them (a scanned snapshot makes them on first use). */
+  private readonly count: number;
 
   constructor(
     private readonly snapshot: UsersSnapshot,
     private readonly breakdown: Breakdown,
   ) {
+    this.count = markCount(snapshot);
     this.users = breakdown === 'mark' ? snapshot.users.map((u) => ({ ...u, mark_id: '', peer_ip: '' })) : snapshot.users;
     // Series by user: what the document's scan already mapped (its -1 is NO_USER) is the mapping.
     const scanned = breakdown === 'user' ? mappingOf(snapshot) : undefined;
     if (scanned) {
       this.byIp = scanned.byIp;
       this.byMark = scanned.byMark;
-      this.next = snapshot.marks.length;
+      this.next = this.count;
       return;
     }
     const byIp = this.byIp as Map<string, number>;
@@ -93,10 +96,11 @@ class MarkMapBuilder {
 
   /** Maps up to `count` more pool entries; false when the pool is done. */
   step(count: number): boolean {
+    if (this.next === this.count) return false;
     const { marks } = this.snapshot;
-    const end = Math.min(marks.length, this.next + count);
+    const end = Math.min(this.count, this.next + count);
     for (; this.next < end; this.next++) this.add(marks[this.next]!);
-    return this.next < marks.length;
+    return this.next < this.count;
   }
 
   result(): MarkMap {

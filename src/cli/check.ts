@@ -9,6 +9,7 @@ import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { createLogger } from '../log.js';
 import { ReadingPath } from '../reading-path.js';
+import { markCount } from '../users/document.js';
 import { countTable, detectBackend, type Backend } from '../sources/iptables/backend.js';
 import type { RunOptions } from '../sources/iptables/save-command.js';
 import { describePrivileges, privilegeProblem, readPrivileges, type ProcessPrivileges } from '../sidecar/privileges.js';
@@ -101,7 +102,7 @@ export async function runChecks(
     try {
       const { snapshot, refused } = (await path.loadUsersOnce())!;
       const over = refused > 0 ? `; ${refused} beyond limits.maxUsers (${settings.limits.maxUsers}) would not be exported: raise limits.maxUsers` : '';
-      results.push({ name: 'users document', ok: refused === 0, detail: `${snapshot.source}: ${snapshot.users.length + refused} users, ${snapshot.marks.length} marks${over}` });
+      results.push({ name: 'users document', ok: refused === 0, detail: `${snapshot.source}: ${snapshot.users.length + refused} users, ${markCount(snapshot)} marks${over}` });
     } catch (error) {
       results.push({ name: 'users document', ok: false, detail: (error as Error).message });
     }

@@ -96,8 +96,9 @@ export function* scanUsersDocument(text: string, source: string, previous: Previ
   }
   scan.space();
   if (scan.pos !== text.length || !seenUsers) return undefined;
-  const { users, marks } = scan;
-  const snapshot = { source, users, marks };
+  const { users } = scan;
+  const marks = scan.compactMarks();
+  const snapshot = snapshotOf(source, users, marks);
   if (scan.mapping) {
     // The previous mapping when it is the same (the usual sync), else one made in steps.
     let byIp = scan.sameByIp();
@@ -109,7 +110,7 @@ export function* scanUsersDocument(text: string, source: string, previous: Previ
     let byMark = scan.sameByMark();
     if (!byMark) {
       const made = new Map<number, number>();
-      for (let next = 0; next < marks.length; yield) next = scan.mapMarks(made, next, MAP_ENTRIES_PER_STEP);
+      for (let next = 0; next < marks.count; yield) next = scan.mapMarks(made, next, MAP_ENTRIES_PER_STEP);
       byMark = made;
       placesOf.set(made, scan.places());
     }
@@ -151,10 +152,86 @@ interface MarkPlaces {
 
 const placesOf = new WeakMap<ReadonlyMap<number, number>, MarkPlaces>();
 
-/** What the scan keeps of a pool address that is no user's address as written: the list of it alone, and its user (-1: none). */
-interface PoolAddress {
-  alone: readonly string[];
-  user: number;
+/**
+ * The marks of a scanned snapshot, as the scan read them: no object per mark
+ * (100,000 of them, and a list per pool address, at every sync, were most of
+ * a sync's garbage). Each list of addresses is one code (see USER_ADDRESS);
+ * `entries` makes the MarkEntry objects, when something reads
+ * snapshot.marks. Holds strings of its own and the users', never the text.
+ */
+interface CompactMarks {
+  count: number;
+  ids: Float64Array;
+  sips: Int32Array;
+  dips: Int32Array;
+  users: readonly User[];
+  /** The pool addresses that are no user's address as written, by index. */
+  others: readonly string[];
+  /** The lists of two or more addresses, by index. */
+  lists: readonly (readonly string[])[];
+}
+
+/**
+ * A list of addresses, coded: 0 for none, else an index shifted left by two
+ * beside a tag: a user's address (the user's index), another address (an
+ * index into `others`), or a list of two or more (an index into `lists`).
+ */
+const USER_ADDRESS = 1;
+const OTHER_ADDRESS = 2;
+const LIST = 3;
+
+/** The MarkEntry objects of compact marks; a list of one address is one shared, frozen array per address. */
+function entriesOf(marks: CompactMarks): MarkEntry[] {
+  const { count, ids, sips, dips, users, others, lists } = marks;
+  const ofUser: (readonly string[] | undefined)[] = [];
+  const ofOther: (readonly string[] | undefined)[] = [];
+  const listOf = (code: number): readonly string[] => {
+    const index = code >>> 2;
+    switch (code & 3) {
+      case USER_ADDRESS:
+        return (ofUser[index] ??= Object.freeze([users[index]!.user_intra_ip]));
+      case OTHER_ADDRESS:
+        return (ofOther[index] ??= Object.freeze([others[index]!]));
+      case LIST:
+        return lists[index]!;
+      default:
+        return NO_ADDRESSES;
+    }
+  };
+  const entries: MarkEntry[] = new Array(count);
+  for (let i = 0; i < count; i++) entries[i] = { mark_id: ids[i]!, sips: listOf(sips[i]!), dips: listOf(dips[i]!) };
+  return entries;
+}
+
+/**
+ * A snapshot whose `marks` are made on first use (a mapping by user, taken
+ * from the scan, never needs them); until then markCount says how many.
+ * Reading or setting `marks` leaves a plain data property, as in any other
+ * snapshot, and lets the compact form go.
+ */
+function snapshotOf(source: string, users: User[], marks: CompactMarks): UsersSnapshot {
+  const snapshot = { source, users } as UsersSnapshot;
+  const settle = (value: MarkEntry[]): MarkEntry[] => {
+    Object.defineProperty(snapshot, 'marks', { value, writable: true, enumerable: true, configurable: true });
+    unmade.delete(snapshot);
+    return value;
+  };
+  Object.defineProperty(snapshot, 'marks', {
+    get: () => settle(entriesOf(marks)),
+    set: settle,
+    enumerable: true,
+    configurable: true,
+  });
+  unmade.set(snapshot, marks.count);
+  return snapshot;
+}
+
+/** How many marks the snapshots whose `marks` are not made yet have. */
+const unmade = new WeakMap<UsersSnapshot, number>();
+
+/** How many pool entries a snapshot has, without making its entries when they are not made yet. */
+export function markCount(snapshot: UsersSnapshot): number {
+  return unmade.get(snapshot) ?? snapshot.marks.length;
 }
 
 /** Reads the whole text at once (no pauses). */
@@ -170,7 +247,8 @@ export function scanUsersDocumentNow(text: string, source: string, previous?: Pr
 class Scanner {
   pos = 0;
   readonly users: User[] = [];
-  readonly marks: MarkEntry[] = [];
+  /** How many marks were read. */
+  private count = 0;
   /** Whether the owners of the marks are known as they are read (see mappingOf). */
   mapping = true;
   /** Whether every user so far has the address of the previous document's user at its index (none can be given twice then). */
@@ -492,15 +570,16 @@ class Scanner {
   mark(): boolean {
     if (!this.eat(OPEN_OBJECT)) return false;
     let id: number | undefined;
-    let sips: readonly string[] | undefined;
-    let dips: readonly string[] | undefined;
+    // The lists' codes (see USER_ADDRESS), -1 while absent.
+    let sips = -1;
+    let dips = -1;
     // The first user each list names, and whether it names another.
     let sipsUser = -1;
     let dipsUser = -1;
     let mixed = false;
     let seenId = false;
     // The user the previous document's mark at this place had: its address is looked at first.
-    const place = this.marks.length;
+    const place = this.count;
     this.expected = place < this.before.count ? this.before.owners[place]! : -1;
     this.space();
     if (!this.eat(CLOSE_OBJECT)) {
@@ -522,9 +601,9 @@ class Scanner {
           id = this.markIdValue();
           if (id === undefined) return false;
         } else {
-          if ((field === 2 ? sips : dips) !== undefined) return false;
+          if ((field === 2 ? sips : dips) >= 0) return false;
           const list = this.addresses();
-          if (list === undefined) return false;
+          if (list < 0) return false;
           mixed ||= this.listMixed;
           if (field === 2) (sips = list), (sipsUser = this.listUser);
           else (dips = list), (dipsUser = this.listUser);
@@ -546,22 +625,24 @@ class Scanner {
     }
     if (this.sameOwners && before.owners[place] !== owner) this.sameOwners = false;
     // A mark_id given twice is the general reader's to report.
-    if (!this.addMark(id, owner)) return false;
-    this.marks.push({ mark_id: id, sips: sips ?? NO_ADDRESSES, dips: dips ?? NO_ADDRESSES });
+    if (!this.addMark(id, owner, Math.max(0, sips), Math.max(0, dips))) return false;
+    this.count++;
     return true;
   }
 
-  /** The marks read: their ids and owners by place, and an open-addressing table of places (plus one) by id. */
+  /** The marks read: their ids, owners and lists' codes by place, and an open-addressing table of places (plus one) by id. */
   private ids = new Float64Array(1024);
   private owners = new Int32Array(1024);
+  private sips = new Int32Array(1024);
+  private dips = new Int32Array(1024);
   private idSlots = new Int32Array(2048);
   /** 32 - log2(idSlots.length). */
   private idShift = 21;
 
-  /** Adds the next mark (at marks.length); false when its id was read before. */
-  private addMark(id: number, owner: number): boolean {
+  /** Adds the next mark (at `count`); false when its id was read before. */
+  private addMark(id: number, owner: number, sips: number, dips: number): boolean {
     const { ids, idSlots } = this;
-    const place = this.marks.length;
+    const place = this.count;
     let slot = 0;
     if (!this.sameIds) {
       const mask = idSlots.length - 1;
@@ -574,12 +655,14 @@ class Scanner {
       const grownIds = new Float64Array(2 * ids.length);
       grownIds.set(ids);
       this.ids = grownIds;
-      const grownOwners = new Int32Array(2 * ids.length);
-      grownOwners.set(this.owners);
-      this.owners = grownOwners;
+      this.owners = grownInt32(this.owners);
+      this.sips = grownInt32(this.sips);
+      this.dips = grownInt32(this.dips);
     }
     this.ids[place] = id;
     this.owners[place] = owner;
+    this.sips[place] = sips;
+    this.dips[place] = dips;
     if (!this.sameIds) {
       idSlots[slot] = place + 1;
       if (2 * (place + 1) > idSlots.length) this.growIdSlots(place + 1);
@@ -597,7 +680,13 @@ class Scanner {
 
   /** What the next scan compares its marks with (see MarkPlaces). */
   places(): MarkPlaces {
-    return { count: this.marks.length, ids: this.ids, owners: this.owners };
+    return { count: this.count, ids: this.ids, owners: this.owners };
+  }
+
+  /** The marks read, for the snapshot (see CompactMarks). */
+  compactMarks(): CompactMarks {
+    const { count, ids, sips, dips, users, others, lists } = this;
+    return { count, ids, sips, dips, users, others, lists };
   }
 
   /** A table twice as large, for the ids of the first `count` marks. */
@@ -624,7 +713,7 @@ class Scanner {
   sameByMark(): ReadonlyMap<number, number> | undefined {
     const { byMark } = this.previous;
     // Every mark (no id twice) has its previous owner, and there are as many: the same map.
-    return this.sameOwners && byMark !== undefined && byMark.size === this.marks.length ? byMark : undefined;
+    return this.sameOwners && byMark !== undefined && byMark.size === this.count ? byMark : undefined;
   }
 
   /** Puts the addresses of users from `from` (up to `count` of them) into `byIp`; returns where it stopped. */
@@ -638,7 +727,7 @@ class Scanner {
   /** Puts the owners of marks from `from` (up to `count` of them) into `byMark`; returns where it stopped. */
   mapMarks(byMark: Map<number, number>, from: number, count: number): number {
     const { ids, owners } = this;
-    const end = Math.min(this.marks.length, from + count);
+    const end = Math.min(this.count, from + count);
     for (let i = from; i < end; i++) byMark.set(ids[i]!, owners[i]!);
     return end;
   }
@@ -660,20 +749,21 @@ class Scanner {
   }
 
   /**
-   * A JSON array of valid pool addresses, or undefined. A pool names the same
-   * peers and users over and over: each distinct address is checked once, and
-   * a list of one address (the usual) is one shared, frozen array.
+   * A JSON array of valid pool addresses, as its code (see USER_ADDRESS), or -1.
+   * A pool names the same peers and users over and over: each distinct
+   * address is checked once, and a list of one address (the usual) is the
+   * code of that address, no array.
    */
-  private addresses(): readonly string[] | undefined {
+  private addresses(): number {
     this.listUser = -1;
     this.listMixed = false;
-    if (!this.eat(OPEN_ARRAY)) return undefined;
+    if (!this.eat(OPEN_ARRAY)) return -1;
     this.space();
-    if (this.eat(CLOSE_ARRAY)) return NO_ADDRESSES;
+    if (this.eat(CLOSE_ARRAY)) return 0;
     let list: string[] | undefined;
     for (;;) {
-      if (!this.poolAddress()) return undefined;
-      const alone = this.itemAlone;
+      if (!this.poolAddress()) return -1;
+      const code = this.itemCode;
       const user = this.itemUser;
       if (user >= 0 && user !== this.listUser) {
         if (this.listUser >= 0) this.listMixed = true;
@@ -681,39 +771,48 @@ class Scanner {
       }
       this.space();
       if (this.eat(CLOSE_ARRAY)) {
-        if (list === undefined) return alone;
-        list.push(alone[0]!);
-        return list;
+        if (list === undefined) return code;
+        list.push(this.addressOf(code));
+        return (this.lists.push(list) - 1) * 4 + LIST;
       }
-      if (!this.eat(COMMA)) return undefined;
+      if (!this.eat(COMMA)) return -1;
       this.space();
-      (list ??= []).push(alone[0]!);
+      (list ??= []).push(this.addressOf(code));
     }
+  }
+
+  /** The address of a one-address code. */
+  private addressOf(code: number): string {
+    return (code & 3) === USER_ADDRESS ? this.users[code >>> 2]!.user_intra_ip : this.others[code >>> 2]!;
   }
 
   /** Of the last list read: the first user it names (-1: none), and whether it names another. */
   private listUser = -1;
   private listMixed = false;
-  /** Of the last pool address read: the list of it alone, and its user (-1: none). */
-  private itemAlone: readonly string[] = NO_ADDRESSES;
+  /** Of the last pool address read: its code, and its user (-1: none). */
+  private itemCode = 0;
   private itemUser = -1;
 
   /** The user whose address the current mark is expected to name (see mark()), or -1. */
   private expected = -1;
 
-  /** The list of each user's address alone, made when a pool first names it. */
-  private readonly aloneOfUser: (readonly string[] | undefined)[] = [];
+  /** The pool addresses that are no user's address as written, and their users (-1: none), by index. */
+  private readonly others: string[] = [];
+  private readonly otherUsers: number[] = [];
+  /** The lists of two or more addresses, by index. */
+  private readonly lists: string[][] = [];
 
   /**
-   * Each other pool address read so far, found again from the text without
-   * making a string of it: an open-addressing table of indexes into `seen`.
+   * The other addresses written without escapes, found again from the text
+   * without making a string of them: an open-addressing table of places
+   * (plus one) in `seen`, which holds their indexes in `others`.
    */
-  private readonly seen: PoolAddress[] = [];
+  private readonly seen: number[] = [];
   private slots = new Int32Array(1024);
   /** 32 - log2(slots.length). */
   private shift = 22;
 
-  /** Reads a valid pool address (into itemAlone and itemUser); false when there is none here. */
+  /** Reads a valid pool address (into itemCode and itemUser); false when there is none here. */
   private poolAddress(): boolean {
     const { text } = this;
     const start = this.pos + 1;
@@ -732,16 +831,16 @@ class Scanner {
     const { expected, users } = this;
     if (expected >= 0 && expected < users.length && this.spells(start - 1, end, false, users[expected]!.user_intra_ip)) return this.userAddress(expected, end);
     // Then the other addresses seen (a few peers, as a rule: in the cache).
-    const { slots, seen } = this;
+    const { slots, seen, others } = this;
     const mask = slots.length - 1;
     let slot = Math.imul(hash, 0x9e3779b1) >>> this.shift;
     for (let at = slots[slot]!; at !== 0; at = slots[(slot = (slot + 1) & mask)]!) {
-      const known = seen[at - 1]!;
-      const address = known.alone[0]!;
+      const index = seen[at - 1]!;
+      const address = others[index]!;
       if (address.length === end - start && text.startsWith(address, start)) {
         this.pos = end + 1;
-        this.itemAlone = known.alone;
-        this.itemUser = known.user;
+        this.itemCode = index * 4 + OTHER_ADDRESS;
+        this.itemUser = this.otherUsers[index]!;
         return true;
       }
     }
@@ -753,7 +852,7 @@ class Scanner {
   /** Reads the address of user `user`, which ends at `end`. */
   private userAddress(user: number, end: number): boolean {
     this.pos = end + 1;
-    this.itemAlone = this.aloneOfUser[user] ??= Object.freeze([this.users[user]!.user_intra_ip]);
+    this.itemCode = user * 4 + USER_ADDRESS;
     this.itemUser = user;
     return true;
   }
@@ -765,13 +864,14 @@ class Scanner {
     const host = this.mapping ? poolHost(item) : undefined;
     const byIp = host === undefined ? undefined : this.sameByIp();
     const user = host === undefined ? -1 : byIp ? (byIp.get(host) ?? -1) : this.userAt(host, 0, host.length, hashOf(host, 0, host.length));
-    const entry = { alone: Object.freeze([own(item)]), user };
+    const index = this.others.push(own(item)) - 1;
+    this.otherUsers.push(user);
     if (slot >= 0) {
-      this.seen.push(entry);
+      this.seen.push(index);
       this.slots[slot] = this.seen.length;
       if (2 * this.seen.length > this.slots.length) this.rehash();
     }
-    this.itemAlone = entry.alone;
+    this.itemCode = index * 4 + OTHER_ADDRESS;
     this.itemUser = user;
     return true;
   }
@@ -782,7 +882,7 @@ class Scanner {
     const mask = slots.length - 1;
     this.shift--;
     for (let i = 0; i < this.seen.length; i++) {
-      const address = this.seen[i]!.alone[0]!;
+      const address = this.others[this.seen[i]!]!;
       let slot = Math.imul(hashOf(address, 0, address.length), 0x9e3779b1) >>> this.shift;
       while (slots[slot] !== 0) slot = (slot + 1) & mask;
       slots[slot] = i + 1;
@@ -796,6 +896,13 @@ function hashOf(text: string, start: number, end: number): number {
   let hash = 0;
   for (let i = start; i < end; i++) hash = (Math.imul(hash, 31) + text.charCodeAt(i)) | 0;
   return hash;
+}
+
+/** A copy of `array` twice as long. */
+function grownInt32(array: Int32Array<ArrayBuffer>): Int32Array<ArrayBuffer> {
+  const grown = new Int32Array(2 * array.length);
+  grown.set(array);
+  return grown;
 }
 
 const NO_ADDRESSES: readonly string[] = Object.freeze([]);

@@ -29,8 +29,11 @@ export interface MarkEntry {
 export interface UsersSnapshot {
   source: string;
   users: User[];
+  /** A scanned snapshot makes these on first use: markCount counts them without that. */
   marks: MarkEntry[];
 }
+
+export { markCount } from './document-scan.js';
 
 /**
  * The snapshot of a valid document; throws UsersDocumentError for any other.

@@ -9,7 +9,7 @@ import { EventEmitter } from 'node:events';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { UsersDocumentError, UsersSourceError } from '../errors.js';
 import type { UsersSource } from './source.js';
-import { mappingOf, type PreviousScan } from './document-scan.js';
+import { mappingOf, markCount, type PreviousScan } from './document-scan.js';
 import { parseUsersDocumentInSlices, type User, type UsersSnapshot } from './document.js';
 
 /**
@@ -138,7 +138,7 @@ export class ConfigManager extends EventEmitter<ConfigManagerEvents> {
       this.emit('error', error instanceof UsersDocumentError ? error : new UsersDocumentError(this.source.name, undefined, `could not be validated (${String(error)})`, { cause: error }));
       return;
     }
-    this.snapshot = { source: snapshot.source, users: snapshot.users, marks: { length: snapshot.marks.length } };
+    this.snapshot = { source: snapshot.source, users: snapshot.users, marks: { length: markCount(snapshot) } };
     const scanned = mappingOf(snapshot);
     this.lastMapping = scanned && { byIp: new WeakRef(scanned.byIp), byMark: new WeakRef(scanned.byMark) };
     this.emit('sync', snapshot);

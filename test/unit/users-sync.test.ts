@@ -16,9 +16,10 @@ import { createLogger } from '../../src/log.js';
 import { ReadingPath, type UsersApplied } from '../../src/reading-path.js';
 import { loadSettings } from '../../src/settings.js';
 import type { CommandRunner } from '../../src/sources/iptables/save-command.js';
-import { parseUsersDocumentGenerally } from '../../src/users/document.js';
-import { mappingOf, scanUsersDocumentNow, type PreviousScan } from '../../src/users/document-scan.js';
+import { parseUsersDocumentGenerally, type UsersSnapshot } from '../../src/users/document.js';
+import { mappingOf, markCount, scanUsersDocumentNow, type PreviousScan } from '../../src/users/document-scan.js';
 import { isDottedQuad } from '../../src/users/fields.js';
+import { ConfigManager } from '../../src/users/manager.js';
 import { until } from './waits.js';
 
 const DUMP = `*mangle
@@ -154,7 +155,17 @@ describe('the fast reading of the users document agrees with the general one', (
     assert.equal(again === undefined, before === undefined || fast === undefined, `answered alike with and without the previous scan, on ${JSON.stringify(text)}`);
     // Undefined: the fast reading leaves this text to the general one.
     for (const scanned of fast ? [fast, again ?? fast] : []) {
-      assert.deepEqual(scanned, general(text), `on ${JSON.stringify(text)}`);
+      const expected = general(text) as UsersSnapshot;
+      // Before anything reads its marks (made on first use): their count, and the mapping by mark made from them.
+      assert.equal(markCount(scanned), expected.marks.length, `count of ${JSON.stringify(text)}`);
+      const { byIp: ipsByMark, byMark: marksByMark, conflicts: conflictsByMark, users: usersByMark } = buildMarkMap(scanned, 'mark');
+      const madeByMark = buildMarkMap(expected, 'mark');
+      assert.deepEqual(
+        { ipsByMark, marksByMark, conflictsByMark, usersByMark },
+        { ipsByMark: madeByMark.byIp, marksByMark: madeByMark.byMark, conflictsByMark: madeByMark.conflicts, usersByMark: madeByMark.users },
+        `mapping by mark of ${JSON.stringify(text)}`,
+      );
+      assert.deepEqual(scanned, expected, `on ${JSON.stringify(text)}`);
       // The mapping the scan made as it read equals the one made from the snapshot alone.
       const { byIp, byMark, conflicts, users } = buildMarkMap(scanned);
       const made = buildMarkMap({ ...scanned });
@@ -233,6 +244,31 @@ describe('the fast reading of the users document agrees with the general one', (
     twice(first.replace('\n],"marks"', ',\n{"user_code":"again","user_intra_ip":"10.8.0.2"}\n],"marks"'));
     twice(first.replace('\n]}', ',\n{"mark_id":1000}\n]}'));
     assert.ok(agrees(first.replace('\n]}', ',\n{"mark_id":99,"sips":["10.8.0.3"]}\n]}'), before));
+  });
+
+  test("a gateway's document mapped by user makes no pool entries, and counts them the same", async () => {
+    const text = largeDocument(3000);
+    const scanned = scanUsersDocumentNow(text, 's')!;
+    const unmade = () => Object.getOwnPropertyDescriptor(scanned, 'marks')!.get !== undefined;
+    const map = buildMarkMap(scanned);
+    assert.equal(markCount(scanned), 6000);
+    assert.equal(map.byMark.size, 6000);
+    assert.ok(unmade(), 'the mapping by user and the count read no MarkEntry');
+    // The users manager's count of the last document, and what reads it: the same, still without entries.
+    const synced: UsersSnapshot[] = [];
+    const manager = new ConfigManager({ name: 'mem', read: async () => text, watch: () => () => {} });
+    manager.on('sync', (snapshot) => synced.push(snapshot));
+    await manager.reload();
+    buildMarkMap(synced[0]!);
+    assert.equal(manager.current()!.marks.length, 6000);
+    assert.equal(Object.getOwnPropertyDescriptor(synced[0]!, 'marks')!.get !== undefined, true, "the manager's sync made no MarkEntry");
+    // Read, they are the general reader's; set, a plain array like any snapshot's.
+    assert.deepEqual(scanned.marks, parseUsersDocumentGenerally(text, 's').marks);
+    assert.ok(!unmade());
+    assert.equal(scanned.marks, scanned.marks, 'made once');
+    const other = scanUsersDocumentNow(text, 's')!;
+    other.marks = [];
+    assert.deepEqual([other.marks, markCount(other)], [[], 0]);
   });
 
   test('a dotted quad is what node takes for an IPv4 address, and nothing else', () => {
