@@ -170,11 +170,20 @@ function countRequests(delegate: IOtlpExportDelegate<ResourceMetrics>, encoder: 
     export(metrics, resultCallback) {
       encoder.began();
       let ended = false;
-      delegate.export(metrics, (result) => {
+      const end = () => {
         if (!ended) encoder.ended();
         ended = true;
-        resultCallback(result);
-      });
+      };
+      try {
+        delegate.export(metrics, (result) => {
+          end();
+          resultCallback(result);
+        });
+      } catch (error) {
+        // Thrown before any request was made (the serializer's own error): none is under way.
+        end();
+        throw error;
+      }
     },
     forceFlush: () => delegate.forceFlush(),
     shutdown: () => delegate.shutdown(),
