@@ -14,6 +14,7 @@
  * the document the general way, for the same snapshot or the error that names
  * the field.
  */
+import { createHash } from 'node:crypto';
 import type { MarkEntry, User, UsersSnapshot } from './document.js';
 import { isName, isPoolAddress, markId, poolHost, userIp } from './fields.js';
 
@@ -76,16 +77,21 @@ export function* scanUsersDocument(text: string, source: string, previous: Previ
           // The owners of marks are known as they are read only when every user was read first.
           scan.mapping &&= seenUsers;
         }
-        if (!scan.eat(OPEN_ARRAY)) return undefined;
-        scan.space();
-        if (!scan.eat(CLOSE_ARRAY)) {
-          // The loop over entries is the Scanner's (a generator's own loops are never optimised).
-          for (;;) {
-            const more = isUsers ? scan.readUsers(ENTRIES_PER_STEP) : scan.readMarks(ENTRIES_PER_STEP);
-            if (more === undefined) return undefined;
-            if (!more) break;
-            yield;
+        // Marks written as the last document's were are taken whole: what reading them again would give.
+        const taken = !isUsers && scan.repeatedMarks();
+        if (!taken) {
+          if (!scan.eat(OPEN_ARRAY)) return undefined;
+          scan.space();
+          if (!scan.eat(CLOSE_ARRAY)) {
+            // The loop over entries is the Scanner's (a generator's own loops are never optimised).
+            for (;;) {
+              const more = isUsers ? scan.readUsers(ENTRIES_PER_STEP) : scan.readMarks(ENTRIES_PER_STEP);
+              if (more === undefined) return undefined;
+              if (!more) break;
+              yield;
+            }
           }
+          if (!isUsers) scan.marksRead();
         }
       } else if (!scan.skipValue(0)) return undefined;
       scan.space();
@@ -114,6 +120,8 @@ export function* scanUsersDocument(text: string, source: string, previous: Previ
       byMark = made;
       placesOf.set(made, scan.places());
     }
+    // For the next scan: these marks as written (a byMark kept has a section of the text before, maybe written otherwise).
+    placesOf.get(byMark)!.written = scan.writtenMarks(marks);
     mapped.set(snapshot, { byIp, byMark });
   }
   return snapshot;
@@ -146,8 +154,30 @@ const mapped = new WeakMap<UsersSnapshot, ScannedMapping>();
  */
 interface MarkPlaces {
   count: number;
-  ids: Float64Array;
-  owners: Int32Array;
+  ids: Float64Array<ArrayBuffer>;
+  owners: Int32Array<ArrayBuffer>;
+  /** The last document's `marks` as written, when every user was read before them (see WrittenMarks). */
+  written?: WrittenMarks;
+}
+
+/**
+ * A `marks` array's text, known by its length and SHA-256 digest (the text
+ * itself is megabytes), and what the scan read from it. The same text after
+ * users at the same addresses (the usual sync changes a user, not the pool)
+ * reads the same, entry for entry: it is taken whole, at the cost of a digest
+ * rather than of a reading (the manager already takes a document with the
+ * digest of the last one as the same).
+ */
+interface WrittenMarks {
+  length: number;
+  digest: string;
+  marks: CompactMarks;
+  owners: Int32Array<ArrayBuffer>;
+}
+
+/** The digest of the text from `start` to `end`. */
+function digestOf(text: string, start: number, end: number): string {
+  return createHash('sha256').update(text.slice(start, end)).digest('base64');
 }
 
 const placesOf = new WeakMap<ReadonlyMap<number, number>, MarkPlaces>();
@@ -161,9 +191,9 @@ const placesOf = new WeakMap<ReadonlyMap<number, number>, MarkPlaces>();
  */
 interface CompactMarks {
   count: number;
-  ids: Float64Array;
-  sips: Int32Array;
-  dips: Int32Array;
+  ids: Float64Array<ArrayBuffer>;
+  sips: Int32Array<ArrayBuffer>;
+  dips: Int32Array<ArrayBuffer>;
   users: readonly User[];
   /** The pool addresses that are no user's address as written, by index. */
   others: readonly string[];
@@ -678,6 +708,51 @@ class Scanner {
     this.growIdSlots(count);
   }
 
+  /** Where the `marks` array's text starts and ends (-1: not read here). */
+  private marksAt = -1;
+  private marksEnd = -1;
+  /** The digest of that text, when known. */
+  private marksDigest: string | undefined;
+
+  /**
+   * Whether the `marks` array here is written as the last document's was,
+   * after the same users at the same addresses (see WrittenMarks); if so,
+   * takes what the last scan read from it and reads past it.
+   */
+  repeatedMarks(): boolean {
+    const written = this.before.written;
+    this.marksAt = this.pos;
+    if (written === undefined || !this.mapping || this.sameByIp() === undefined || this.pos + written.length > this.text.length) return false;
+    const digest = digestOf(this.text, this.pos, this.pos + written.length);
+    if (digest !== written.digest) return false;
+    const { marks } = written;
+    this.marksDigest = digest;
+    this.pos = this.marksEnd = this.pos + written.length;
+    // The addresses of these users are the last ones' (sameByIp): the entries are the same, held with these users.
+    this.taken = { ...marks, users: this.users };
+    this.count = marks.count;
+    this.ids = marks.ids;
+    this.owners = written.owners;
+    // The last scan's ids and owners at every place: its byMark.
+    this.sameIds = this.sameOwners = true;
+    return true;
+  }
+
+  /** The last scan's marks, when taken whole (see repeatedMarks). */
+  private taken: CompactMarks | undefined;
+
+  /** After the `marks` array was read: where its text ends. */
+  marksRead(): void {
+    this.marksEnd = this.pos;
+  }
+
+  /** The `marks` read, as written, for the next scan; undefined when they were not read after every user. */
+  writtenMarks(marks: CompactMarks): WrittenMarks | undefined {
+    if (this.marksEnd < 0 || !this.mapping) return undefined;
+    this.marksDigest ??= digestOf(this.text, this.marksAt, this.marksEnd);
+    return { length: this.marksEnd - this.marksAt, digest: this.marksDigest, marks, owners: this.owners };
+  }
+
   /** What the next scan compares its marks with (see MarkPlaces). */
   places(): MarkPlaces {
     return { count: this.count, ids: this.ids, owners: this.owners };
@@ -685,6 +760,7 @@ class Scanner {
 
   /** The marks read, for the snapshot (see CompactMarks). */
   compactMarks(): CompactMarks {
+    if (this.taken) return this.taken;
     const { count, ids, sips, dips, users, others, lists } = this;
     return { count, ids, sips, dips, users, others, lists };
   }

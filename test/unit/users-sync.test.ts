@@ -17,7 +17,7 @@ import { ReadingPath, type UsersApplied } from '../../src/reading-path.js';
 import { loadSettings } from '../../src/settings.js';
 import type { CommandRunner } from '../../src/sources/iptables/save-command.js';
 import { parseUsersDocumentGenerally, type UsersSnapshot } from '../../src/users/document.js';
-import { mappingOf, markCount, scanUsersDocumentNow, type PreviousScan } from '../../src/users/document-scan.js';
+import { ENTRIES_PER_STEP, mappingOf, markCount, scanUsersDocument, scanUsersDocumentNow, type PreviousScan } from '../../src/users/document-scan.js';
 import { isDottedQuad } from '../../src/users/fields.js';
 import { ConfigManager } from '../../src/users/manager.js';
 import { until } from './waits.js';
@@ -230,6 +230,20 @@ describe('the fast reading of the users document agrees with the general one', (
     assert.equal(renamed.users[9]!.user_code, 'u7-renamed');
     assert.equal(mappingOf(renamed)!.byIp, before.byIp, 'the same addresses at the same places: the same byIp');
     assert.equal(mappingOf(renamed)!.byMark, before.byMark, 'the same marks with the same owners: the same byMark');
+    // Marks written as the last document wrote them, for users at the same addresses: taken again as a whole, not read in slices.
+    const slices = (text: string, previous?: PreviousScan) => {
+      const steps = scanUsersDocument(text, 's', previous);
+      let count = 0;
+      while (!steps.next().done) count++;
+      return count;
+    };
+    const large = largeDocument(3000);
+    const afterLarge = leftBy(large)!;
+    const renamedLarge = large.replace('"user_code":"u7"', '"user_code":"u7-renamed"');
+    // The same marks written with one more space are read again, in slices.
+    const respaced = renamedLarge.replace('"marks":[', '"marks":[ ');
+    assert.ok(slices(renamedLarge, afterLarge) <= slices(respaced, afterLarge) - Math.floor(6000 / ENTRIES_PER_STEP), 'the 6,000 marks were not read again');
+    assert.ok(agrees(respaced, afterLarge) && agrees(renamedLarge, afterLarge));
     // A mark given to another user, and a user's address changed: new maps, right ones (agrees() compares them with maps made from scratch).
     const moved = first.replace('"sips":["10.64.0.5"]', '"sips":["10.64.0.6"]');
     assert.notEqual(mappingOf(scanUsersDocumentNow(moved, 's', before)!)!.byMark, before.byMark);
