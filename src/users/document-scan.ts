@@ -124,6 +124,7 @@ export function* scanUsersDocument(text: string, source: string, previous: Previ
     placesOf.get(byMark)!.written = scan.writtenMarks(marks);
     mapped.set(snapshot, { byIp, byMark });
   }
+  blocksOf.set(users, scan.blocks);
   return snapshot;
 }
 
@@ -181,6 +182,23 @@ function digestOf(text: string, start: number, end: number): string {
 }
 
 const placesOf = new WeakMap<ReadonlyMap<number, number>, MarkPlaces>();
+
+/**
+ * A snapshot's `users` array as written, by the blocks of entries the scan
+ * read between two pauses: the index of each block's first user, how many it
+ * has, its text's length and SHA-256 digest. A block of the next document
+ * written the same at the same index holds the same users: they are taken
+ * again, objects and all, for the cost of a digest (a sync mostly repeats the
+ * last document). Kept as long as the users array.
+ */
+interface UserBlocks {
+  starts: number[];
+  counts: number[];
+  lengths: number[];
+  digests: string[];
+}
+
+const blocksOf = new WeakMap<readonly User[], UserBlocks>();
 
 /**
  * The marks of a scanned snapshot, as the scan read them: no object per mark
@@ -295,6 +313,7 @@ class Scanner {
     private readonly previous: PreviousScan,
   ) {
     this.before = (previous.byMark && placesOf.get(previous.byMark)) ?? NO_PLACES;
+    this.blocksBefore = blocksOf.get(previous.users);
     this.sameIds = this.sameOwners = this.before.count > 0;
   }
 
@@ -427,11 +446,58 @@ class Scanner {
    * when the general reader must decide.
    */
   readUsers(count: number): boolean | undefined {
-    for (let n = 0; n < count; n++) {
-      if (!this.user()) return undefined;
-      const end = this.afterEntry();
-      if (end !== true) return end === undefined ? undefined : false;
+    const start = this.pos;
+    const first = this.users.length;
+    const taken = this.repeatedUsers(start);
+    if (taken === undefined) return undefined;
+    let more: boolean | undefined = true;
+    // A block taken whole is one entry here.
+    for (let n = 0; more && n < (taken ? 1 : count); n++) {
+      if (!taken && !this.user()) return undefined;
+      this.entryEnd = this.pos;
+      more = this.afterEntry();
+      if (more === undefined) return undefined;
     }
+    const { blocks } = this;
+    blocks.starts.push(first);
+    blocks.counts.push(this.users.length - first);
+    blocks.lengths.push(this.entryEnd - start);
+    blocks.digests.push(taken ? this.takenDigest : digestOf(this.text, start, this.entryEnd));
+    return more;
+  }
+
+  /** Where the last entry read ends (past its '}'). */
+  private entryEnd = 0;
+  /** The `users` array read, by blocks (see UserBlocks). */
+  readonly blocks: UserBlocks = { starts: [], counts: [], lengths: [], digests: [] };
+  /** The last document's (none: undefined). */
+  private readonly blocksBefore: UserBlocks | undefined;
+  /** The digest of the block repeatedUsers took. */
+  private takenDigest = '';
+
+  /**
+   * Whether the block of users from here is written as the last document's
+   * block at the same place was (see UserBlocks); if so, takes its users and
+   * reads past it. Undefined when one of their addresses was given before
+   * (the general reader's to report).
+   */
+  private repeatedUsers(start: number): boolean | undefined {
+    const before = this.blocksBefore;
+    const block = this.blocks.starts.length;
+    const first = this.users.length;
+    if (before === undefined || block >= before.starts.length || before.starts[block] !== first) return false;
+    const length = before.lengths[block]!;
+    if (start + length > this.text.length || digestOf(this.text, start, start + length) !== before.digests[block]) return false;
+    const { users } = this;
+    const previous = this.previous.users;
+    for (let i = first, end = first + before.counts[block]!; i < end; i++) {
+      const user = previous[i]!;
+      // At the place it had: sameAddresses holds as it did; past a changed address, the table checks it.
+      if (!this.sameAddresses && !this.addUserAddress(user.user_intra_ip)) return undefined;
+      users.push(user);
+    }
+    this.takenDigest = before.digests[block]!;
+    this.pos = start + length;
     return true;
   }
 

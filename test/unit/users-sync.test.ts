@@ -244,6 +244,17 @@ describe('the fast reading of the users document agrees with the general one', (
     const respaced = renamedLarge.replace('"marks":[', '"marks":[ ');
     assert.ok(slices(renamedLarge, afterLarge) <= slices(respaced, afterLarge) - Math.floor(6000 / ENTRIES_PER_STEP), 'the 6,000 marks were not read again');
     assert.ok(agrees(respaced, afterLarge) && agrees(renamedLarge, afterLarge));
+    // Blocks of users written as the last document's are taken again: an address given twice across them is still the general reader's.
+    const u2000 = '"user_intra_ip":"10.64.7.208"';
+    assert.ok(large.includes(u2000) && large.includes('"user_intra_ip":"10.64.0.7"'));
+    for (const text of [large.replace('"user_intra_ip":"10.64.0.7"', u2000), large.replace(u2000, '"user_intra_ip":"10.64.0.7"')]) {
+      assert.equal(scanUsersDocumentNow(text, 's', afterLarge), undefined, 'an address given twice');
+      assert.match(general(text) as string, /is already the address of users/);
+    }
+    // Users added first (every block moved), or last (the blocks before taken again).
+    const added = '{"user_code":"new","user_intra_ip":"10.9.9.9"}';
+    assert.ok(agrees(large.replace('{"users":[\n', `{"users":[\n${added},`), afterLarge));
+    assert.ok(agrees(large.replace('\n],"marks"', `,${added}\n],"marks"`), afterLarge));
     // A mark given to another user, and a user's address changed: new maps, right ones (agrees() compares them with maps made from scratch).
     const moved = first.replace('"sips":["10.64.0.5"]', '"sips":["10.64.0.6"]');
     assert.notEqual(mappingOf(scanUsersDocumentNow(moved, 's', before)!)!.byMark, before.byMark);
