@@ -21,6 +21,9 @@ import { isName, isPoolAddress, markId, poolHost, userIp } from './fields.js';
 /** Entries read between two pauses: about half a millisecond's work. */
 export const ENTRIES_PER_STEP = 512;
 
+/** Blocks of entries taken again (see Blocks) between two pauses: each costs a digest of its text, far less than reading it. */
+const BLOCKS_TAKEN_PER_STEP = 16;
+
 /** Map entries made between two pauses, when a mapping differs from the previous one. */
 const MAP_ENTRIES_PER_STEP = 4096;
 
@@ -43,7 +46,8 @@ const CLOSE_OBJECT = 125;
  * the mapping its scan made (mappingOf), kept when the new one is the same.
  * Only the cost depends on it, never the result: everything is compared
  * with the new text exactly. `byIp` and `byMark`, when given, must be the
- * mapping of a snapshot whose users are `users`.
+ * mapping of a snapshot whose users are `users`. A scan that keeps byMark
+ * keeps what it read beside it, for the next scan, in place of what was.
  */
 export interface PreviousScan {
   users: readonly User[];
@@ -77,21 +81,16 @@ export function* scanUsersDocument(text: string, source: string, previous: Previ
           // The owners of marks are known as they are read only when every user was read first.
           scan.mapping &&= seenUsers;
         }
-        // Marks written as the last document's were are taken whole: what reading them again would give.
-        const taken = !isUsers && scan.repeatedMarks();
-        if (!taken) {
-          if (!scan.eat(OPEN_ARRAY)) return undefined;
-          scan.space();
-          if (!scan.eat(CLOSE_ARRAY)) {
-            // The loop over entries is the Scanner's (a generator's own loops are never optimised).
-            for (;;) {
-              const more = isUsers ? scan.readUsers(ENTRIES_PER_STEP) : scan.readMarks(ENTRIES_PER_STEP);
-              if (more === undefined) return undefined;
-              if (!more) break;
-              yield;
-            }
+        if (!scan.eat(OPEN_ARRAY)) return undefined;
+        scan.space();
+        if (!scan.eat(CLOSE_ARRAY)) {
+          // The loop over entries is the Scanner's (a generator's own loops are never optimised).
+          for (;;) {
+            const more = isUsers ? scan.readUsers(ENTRIES_PER_STEP) : scan.readMarks(ENTRIES_PER_STEP);
+            if (more === undefined) return undefined;
+            if (!more) break;
+            yield;
           }
-          if (!isUsers) scan.marksRead();
         }
       } else if (!scan.skipValue(0)) return undefined;
       scan.space();
@@ -120,11 +119,11 @@ export function* scanUsersDocument(text: string, source: string, previous: Previ
       byMark = made;
       placesOf.set(made, scan.places());
     }
-    // For the next scan: these marks as written (a byMark kept has a section of the text before, maybe written otherwise).
+    // For the next scan: these marks as written (a byMark kept may have been read from a text written otherwise).
     placesOf.get(byMark)!.written = scan.writtenMarks(marks);
     mapped.set(snapshot, { byIp, byMark });
   }
-  blocksOf.set(users, scan.blocks);
+  blocksOf.set(users, scan.userBlocks);
   return snapshot;
 }
 
@@ -162,18 +161,17 @@ interface MarkPlaces {
 }
 
 /**
- * A `marks` array's text, known by its length and SHA-256 digest (the text
- * itself is megabytes), and what the scan read from it. The same text after
- * users at the same addresses (the usual sync changes a user, not the pool)
- * reads the same, entry for entry: it is taken whole, at the cost of a digest
- * rather than of a reading (the manager already takes a document with the
- * digest of the last one as the same).
+ * A `marks` array as written, by blocks (see Blocks), and what the scan read
+ * from it: the marks, their owners, and the users of the other addresses. A
+ * block written the same at the same place, after users at the same
+ * addresses (the usual sync changes a user or a few marks, not the pool),
+ * reads the same, entry for entry: it is taken again.
  */
 interface WrittenMarks {
-  length: number;
-  digest: string;
+  blocks: Blocks;
   marks: CompactMarks;
   owners: Int32Array<ArrayBuffer>;
+  otherUsers: readonly number[];
 }
 
 /** The digest of the text from `start` to `end`. */
@@ -184,21 +182,31 @@ function digestOf(text: string, start: number, end: number): string {
 const placesOf = new WeakMap<ReadonlyMap<number, number>, MarkPlaces>();
 
 /**
- * A snapshot's `users` array as written, by the blocks of entries the scan
- * read between two pauses: the index of each block's first user, how many it
- * has, its text's length and SHA-256 digest. A block of the next document
- * written the same at the same index holds the same users: they are taken
- * again, objects and all, for the cost of a digest (a sync mostly repeats the
- * last document). Kept as long as the users array.
+ * An array of the document as written, by the blocks of entries the scan
+ * read between two pauses: the index of each block's first entry, how many
+ * it has, its text's length and SHA-256 digest (the text itself is
+ * megabytes). A block of the next document written the same at the same
+ * index holds the same entries: they are taken again for the cost of a
+ * digest rather than of a reading (the manager already takes a document with
+ * the digest of the last one as the same).
  */
-interface UserBlocks {
+interface Blocks {
   starts: number[];
   counts: number[];
   lengths: number[];
   digests: string[];
 }
 
-const blocksOf = new WeakMap<readonly User[], UserBlocks>();
+/** The `users` of a scanned snapshot as written, as long as the users array lives: their objects are taken again. */
+const blocksOf = new WeakMap<readonly User[], Blocks>();
+
+/** Notes a block read (or taken: its digest known) from `start` to `end`, of the entries from `first` to `next`. */
+function noteBlock(blocks: Blocks, first: number, next: number, text: string, start: number, end: number, digest: string | undefined): void {
+  blocks.starts.push(first);
+  blocks.counts.push(next - first);
+  blocks.lengths.push(end - start);
+  blocks.digests.push(digest ?? digestOf(text, start, end));
+}
 
 /**
  * The marks of a scanned snapshot, as the scan read them: no object per mark
@@ -441,38 +449,49 @@ class Scanner {
   }
 
   /**
-   * Reads up to `count` entries of the `users` array (the reading is inside
-   * it, past its '['): true when more follow, false after its ']', undefined
-   * when the general reader must decide.
+   * Reads a block of up to `count` entries of the `users` array (the reading
+   * is inside it, past its '['), or a few blocks taken again (see Blocks):
+   * true when more follow, false after its ']', undefined when the general
+   * reader must decide.
    */
   readUsers(count: number): boolean | undefined {
-    const start = this.pos;
-    const first = this.users.length;
-    const taken = this.repeatedUsers(start);
-    if (taken === undefined) return undefined;
-    let more: boolean | undefined = true;
-    // A block taken whole is one entry here.
-    for (let n = 0; more && n < (taken ? 1 : count); n++) {
-      if (!taken && !this.user()) return undefined;
-      this.entryEnd = this.pos;
-      more = this.afterEntry();
-      if (more === undefined) return undefined;
+    return this.readBlocks(true, count);
+  }
+
+  /** The same for the `marks` array. */
+  readMarks(count: number): boolean | undefined {
+    return this.readBlocks(false, count);
+  }
+
+  private readBlocks(isUsers: boolean, count: number): boolean | undefined {
+    for (let takenBlocks = 0; ; ) {
+      const start = this.pos;
+      const first = isUsers ? this.users.length : this.count;
+      const taken = isUsers ? this.repeatedUsers(start) : this.repeatedMarks(start);
+      if (taken === undefined) return undefined;
+      let more: boolean | undefined = true;
+      // A block taken whole is one entry here.
+      for (let n = 0; more && n < (taken ? 1 : count); n++) {
+        if (!taken && !(isUsers ? this.user() : this.mark())) return undefined;
+        this.entryEnd = this.pos;
+        more = this.afterEntry();
+        if (more === undefined) return undefined;
+      }
+      const next = isUsers ? this.users.length : this.count;
+      noteBlock(isUsers ? this.userBlocks : this.markBlocks, first, next, this.text, start, this.entryEnd, taken ? this.takenDigest : undefined);
+      // A block taken again costs a digest: a few of them between two pauses.
+      if (!more || !taken || ++takenBlocks === BLOCKS_TAKEN_PER_STEP) return more;
     }
-    const { blocks } = this;
-    blocks.starts.push(first);
-    blocks.counts.push(this.users.length - first);
-    blocks.lengths.push(this.entryEnd - start);
-    blocks.digests.push(taken ? this.takenDigest : digestOf(this.text, start, this.entryEnd));
-    return more;
   }
 
   /** Where the last entry read ends (past its '}'). */
   private entryEnd = 0;
-  /** The `users` array read, by blocks (see UserBlocks). */
-  readonly blocks: UserBlocks = { starts: [], counts: [], lengths: [], digests: [] };
-  /** The last document's (none: undefined). */
-  private readonly blocksBefore: UserBlocks | undefined;
-  /** The digest of the block repeatedUsers took. */
+  /** The `users` and `marks` arrays read, by blocks (see Blocks). */
+  readonly userBlocks: Blocks = { starts: [], counts: [], lengths: [], digests: [] };
+  private readonly markBlocks: Blocks = { starts: [], counts: [], lengths: [], digests: [] };
+  /** The last document's users (none: undefined). */
+  private readonly blocksBefore: Blocks | undefined;
+  /** The digest of the block last taken. */
   private takenDigest = '';
 
   /**
@@ -483,7 +502,7 @@ class Scanner {
    */
   private repeatedUsers(start: number): boolean | undefined {
     const before = this.blocksBefore;
-    const block = this.blocks.starts.length;
+    const block = this.userBlocks.starts.length;
     const first = this.users.length;
     if (before === undefined || block >= before.starts.length || before.starts[block] !== first) return false;
     const length = before.lengths[block]!;
@@ -501,15 +520,46 @@ class Scanner {
     return true;
   }
 
-  /** The same for the `marks` array. */
-  readMarks(count: number): boolean | undefined {
-    for (let n = 0; n < count; n++) {
-      if (!this.mark()) return undefined;
-      const end = this.afterEntry();
-      if (end !== true) return end === undefined ? undefined : false;
+  /**
+   * Whether the block of marks from here is written as the last document's
+   * block at the same place was, after users at the same addresses (see
+   * WrittenMarks); if so, takes its marks and reads past it. Undefined when
+   * one of their ids was given before (the general reader's to report).
+   */
+  private repeatedMarks(start: number): boolean | undefined {
+    const written = this.before.written;
+    if (written === undefined || !this.mapping || this.sameByIp() === undefined) return false;
+    const { blocks, marks, owners } = written;
+    const block = this.markBlocks.starts.length;
+    const first = this.count;
+    if (block >= blocks.starts.length || blocks.starts[block] !== first) return false;
+    const length = blocks.lengths[block]!;
+    if (start + length > this.text.length || digestOf(this.text, start, start + length) !== blocks.digests[block]) return false;
+    for (let place = first, end = first + blocks.counts[block]!; place < end; place++) {
+      if (!this.addMarkAt(marks.ids[place]!, owners[place]!, this.codeFrom(written, marks.sips[place]!), this.codeFrom(written, marks.dips[place]!))) return undefined;
     }
+    this.takenDigest = blocks.digests[block]!;
+    this.pos = start + length;
     return true;
   }
+
+  /** The code in this scan of a list's code in the last one (see WrittenMarks): the same users, the other addresses and lists found again. */
+  private codeFrom(written: WrittenMarks, code: number): number {
+    const tag = code & 3;
+    const index = code >>> 2;
+    if (tag === OTHER_ADDRESS) {
+      const from = (this.othersFrom ??= new Int32Array(written.marks.others.length));
+      // (Plus one: 0 is not found yet.)
+      if (from[index] === 0) from[index] = this.otherIndex(written.marks.others[index]!, written.otherUsers[index]!) + 1;
+      return (from[index]! - 1) * 4 + OTHER_ADDRESS;
+    }
+    // A list of several addresses is one mark's: never changed, it is this scan's too.
+    if (tag === LIST) return (this.lists.push(written.marks.lists[index]!) - 1) * 4 + LIST;
+    return code;
+  }
+
+  /** The index in `others` of each of the last scan's other addresses taken again (plus one; 0: not yet). */
+  private othersFrom: Int32Array | undefined;
 
   /** After an array's entry: true at a ',' (another entry follows), false at the ']', undefined for anything else. */
   private afterEntry(): boolean | undefined {
@@ -714,6 +764,12 @@ class Scanner {
     // Its owner: the first user among its sips, then its dips; one naming two users is the mark map's to report.
     if (mixed || (sipsUser >= 0 && dipsUser >= 0 && sipsUser !== dipsUser)) this.mapping = false;
     const owner = sipsUser >= 0 ? sipsUser : dipsUser;
+    return this.addMarkAt(id, owner, Math.max(0, sips), Math.max(0, dips));
+  }
+
+  /** Adds the next mark, compared with the previous document's at its place; false when its id was read before. */
+  private addMarkAt(id: number, owner: number, sips: number, dips: number): boolean {
+    const place = this.count;
     const { before } = this;
     if (this.sameIds && (place >= before.count || before.ids[place] !== id)) {
       this.sameIds = this.sameOwners = false;
@@ -721,7 +777,7 @@ class Scanner {
     }
     if (this.sameOwners && before.owners[place] !== owner) this.sameOwners = false;
     // A mark_id given twice is the general reader's to report.
-    if (!this.addMark(id, owner, Math.max(0, sips), Math.max(0, dips))) return false;
+    if (!this.addMark(id, owner, sips, dips)) return false;
     this.count++;
     return true;
   }
@@ -774,49 +830,9 @@ class Scanner {
     this.growIdSlots(count);
   }
 
-  /** Where the `marks` array's text starts and ends (-1: not read here). */
-  private marksAt = -1;
-  private marksEnd = -1;
-  /** The digest of that text, when known. */
-  private marksDigest: string | undefined;
-
-  /**
-   * Whether the `marks` array here is written as the last document's was,
-   * after the same users at the same addresses (see WrittenMarks); if so,
-   * takes what the last scan read from it and reads past it.
-   */
-  repeatedMarks(): boolean {
-    const written = this.before.written;
-    this.marksAt = this.pos;
-    if (written === undefined || !this.mapping || this.sameByIp() === undefined || this.pos + written.length > this.text.length) return false;
-    const digest = digestOf(this.text, this.pos, this.pos + written.length);
-    if (digest !== written.digest) return false;
-    const { marks } = written;
-    this.marksDigest = digest;
-    this.pos = this.marksEnd = this.pos + written.length;
-    // The addresses of these users are the last ones' (sameByIp): the entries are the same, held with these users.
-    this.taken = { ...marks, users: this.users };
-    this.count = marks.count;
-    this.ids = marks.ids;
-    this.owners = written.owners;
-    // The last scan's ids and owners at every place: its byMark.
-    this.sameIds = this.sameOwners = true;
-    return true;
-  }
-
-  /** The last scan's marks, when taken whole (see repeatedMarks). */
-  private taken: CompactMarks | undefined;
-
-  /** After the `marks` array was read: where its text ends. */
-  marksRead(): void {
-    this.marksEnd = this.pos;
-  }
-
-  /** The `marks` read, as written, for the next scan; undefined when they were not read after every user. */
+  /** The `marks` read, as written, for the next scan (see WrittenMarks); undefined when they were not read after every user. */
   writtenMarks(marks: CompactMarks): WrittenMarks | undefined {
-    if (this.marksEnd < 0 || !this.mapping) return undefined;
-    this.marksDigest ??= digestOf(this.text, this.marksAt, this.marksEnd);
-    return { length: this.marksEnd - this.marksAt, digest: this.marksDigest, marks, owners: this.owners };
+    return this.mapping ? { blocks: this.markBlocks, marks, owners: this.owners, otherUsers: this.otherUsers } : undefined;
   }
 
   /** What the next scan compares its marks with (see MarkPlaces). */
@@ -826,7 +842,6 @@ class Scanner {
 
   /** The marks read, for the snapshot (see CompactMarks). */
   compactMarks(): CompactMarks {
-    if (this.taken) return this.taken;
     const { count, ids, sips, dips, users, others, lists } = this;
     return { count, ids, sips, dips, users, others, lists };
   }
@@ -942,7 +957,7 @@ class Scanner {
   private readonly others: string[] = [];
   private readonly otherUsers: number[] = [];
   /** The lists of two or more addresses, by index. */
-  private readonly lists: string[][] = [];
+  private readonly lists: (readonly string[])[] = [];
 
   /**
    * The other addresses written without escapes, found again from the text
@@ -1006,16 +1021,32 @@ class Scanner {
     const host = this.mapping ? poolHost(item) : undefined;
     const byIp = host === undefined ? undefined : this.sameByIp();
     const user = host === undefined ? -1 : byIp ? (byIp.get(host) ?? -1) : this.userAt(host, 0, host.length, hashOf(host, 0, host.length));
-    const index = this.others.push(own(item)) - 1;
+    this.itemCode = this.addOther(own(item), user, slot) * 4 + OTHER_ADDRESS;
+    this.itemUser = user;
+    return true;
+  }
+
+  /** Adds another address (its user: `user`), at `slot` of the table (-1: not to be put there); returns its index. */
+  private addOther(address: string, user: number, slot: number): number {
+    const index = this.others.push(address) - 1;
     this.otherUsers.push(user);
     if (slot >= 0) {
       this.seen.push(index);
       this.slots[slot] = this.seen.length;
       if (2 * this.seen.length > this.slots.length) this.rehash();
     }
-    this.itemCode = index * 4 + OTHER_ADDRESS;
-    this.itemUser = user;
-    return true;
+    return index;
+  }
+
+  /** The index of another address (its user: `user`) among those seen, added when it is not. */
+  private otherIndex(address: string, user: number): number {
+    const { slots, seen, others } = this;
+    const mask = slots.length - 1;
+    let slot = Math.imul(hashOf(address, 0, address.length), 0x9e3779b1) >>> this.shift;
+    for (let at = slots[slot]!; at !== 0; at = slots[(slot = (slot + 1) & mask)]!) {
+      if (others[seen[at - 1]!] === address) return seen[at - 1]!;
+    }
+    return this.addOther(address, user, slot);
   }
 
   /** A table twice as large, for the addresses seen. */

@@ -240,10 +240,19 @@ describe('the fast reading of the users document agrees with the general one', (
     const large = largeDocument(3000);
     const afterLarge = leftBy(large)!;
     const renamedLarge = large.replace('"user_code":"u7"', '"user_code":"u7-renamed"');
-    // The same marks written with one more space are read again, in slices.
-    const respaced = renamedLarge.replace('"marks":[', '"marks":[ ');
-    assert.ok(slices(renamedLarge, afterLarge) <= slices(respaced, afterLarge) - Math.floor(6000 / ENTRIES_PER_STEP), 'the 6,000 marks were not read again');
-    assert.ok(agrees(respaced, afterLarge) && agrees(renamedLarge, afterLarge));
+    assert.ok(slices(renamedLarge, leftBy(large)) <= slices(renamedLarge) - Math.floor(6000 / ENTRIES_PER_STEP), 'the 6,000 marks were not read again');
+    // Marks written otherwise in every block are read again, in slices; so are a changed one's block, and (shifted) the blocks after a mark added.
+    const repeered = renamedLarge.replaceAll('"192.0.2.7"', '"192.0.2.8"');
+    // (Each after the large document's scan alone: a scan that keeps its byMark keeps the marks it read beside it, for the next.)
+    assert.ok(slices(repeered, leftBy(large)) >= slices(renamedLarge, leftBy(large)) + Math.floor(6000 / ENTRIES_PER_STEP) - 1, 'marks written otherwise are read');
+    const changedMark = renamedLarge.replace('{"mark_id":3000,"sips":["10.64.3.232"],"dips":["192.0.2.7"]}', '{"mark_id":3000,"sips":["10.64.3.233","198.51.100.1"]}');
+    const addedMark = renamedLarge.replace('{"mark_id":3000,', '{"mark_id":1,"sips":["198.51.100.1"]},{"mark_id":3000,');
+    assert.ok(changedMark !== renamedLarge && addedMark !== renamedLarge);
+    for (const text of [repeered, renamedLarge, renamedLarge.replace('"marks":[', '"marks":[ '), changedMark, addedMark]) assert.ok(agrees(text, afterLarge));
+    // A mark_id given twice across a changed block and a repeated one is still the general reader's.
+    const twiceAcross = large.replace('{"mark_id":1000,"sips"', '{"mark_id":5000,"sips"');
+    assert.equal(scanUsersDocumentNow(twiceAcross, 's', afterLarge), undefined);
+    assert.match(general(twiceAcross) as string, /mark 5000 is already defined/);
     // Blocks of users written as the last document's are taken again: an address given twice across them is still the general reader's.
     const u2000 = '"user_intra_ip":"10.64.7.208"';
     assert.ok(large.includes(u2000) && large.includes('"user_intra_ip":"10.64.0.7"'));
