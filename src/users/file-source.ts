@@ -24,6 +24,10 @@ export class FileUsersSource implements UsersSource {
   private readSignature: string | undefined;
 
   async read(): Promise<string> {
+    return (await this.readBytes()).toString('utf8');
+  }
+
+  async readBytes(): Promise<Buffer> {
     let found: Bounded;
     try {
       found = await readAtMost(this.path, this.maxBytes, (signature) => (this.readSignature = signature));
@@ -35,7 +39,7 @@ export class FileUsersSource implements UsersSource {
       const size = found.over === undefined ? '' : `${found.over} bytes, `;
       throw new Error(`is ${size}more than users.maxBytes (${this.maxBytes} bytes): check users.file or raise users.maxBytes`);
     }
-    return found.bytes.toString('utf8');
+    return found.bytes;
   }
 
   async changedSinceRead(): Promise<boolean> {

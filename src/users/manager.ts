@@ -37,7 +37,7 @@ export class ConfigManager extends EventEmitter<ConfigManagerEvents> {
    * it when it is the same), and nothing keeps it once it is not.
    */
   private lastMapping: { byIp: WeakRef<ReadonlyMap<string, number>>; byMark: WeakRef<ReadonlyMap<number, number>> } | undefined;
-  /** A digest of the text last acted on (accepted or rejected): the same text again is no change. The text itself is megabytes. */
+  /** A digest of the document last acted on (accepted or rejected; its bytes when the source has them): the same again is no change. The document itself is megabytes. */
   private lastDigest: string | undefined;
   private readFailing = false;
   private stopWatching: (() => void) | undefined;
@@ -113,9 +113,9 @@ export class ConfigManager extends EventEmitter<ConfigManagerEvents> {
   }
 
   private async readOnce(): Promise<void> {
-    let text: string;
+    let read: string | Buffer;
     try {
-      text = await this.source.read();
+      read = this.source.readBytes ? await this.source.readBytes() : await this.source.read();
     } catch (error) {
       // One error per outage, not one per poll.
       if (!this.readFailing) {
@@ -125,11 +125,15 @@ export class ConfigManager extends EventEmitter<ConfigManagerEvents> {
       return;
     }
     this.readFailing = false;
-    // Hashing megabytes takes milliseconds: in a turn of its own, not after the read's decoding (a reading due meanwhile runs between).
-    if (text.length > 1_000_000) await nextTurn();
-    const digest = createHash('sha256').update(text).digest('base64');
+    // Hashing and decoding megabytes take milliseconds each: in turns of their own (a reading due meanwhile runs between).
+    const large = read.length > 1_000_000;
+    if (large) await nextTurn();
+    // The bytes when the source has them (the same bytes, the same text): the same document again is no change, and is not decoded.
+    const digest = createHash('sha256').update(read).digest('base64');
     if (digest === this.lastDigest) return;
     this.lastDigest = digest;
+    if (large && typeof read !== 'string') await nextTurn();
+    const text = typeof read === 'string' ? read : read.toString('utf8');
     let snapshot: UsersSnapshot;
     try {
       snapshot = await this.parse(text, this.source.name, this.previousScan());

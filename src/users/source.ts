@@ -4,6 +4,12 @@ export interface UsersSource {
   readonly name: string;
   /** The document's text; rejects with an Error whose message says what is wrong and what to do. */
   read(): Promise<string>;
+  /**
+   * The document's UTF-8 bytes, when the source has them (a file): the
+   * manager hashes them (quicker than the text) and decodes only a document
+   * that changed.
+   */
+  readBytes?(): Promise<Buffer>;
   /** Calls `onChange` (possibly more than once per change) when the document may have changed; returns a stop function. */
   watch(onChange: () => void): () => void;
   /**

@@ -305,6 +305,30 @@ describe('the fast reading of the users document agrees with the general one', (
     assert.deepEqual([other.marks, markCount(other)], [[], 0]);
   });
 
+  test('the users manager hashes the bytes of a source that has them, and decodes only a changed document', async () => {
+    let bytes = Buffer.from(largeDocument(3));
+    let decoded = 0;
+    const source = {
+      name: 'bytes',
+      readBytes: async () => bytes,
+      read: async () => assert.fail('read() while readBytes() is there'),
+      watch: () => () => {},
+    };
+    const manager = new ConfigManager(source);
+    const synced: UsersSnapshot[] = [];
+    manager.on('sync', (snapshot) => synced.push(snapshot));
+    manager.on('error', (error) => assert.fail(error));
+    const toString = bytes.toString.bind(bytes);
+    bytes.toString = ((...args: Parameters<Buffer['toString']>) => (decoded++, toString(...args))) as Buffer['toString'];
+    await manager.reload();
+    await manager.reload();
+    assert.deepEqual([synced.length, decoded], [1, 1], 'the same bytes again: no sync, not decoded');
+    assert.deepEqual(synced[0], parseUsersDocumentGenerally(largeDocument(3), 'bytes'));
+    bytes = Buffer.from(largeDocument(4));
+    await manager.reload();
+    assert.deepEqual(synced.map((s) => s.users.length), [5, 6]);
+  });
+
   test('a dotted quad is what node takes for an IPv4 address, and nothing else', () => {
     const forms = ['0.0.0.0', '255.255.255.255', '10.8.0.2', '1.2.3.4', '01.2.3.4', '1.2.3.04', '1.2.3.256', '1.2.3', '1.2.3.4.5', ' 1.2.3.4', '1.2.3.4 ', '1..3.4', '1.2.3.', '١.2.3.4', '1.2.3.4/32', '00.0.0.0', '999.1.1.1', '::1', '1e1.2.3.4'];
     for (const form of forms) assert.equal(isDottedQuad(form), isIP(form) === 4, form);
