@@ -43,9 +43,11 @@ const CLOSE_OBJECT = 125;
  * What the last sync leaves that the next scan may take again, when the new
  * document repeats it (a synced document mostly repeats the last one): its
  * users, whose objects are kept for entries that spell the same fields, and
- * the mapping its scan made (mappingOf), kept when the new one is the same.
- * Only the cost depends on it, never the result: everything is compared
- * with the new text exactly. `byIp` and `byMark`, when given, must be the
+ * the mapping its scan made (mappingOf), kept when the new one is the same;
+ * beside them, the blocks of users and marks as the last text wrote them
+ * (see Blocks), taken again where the new text writes them the same. Only
+ * the cost depends on it, never the result: everything is compared with the
+ * new text exactly (a block by its SHA-256 digest). `byIp` and `byMark`, when given, must be the
  * mapping of a snapshot whose users are `users`. A scan that keeps byMark
  * keeps what it read beside it, for the next scan, in place of what was.
  */
@@ -212,7 +214,7 @@ function noteBlock(blocks: Blocks, first: number, next: number, text: string, st
  * The marks of a scanned snapshot, as the scan read them: no object per mark
  * (100,000 of them, and a list per pool address, at every sync, were most of
  * a sync's garbage). Each list of addresses is one code (see USER_ADDRESS);
- * `entries` makes the MarkEntry objects, when something reads
+ * entriesOf makes the MarkEntry objects, when something reads
  * snapshot.marks. Holds strings of its own and the users', never the text.
  */
 interface CompactMarks {
