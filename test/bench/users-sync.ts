@@ -1,8 +1,8 @@
 /**
  * What a sync of a large users document costs the agent: the reading path's
  * own users manager re-reads a 50,000-user document (100,000 marks, about
- * 9 MB) in which one user changed (or, second figure, one pool entry: the
- * marks are read again then), validates it, maps it and lines the
+ * 9 MB) in which one user changed (or, second figure, one pool entry: its
+ * block of marks is read again), validates it, maps it and lines the
  * totals up with it, over an accumulator that holds the previous mapping's
  * users with totals. Measured: the process's CPU from the reload to the new
  * mapping in force, and the longest the event loop was held meanwhile (a
