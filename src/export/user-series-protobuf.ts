@@ -179,7 +179,8 @@ export class UserSeriesEncoder {
       this.spare = undefined;
       return Buffer.allocUnsafe(size);
     }
-    if (this.spare === undefined || this.spare.length < size) this.spare = Buffer.allocUnsafe(size + (size >> 4));
+    // Made anew when too small, or four times too large (the users went down: their memory is given back).
+    if (this.spare === undefined || this.spare.length < size || size < this.spare.length >> 2) this.spare = Buffer.allocUnsafe(size + (size >> 4));
     return this.spare.subarray(0, size);
   }
 

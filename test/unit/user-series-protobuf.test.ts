@@ -210,6 +210,19 @@ describe('user series written straight to protobuf', () => {
       encoder.ended();
     }
     assert.equal(buffers.size, 1, 'the buffer was not reused');
+
+    // The users went down: the next request's buffer is one of its size, not the large one kept.
+    const large = [...buffers][0]!.byteLength;
+    for (let i = 0; i < 500; i++) list.push(series(r, 30 + i, false));
+    encoder.began();
+    const grown = serializer.serializeRequest(self)!;
+    encoder.ended();
+    list.length = 3;
+    encoder.began();
+    const small = serializer.serializeRequest(self)!;
+    encoder.ended();
+    assert.ok(grown.buffer.byteLength > large && small.buffer.byteLength < grown.buffer.byteLength / 4, `${grown.buffer.byteLength} then ${small.buffer.byteLength} bytes kept`);
+    assert.ok(Buffer.from(small).equals(await expected()));
   });
 
   test('no user series at all: the metrics are there, without points, as the SDK writes them', async () => {
