@@ -130,6 +130,29 @@ COMMIT
   });
 });
 
+test("a rule's chain is read whole, also right after a chain whose name begins it or is begun by it", () => {
+  const text = [
+    '*mangle',
+    ':MM - [0:0]',
+    ':MM_RX - [0:0]',
+    ':PREROUTING ACCEPT [0:0]',
+    '[1:10] -A MM -j MARK --set-xmark 0x1/0xffffffff',
+    '[2:20] -A MM_RX -j MARK --set-xmark 0x2/0xffffffff',
+    '[3:30] -A MM -j MARK --set-xmark 0x3/0xffffffff',
+    '[4:40] -A MM',
+    '[5:50] -A MM_RX',
+    '[6:60] -A PREROUTING -j MM_RX',
+    'COMMIT',
+    '',
+  ].join('\n');
+  const rules = findTable(parseIptablesSave(text), 'mangle')!.rules;
+  assert.deepEqual(
+    rules.map((r) => `${r.chain} ${r.packets}`),
+    ['MM 1', 'MM_RX 2', 'MM 3', 'MM 4', 'MM_RX 5', 'PREROUTING 6'],
+  );
+  assert.throws(() => parseIptablesSave(text.replace('[3:30] -A MM ', '[3:30] -A MM_ ')), /chain MM_ that the table does not declare/);
+});
+
 describe('parseIptablesSave rejects what iptables-save does not print', () => {
   const header = '*mangle\n:PREROUTING ACCEPT [0:0]\n';
   const bad: [string, string, RegExp, number][] = [

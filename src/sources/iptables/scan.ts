@@ -292,13 +292,15 @@ export class IptablesSaveParser {
     i++;
     if (!literalAt(text, i, ' -A ')) this.fail('expected -A after the counters', text, start, end);
     i += 4;
-    let chainEnd = text.indexOf(' ', i);
-    if (chainEnd === -1 || chainEnd > end) chainEnd = end;
     // The declared chain's own name string, shared by its rules. Rules come
     // grouped by chain, so the last chain usually matches without a lookup
-    // (compared in place: a chain name is short, and a slice per rule was garbage).
+    // (compared in place: a chain name is short, and a slice per rule was garbage),
+    // and its end is known without a search.
     let chain = this.lastChain;
-    if (chain === undefined || chain.name.length !== chainEnd - i || !literalAt(text, i, chain.name)) {
+    let chainEnd = chain === undefined ? -1 : i + chain.name.length;
+    if (chain === undefined || chainEnd > end || (chainEnd < end && text.charCodeAt(chainEnd) !== SPACE) || !literalAt(text, i, chain.name)) {
+      chainEnd = text.indexOf(' ', i);
+      if (chainEnd === -1 || chainEnd > end) chainEnd = end;
       chain = table.chains.get(text.slice(i, chainEnd));
       if (!chain) this.fail(`rule for chain ${text.slice(i, chainEnd)} that the table does not declare`, text, start, end);
       this.lastChain = chain;
