@@ -24,6 +24,7 @@
  * stay the truth; the guess is taken only where the list walk would find it.
  */
 import { subtractCount, type Count } from '../shared/count.js';
+import { grown } from '../shared/grown.js';
 import { detach, hasSpec, ruleBytes, rulePackets, viewSpec, type RuleView } from '../sources/iptables/scan.js';
 
 export interface CounterDelta {
@@ -300,9 +301,4 @@ export class RuleMemory {
     this.proposedIn = grown(this.proposedIn, new Int32Array(size));
     this.creditedIn = grown(this.creditedIn, new Int32Array(size));
   }
-}
-
-function grown<T extends Uint8Array | Int32Array | Float64Array>(from: T, to: T): T {
-  to.set(from);
-  return to;
 }

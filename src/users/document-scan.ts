@@ -17,6 +17,7 @@
 import { createHash } from 'node:crypto';
 import type { MarkEntry, User, UsersSnapshot } from './document.js';
 import { isName, isPoolAddress, markId, poolHost, userIp } from './fields.js';
+import { grown } from '../shared/grown.js';
 
 /** Entries read between two pauses: about half a millisecond's work. */
 export const ENTRIES_PER_STEP = 512;
@@ -806,12 +807,10 @@ class Scanner {
       }
     }
     if (place === ids.length) {
-      const grownIds = new Float64Array(2 * ids.length);
-      grownIds.set(ids);
-      this.ids = grownIds;
-      this.owners = grownInt32(this.owners);
-      this.sips = grownInt32(this.sips);
-      this.dips = grownInt32(this.dips);
+      this.ids = grown(ids, new Float64Array(2 * ids.length));
+      this.owners = grown(this.owners, new Int32Array(2 * ids.length));
+      this.sips = grown(this.sips, new Int32Array(2 * ids.length));
+      this.dips = grown(this.dips, new Int32Array(2 * ids.length));
     }
     this.ids[place] = id;
     this.owners[place] = owner;
@@ -1071,13 +1070,6 @@ function hashOf(text: string, start: number, end: number): number {
   let hash = 0;
   for (let i = start; i < end; i++) hash = (Math.imul(hash, 31) + text.charCodeAt(i)) | 0;
   return hash;
-}
-
-/** A copy of `array` twice as long. */
-function grownInt32(array: Int32Array<ArrayBuffer>): Int32Array<ArrayBuffer> {
-  const grown = new Int32Array(2 * array.length);
-  grown.set(array);
-  return grown;
 }
 
 const NO_ADDRESSES: readonly string[] = Object.freeze([]);

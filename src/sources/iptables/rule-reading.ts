@@ -13,6 +13,7 @@
  * Deltas from 2^53 up (rare) wait exactly in a side table.
  */
 import type { Count } from '../../shared/count.js';
+import { grown } from '../../shared/grown.js';
 import { MarkmeterError } from '../../errors.js';
 import { ChainGraph, type ChainDirections, type Direction } from '../../attribution/chain-directions.js';
 import { ruleBytes, rulePackets, viewDestination, viewSource, type ParsedRules, type RuleView, type SaveChain, type SaveVisitor } from './scan.js';
@@ -64,7 +65,6 @@ export class PendingDeltas {
 
   private grow(): void {
     const size = this.chain.length * 2;
-    const grown = <T extends Int32Array | Float64Array>(from: T, to: T): T => (to.set(from), to);
     this.chain = grown(this.chain, new Int32Array(size));
     this.rx = grown(this.rx, new Int32Array(size));
     this.tx = grown(this.tx, new Int32Array(size));
@@ -279,14 +279,9 @@ export class RuleOwners {
   remember(slot: number, id: number, tx: number, rx: number): void {
     if (slot >= this.mapId.length) {
       const size = Math.max(slot + 1, this.mapId.length * 2);
-      const grown = (from: Int32Array) => {
-        const to = new Int32Array(size);
-        to.set(from);
-        return to;
-      };
-      this.mapId = grown(this.mapId);
-      this.tx = grown(this.tx);
-      this.rx = grown(this.rx);
+      this.mapId = grown(this.mapId, new Int32Array(size));
+      this.tx = grown(this.tx, new Int32Array(size));
+      this.rx = grown(this.rx, new Int32Array(size));
     }
     this.mapId[slot] = id;
     this.tx[slot] = tx;

@@ -14,6 +14,7 @@
  * from the same scan, for tools and tests.
  */
 import { parseDigits, type Count } from '../../shared/count.js';
+import { grown } from '../../shared/grown.js';
 import { parseU32 } from '../../shared/u32.js';
 import { ParseError } from '../../errors.js';
 
@@ -530,7 +531,6 @@ export class ParsedRules {
 
   private grow(place: number): void {
     const size = Math.max(place + 1, this.flags.length * 2);
-    const grown = <T extends Uint8Array | Uint32Array | Int32Array>(from: T, to: T): T => (to.set(from), to);
     this.flags = grown(this.flags, new Uint8Array(size));
     this.marks = grown(this.marks, new Uint32Array(size));
     this.masks = grown(this.masks, new Uint32Array(size));
