@@ -106,6 +106,7 @@ export class Agent {
       exportIntervalMs: settings.export.intervalMs,
       exportTimeoutMs: settings.export.timeoutMs,
       protocol: settings.export.protocol,
+      maxRequestBytes: settings.export.maxRequestBytes,
       prometheus: settings.export.prometheus.port > 0 ? settings.export.prometheus : undefined,
       createExporter: options.createExporter,
       log,

@@ -25,7 +25,7 @@ export type ExportProtocol = (typeof EXPORT_PROTOCOLS)[number];
 export interface Settings {
   users: { file: string; url: string; pollMs: number; timeoutMs: number; maxBytes: number; token: string; tokenFile: string; caFile: string; removedGraceMs: number };
   collect: { intervalMs: number; timeoutMs: number; maxOutputBytes: number; sources: SourceKind[] };
-  export: { intervalMs: number; timeoutMs: number; protocol: ExportProtocol; prometheus: { port: number; host: string } };
+  export: { intervalMs: number; timeoutMs: number; protocol: ExportProtocol; maxRequestBytes: number; prometheus: { port: number; host: string } };
   iptables: { ipv6: boolean; backend: BackendSetting; saveCommand: string; save6Command: string; table: string };
   tc: { devices: { name: string; direction: 'rx' | 'tx' }[]; command: string };
   attribution: { rxChains: string[]; txChains: string[]; breakdown: Breakdown };
@@ -92,6 +92,9 @@ convict.addFormats({
     },
   },
 });
+
+/** The least export.maxRequestBytes may be. */
+export const EXPORT_MIN_REQUEST_BYTES = 64 * 1024;
 
 /** The most users.maxBytes may be. */
 const USERS_MAX_BYTES_LIMIT = 256 * 1024 * 1024;
@@ -198,6 +201,12 @@ const schema = {
       format: [...EXPORT_PROTOCOLS],
       default: 'http/protobuf',
       env: 'OTEL_EXPORTER_OTLP_METRICS_PROTOCOL',
+    },
+    maxRequestBytes: {
+      doc: 'The most bytes of one http/protobuf push request (at least 65536): more users go out as several requests, one after another, each under the collector\'s body limit (20 MiB by default).',
+      format: 'positive-int',
+      default: 4 * 1024 * 1024,
+      env: 'MARKMETER_EXPORT_MAX_REQUEST_BYTES',
     },
     prometheus: {
       port: {
@@ -366,6 +375,10 @@ export function loadSettings(options: LoadSettingsOptions = {}): Settings {
   // V8 holds no string past about 512 MiB: a document that size could only crash the decoding.
   if (settings.users.maxBytes > USERS_MAX_BYTES_LIMIT) {
     throw new SettingsError(`settings: users.maxBytes is at most ${USERS_MAX_BYTES_LIMIT} (256 MiB), got ${settings.users.maxBytes}`);
+  }
+  // Smaller requests would mean a request for every few users: many round trips per push for nothing.
+  if (settings.export.maxRequestBytes < EXPORT_MIN_REQUEST_BYTES) {
+    throw new SettingsError(`settings: export.maxRequestBytes is at least ${EXPORT_MIN_REQUEST_BYTES} (64 KiB), got ${settings.export.maxRequestBytes}`);
   }
   return settings;
 }

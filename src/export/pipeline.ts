@@ -47,6 +47,8 @@ export interface PipelineOptions {
   log: Logger;
   /** The OTLP/HTTP encoding of the default exporter. */
   protocol: ExportProtocol;
+  /** The most bytes of one http/protobuf request: a larger push goes out as several requests. */
+  maxRequestBytes?: number;
   /** Also serve /metrics for Prometheus to scrape (`limits`: the listener's, by default LISTENER_LIMITS). */
   prometheus?: { host: string; port: number; limits?: ListenerLimits };
   /** Defaults to the OTLP/HTTP exporter configured from the standard OTEL_EXPORTER_OTLP_* variables (a given one gets the user series from the UserSeriesProducer). */
@@ -68,7 +70,7 @@ export class TelemetryPipeline {
     this.endpoint = redactUrl(target.url);
     const users = new UserSeriesProducer(() => options.view.users(), options.resource, options.view.measures);
     // The default push writes the user series itself, read from the view when it encodes the request.
-    const encoded = !options.createExporter && options.protocol === 'http/protobuf' ? new UserSeriesEncoder(() => options.view.users(), options.view.measures) : undefined;
+    const encoded = !options.createExporter && options.protocol === 'http/protobuf' ? new UserSeriesEncoder(() => options.view.users(), options.view.measures, undefined, options.maxRequestBytes) : undefined;
     this.exporter = new GatedExporter(options.createExporter?.() ?? createOtlpExporter(options.protocol, target, encoded), { ...options, endpoint: this.endpoint }, this.health);
     const reader = new PeriodicExportingMetricReader({
       exporter: this.exporter,
@@ -156,34 +158,48 @@ export function createOtlpExporter(protocol: ExportProtocol, target: OtlpTarget 
   // The stock protobuf exporter, built as it builds itself, with our serializer.
   const http = convertLegacyHttpOptions(config, 'METRICS', 'v1/metrics', { 'Content-Type': 'application/x-protobuf' });
   const delegate = createOtlpHttpExportDelegate(http, userSeriesSerializer(userSeries), 'otlp_http_metric_exporter', MetricsExporterMetricsHelper, undefined);
-  return new OTLPMetricExporterBase(countRequests(delegate, userSeries), config);
+  return new OTLPMetricExporterBase(sendInRequests(delegate, userSeries), config);
 }
 
 /**
- * The delegate, telling the encoder when each push begins and when it has
- * ended (sent, failed, or given up after its retries): the encoder reuses a
- * request's buffer only once no push is sending it. The delegate serializes
- * the request within export() and calls back once, when nothing sends it any more.
+ * The delegate, sending a push as requests of the encoder's size, one after
+ * another (each one's buffer is written when the one before has ended), and
+ * telling the encoder when each request begins and ends (sent, failed, or
+ * given up after its retries): it reuses a request's buffer only once no
+ * request is being sent. The delegate serializes a request within export()
+ * and calls back once, when nothing sends it any more. The first request
+ * carries what the SDK collected; the later ones the resource and user series.
+ * A failed request ends the push (the totals are cumulative: the next push
+ * carries everything), as does one that wrote no series (nothing to go on with).
  */
-function countRequests(delegate: IOtlpExportDelegate<ResourceMetrics>, encoder: UserSeriesEncoder): IOtlpExportDelegate<ResourceMetrics> {
+function sendInRequests(delegate: IOtlpExportDelegate<ResourceMetrics>, encoder: UserSeriesEncoder): IOtlpExportDelegate<ResourceMetrics> {
   return {
     export(metrics, resultCallback) {
-      encoder.began();
-      let ended = false;
-      const end = () => {
-        if (!ended) encoder.ended();
-        ended = true;
-      };
-      try {
-        delegate.export(metrics, (result) => {
+      const push = encoder.beginPush();
+      const send = (request: ResourceMetrics) => {
+        const written = push.next;
+        encoder.began();
+        let ended = false;
+        const end = () => {
+          if (!ended) encoder.ended();
+          ended = true;
+        };
+        encoder.writing = push;
+        try {
+          delegate.export(request, (result) => {
+            end();
+            if (result.code !== ExportResultCode.SUCCESS || UserSeriesEncoder.done(push) || push.next === written) resultCallback(result);
+            else send({ resource: metrics.resource, scopeMetrics: [] });
+          });
+        } catch (error) {
+          // Thrown before any request was made (the serializer's own error): none is under way.
           end();
-          resultCallback(result);
-        });
-      } catch (error) {
-        // Thrown before any request was made (the serializer's own error): none is under way.
-        end();
-        throw error;
-      }
+          resultCallback({ code: ExportResultCode.FAILED, error: error instanceof Error ? error : new Error(String(error)) });
+        } finally {
+          encoder.writing = undefined;
+        }
+      };
+      send(metrics);
     },
     forceFlush: () => delegate.forceFlush(),
     shutdown: () => delegate.shutdown(),

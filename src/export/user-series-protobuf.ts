@@ -53,30 +53,54 @@ const SHAPED = ['rxPackets', 'txPackets', 'rxBytes', 'txBytes', 'rxDropped', 'tx
 const utf8 = new TextEncoder();
 
 /**
- * Writes the user series into requests. `users` is read at each request (the
- * same view the Prometheus reader's producer reads). A series keeps its owner
- * and start for life (see accumulator.ts), so its point's bytes are made once;
- * its totals are read at each request.
+ * The series of a push as they were when it began, and their points' bytes:
+ * point i is slab[starts[i], starts[i + 1]), its value at values[i]. Never
+ * changed once made (the encoder makes a new one when the series change), so
+ * a push still sending its later requests writes what it began with.
+ */
+interface Lineup {
+  readonly order: readonly UserSeries[];
+  readonly slab: Buffer;
+  readonly starts: Uint32Array;
+  readonly values: Uint32Array;
+}
+
+/** A push under way: its series, and the first of them its next request writes. */
+export interface UserSeriesPush {
+  readonly lineup: Lineup;
+  next: number;
+}
+
+/** The most bytes a request holds unless told otherwise (see export.maxRequestBytes). */
+export const DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Writes the user series into requests. `users` is read when a push begins
+ * (the same view the Prometheus reader's producer reads). A series keeps its
+ * owner and start for life (see accumulator.ts), so its point's bytes are
+ * made once; its totals are read when its request is written.
+ *
+ * A push of many users goes out as several requests of at most
+ * `maxRequestBytes` each (a collector refuses bodies past its limit: 20 MiB
+ * by default for OTLP/HTTP), each a whole ExportMetricsServiceRequest with
+ * the resource; see UserSeriesEncoder.appendTo and the exporter in pipeline.ts.
  */
 export class UserSeriesEncoder {
-  /** The series of the last request, in order, and their points' bytes in `slab`: point i is [starts[i], starts[i + 1]). */
-  private order: UserSeries[] = [];
-  private slab: Buffer = Buffer.alloc(0);
-  private starts = new Uint32Array(1);
-  /** Where point i's value (as_int) is in the slab; its end time starts TIME_BEFORE_VALUE bytes before. */
-  private values = new Uint32Array(0);
-  /** The next request's series, reused. */
+  private lineup: Lineup = { order: [], slab: Buffer.alloc(0), starts: new Uint32Array(1), values: new Uint32Array(0) };
+  /** The next push's series, reused while they are those of the last one. */
   private next: UserSeries[] = [];
   /** Point i's offset in a shaped metric's points (users without shaped totals have none: -1). */
   private shapedAt = new Int32Array(0);
   /**
    * The last request's buffer, written again by the next one when no request
-   * is under way any more: a new 17 MB buffer per push (50,000 users) was
-   * memory outside V8's heap that V8 counts toward its next full collection.
+   * is under way any more: a new buffer per request was memory outside V8's
+   * heap that V8 counts toward its next full collection.
    */
   private spare: Buffer | undefined;
   /** Requests handed out and not yet ended (see began/ended): their buffers are not to be written. */
   private underWay = 0;
+  /** The push whose request is being serialized (set by the exporter around the serializer's call). */
+  writing: UserSeriesPush | undefined;
   private readonly scope = scopeBytes(METER_NAME);
   private readonly marked = MARKED.map((key) => metricHead(USER_METRICS[key]));
   private readonly shaped = SHAPED.map((key) => metricHead(TC_METRICS[key]));
@@ -86,23 +110,42 @@ export class UserSeriesEncoder {
     private readonly measures: { marked: boolean; shaped: boolean } = { marked: true, shaped: false },
     /** The end time of the points (a test fixes it). */
     private readonly now: () => HrTime = hrTime,
+    /** The most bytes of one request; a request holds at least one series whatever its size. */
+    private readonly maxRequestBytes = DEFAULT_MAX_REQUEST_BYTES,
   ) {}
 
+  /** A push of the series as they are now: each request serialized for it writes the next of them (see appendTo). */
+  beginPush(): UserSeriesPush {
+    this.lineUp();
+    return { lineup: this.lineup, next: 0 };
+  }
+
+  /** Whether every series of the push has been written. */
+  static done(push: UserSeriesPush): boolean {
+    return push.next >= push.lineup.order.length;
+  }
+
   /**
-   * A request of the SDK's serializer (one ResourceMetrics) with the user
-   * series appended to its ResourceMetrics. Throws on any other layout.
+   * A request of the SDK's serializer (one ResourceMetrics) with user series
+   * appended to its ResourceMetrics: those of `push` from its next one, as many
+   * as fit in maxRequestBytes (at least one); without a push, every series
+   * as they are now, in one request. Throws on any other layout.
    */
-  appendTo(request: Uint8Array): Buffer {
+  appendTo(request: Uint8Array, push?: UserSeriesPush): Buffer {
     const { length: resourceLength, end: headerEnd } = readLength(request, 1);
     if (request[0] !== REQUEST_RESOURCE_METRICS || headerEnd + resourceLength !== request.length) {
       throw new Error('the SDK serializer wrote an ExportMetricsServiceRequest other than one ResourceMetrics: the user series cannot be appended');
     }
-    this.lineUp();
-    const n = this.order.length;
-    this.stampTime(this.now());
+    const whole = push === undefined;
+    push ??= this.beginPush();
+    const { order, slab, starts, values } = push.lineup;
+    const from = push.next;
+    const to = whole ? order.length : this.fits(push, request.length);
+    push.next = to;
+    const stamped = stamp(slab, values, from, to, this.now());
     const { marked, shaped } = this.measures;
-    const markedPoints = this.starts[n]!;
-    const shapedPoints = shaped ? this.placeShaped() : 0;
+    const markedPoints = starts[to]! - starts[from]!;
+    const shapedPoints = shaped ? this.placeShaped(push.lineup, from, to) : 0;
     const metricLength = (head: Buffer, points: number) => head.length + 1 + varintSize(points + SUM_TRAILER.length) + points + SUM_TRAILER.length;
     let scopeLength = this.scope.length;
     const add = (head: Buffer, points: number) => {
@@ -133,35 +176,57 @@ export class UserSeriesEncoder {
     const end = () => {
       for (const byte of SUM_TRAILER) out[pos++] = byte;
     };
-    // Each metric: the points' bytes as cached, then their values written in place.
+    // Each metric: the points' bytes as cached, then their values written in place (at: where the
+    // metric's points begin, less the part's first point, so that at + values[i] is point i's value).
     const view = new DataView(out.buffer, out.byteOffset, out.length);
+    const part = order.slice(from, to);
     if (marked) {
       const at = this.marked.map((head) => {
         const start = begin(head, markedPoints);
-        pos += this.slab.copy(out, pos, 0, markedPoints);
+        pos += stamped.copy(out, pos, starts[from]!, starts[to]!);
         end();
-        return start;
+        return start - starts[from]!;
       });
-      const doubles = MARKED.map((key) => this.order.some((series) => Number(series.totals[key]) >= INT64_LIMIT));
-      writeMarked(view, at, this.order, this.values, doubles);
+      const doubles = MARKED.map((key) => part.some((series) => Number(series.totals[key]) >= INT64_LIMIT));
+      writeMarked(view, at, order, values, from, to, doubles);
     }
     if (shaped) {
       const at = this.shaped.map((head) => {
         const start = begin(head, shapedPoints);
-        pos = this.copyShaped(out, pos);
+        pos = this.copyShaped(stamped, starts, from, to, out, pos);
         end();
         return start;
       });
-      const doubles = SHAPED.map((key) => this.order.some(({ shaped }) => shaped !== undefined && Number(shaped[key]) >= INT64_LIMIT));
-      writeShaped(view, at, this.order, this.values, this.starts, this.shapedAt, doubles);
+      const doubles = SHAPED.map((key) => part.some(({ shaped }) => shaped !== undefined && Number(shaped[key]) >= INT64_LIMIT));
+      writeShaped(view, at, order, values, starts, this.shapedAt, from, to, doubles);
     }
     if (pos !== out.length) throw new Error(`user series protobuf: wrote ${pos} bytes of ${out.length}`);
     return out;
   }
 
+  /** Where the push's next request ends: as many series from push.next as fit, at least one (none when all are written). */
+  private fits(push: UserSeriesPush, requestBytes: number): number {
+    const { order, starts } = push.lineup;
+    const { marked, shaped } = this.measures;
+    // What a request holds besides the points: the SDK's request, the scope, each metric's head and
+    // framing (lengths counted at their longest, five bytes).
+    let room = this.maxRequestBytes - requestBytes - 2 * 6 - this.scope.length;
+    if (marked) for (const head of this.marked) room -= head.length + 2 * 6 + SUM_TRAILER.length;
+    if (shaped) for (const head of this.shaped) room -= head.length + 2 * 6 + SUM_TRAILER.length;
+    let to = push.next;
+    while (to < order.length) {
+      const point = starts[to + 1]! - starts[to]!;
+      const bytes = (marked ? MARKED.length * point : 0) + (shaped && order[to]!.shaped !== undefined ? SHAPED.length * point : 0);
+      if (bytes > room && to > push.next) break;
+      room -= bytes;
+      to++;
+    }
+    return to;
+  }
+
   /**
    * A request is being made (`began`) or its sending has ended, sent or not
-   * (`ended`). Told by the exporter (see countRequests): the buffer of a
+   * (`ended`). Told by the exporter (see pipeline.ts): the buffer of a
    * request is written again only when it is the only one under way.
    */
   began(): void {
@@ -184,30 +249,32 @@ export class UserSeriesEncoder {
     return this.spare.subarray(0, size);
   }
 
-  /** Makes `order` and the slab those of the current series (rebuilt only when the series changed). */
+  /** Makes `lineup` that of the current series (made anew only when the series changed). */
   private lineUp(): void {
-    const next = this.next;
+    const { next } = this;
+    const { order } = this.lineup;
     let n = 0;
     let same = true;
     for (const series of this.users()) {
-      if (same && this.order[n] !== series) same = false;
+      if (same && order[n] !== series) same = false;
       next[n++] = series;
     }
     next.length = n;
-    if (same && n === this.order.length) return;
-    this.rebuild(next);
-    this.next = this.order;
-    this.order = next;
+    if (same && n === order.length) return;
+    this.lineup = this.rebuild(next);
+    // The lineup keeps `next`; a push may still be writing from it.
+    this.next = [];
   }
 
-  /** The slab for `next`: points of series already known are copied, new ones encoded. */
-  private rebuild(next: UserSeries[]): void {
+  /** The lineup of `next`: points of series already known are copied, new ones encoded. */
+  private rebuild(next: UserSeries[]): Lineup {
+    const old = this.lineup;
     const known = new Map<UserSeries, number>();
-    this.order.forEach((series, i) => known.set(series, i));
+    old.order.forEach((series, i) => known.set(series, i));
     const n = next.length;
     const starts = new Uint32Array(n + 1);
     const values = new Uint32Array(n);
-    const slab = new Slab(this.slab.length + 64);
+    const slab = new Slab(old.slab.length + 64);
     for (let i = 0; i < n; i++) {
       const series = next[i]!;
       const j = known.get(series);
@@ -215,38 +282,24 @@ export class UserSeriesEncoder {
       if (j === undefined) {
         values[i] = slab.point(series);
       } else {
-        values[i] = slab.pos + this.values[j]! - this.starts[j]!;
-        slab.copy(this.slab, this.starts[j]!, this.starts[j + 1]!);
+        values[i] = slab.pos + old.values[j]! - old.starts[j]!;
+        slab.copy(old.slab, old.starts[j]!, old.starts[j + 1]!);
       }
     }
     starts[n] = slab.pos;
-    this.slab = slab.finish();
-    this.starts = starts;
-    this.values = values;
-    this.shapedAt = new Int32Array(n);
+    if (this.shapedAt.length < n) this.shapedAt = new Int32Array(n);
+    return { order: next, slab: slab.finish(), starts, values };
   }
 
-  /** The end time of every cached point. */
-  private stampTime(time: HrTime): void {
-    const [low, high] = hrTimeFixed64(time);
-    const { values } = this;
-    const view = new DataView(this.slab.buffer, this.slab.byteOffset, this.slab.length);
-    for (let i = 0; i < values.length; i++) {
-      const at = values[i]! - TIME_BEFORE_VALUE;
-      view.setUint32(at, low, true);
-      view.setUint32(at + 4, high, true);
-    }
-  }
-
-  /** Places the points of the series with shaped totals one after another; returns their bytes. */
-  private placeShaped(): number {
-    const { order, starts, shapedAt } = this;
+  /** Places the points of series [from, to) with shaped totals one after another; returns their bytes. */
+  private placeShaped({ order, starts }: Lineup, from: number, to: number): number {
+    const { shapedAt } = this;
     let length = 0;
-    for (let i = 0; i < order.length; i++) {
+    for (let i = from; i < to; i++) {
       if (order[i]!.shaped === undefined) {
-        shapedAt[i] = -1;
+        shapedAt[i - from] = -1;
       } else {
-        shapedAt[i] = length;
+        shapedAt[i - from] = length;
         length += starts[i + 1]! - starts[i]!;
       }
     }
@@ -254,38 +307,56 @@ export class UserSeriesEncoder {
   }
 
   /** Copies the points placed by placeShaped, a run of neighbours at a time. */
-  private copyShaped(out: Buffer, pos: number): number {
-    const { starts, shapedAt, slab } = this;
-    const n = shapedAt.length;
-    for (let i = 0; i < n; ) {
-      if (shapedAt[i]! < 0) {
+  private copyShaped(slab: Buffer, starts: Uint32Array, from: number, to: number, out: Buffer, pos: number): number {
+    const { shapedAt } = this;
+    for (let i = from; i < to; ) {
+      if (shapedAt[i - from]! < 0) {
         i++;
         continue;
       }
-      const from = i;
-      while (i < n && shapedAt[i]! >= 0) i++;
-      pos += slab.copy(out, pos, starts[from]!, starts[i]!);
+      const run = i;
+      while (i < to && shapedAt[i - from]! >= 0) i++;
+      pos += slab.copy(out, pos, starts[run]!, starts[i]!);
     }
     return pos;
   }
 }
 
-/** The http/protobuf serializer: the SDK's for what the SDK collected, plus the user series. */
+/**
+ * Writes the end time of points [from, to) into the slab, in place: a
+ * request copies them at once, so a later request (of this push or the next)
+ * writing its own time does not change what this one sent.
+ */
+function stamp(slab: Buffer, values: Uint32Array, from: number, to: number, time: HrTime): Buffer {
+  const [low, high] = hrTimeFixed64(time);
+  const view = new DataView(slab.buffer, slab.byteOffset, slab.length);
+  for (let i = from; i < to; i++) {
+    const at = values[i]! - TIME_BEFORE_VALUE;
+    view.setUint32(at, low, true);
+    view.setUint32(at + 4, high, true);
+  }
+  return slab;
+}
+
+/**
+ * The http/protobuf serializer: the SDK's for what the SDK collected, plus the
+ * user series (the next of the push the encoder is writing, else all of them).
+ */
 export function userSeriesSerializer(encoder: UserSeriesEncoder): ISerializer<ResourceMetrics, IExportMetricsServiceResponse> {
   return {
     serializeRequest(resourceMetrics) {
       const request = ProtobufMetricsSerializer.serializeRequest(resourceMetrics);
-      return request && encoder.appendTo(request);
+      return request && encoder.appendTo(request, encoder.writing);
     },
     deserializeResponse: (data) => ProtobufMetricsSerializer.deserializeResponse(data),
   };
 }
 
-/** The values of the MARK rules' metrics (at: where each metric's points begin in `view`), in MARKED's order. */
-function writeMarked(view: DataView, at: number[], order: UserSeries[], values: Uint32Array, doubles: boolean[]): void {
+/** The values of the MARK rules' metrics for series [from, to) (at: see appendTo), in MARKED's order. */
+function writeMarked(view: DataView, at: number[], order: readonly UserSeries[], values: Uint32Array, from: number, to: number, doubles: boolean[]): void {
   const [rxPackets, txPackets, rxBytes, txBytes] = at as [number, number, number, number];
   const [d0, d1, d2, d3] = doubles as [boolean, boolean, boolean, boolean];
-  for (let i = 0; i < order.length; i++) {
+  for (let i = from; i < to; i++) {
     const totals = order[i]!.totals;
     const value = values[i]!;
     writeValue(view, rxPackets + value, totals.rxPackets, d0);
@@ -295,14 +366,24 @@ function writeMarked(view: DataView, at: number[], order: UserSeries[], values: 
   }
 }
 
-/** The values of the shaper classes' metrics, in SHAPED's order, for the series that have them (placed by placeShaped). */
-function writeShaped(view: DataView, at: number[], order: UserSeries[], values: Uint32Array, starts: Uint32Array, shapedAt: Int32Array, doubles: boolean[]): void {
+/** The values of the shaper classes' metrics, in SHAPED's order, for the series of [from, to) that have them (placed by placeShaped). */
+function writeShaped(
+  view: DataView,
+  at: number[],
+  order: readonly UserSeries[],
+  values: Uint32Array,
+  starts: Uint32Array,
+  shapedAt: Int32Array,
+  from: number,
+  to: number,
+  doubles: boolean[],
+): void {
   const [rxPackets, txPackets, rxBytes, txBytes, rxDropped, txDropped, rxOverlimits, txOverlimits] = at as [number, number, number, number, number, number, number, number];
   const [d0, d1, d2, d3, d4, d5, d6, d7] = doubles as [boolean, boolean, boolean, boolean, boolean, boolean, boolean, boolean];
-  for (let i = 0; i < order.length; i++) {
+  for (let i = from; i < to; i++) {
     const totals = order[i]!.shaped;
     if (totals === undefined) continue;
-    const value = shapedAt[i]! + values[i]! - starts[i]!;
+    const value = shapedAt[i - from]! + values[i]! - starts[i]!;
     writeValue(view, rxPackets + value, totals.rxPackets, d0);
     writeValue(view, txPackets + value, totals.txPackets, d1);
     writeValue(view, rxBytes + value, totals.rxBytes, d2);

@@ -51,12 +51,17 @@ const CLI = resolve('dist/cli.js');
 const HEAP_PRELOAD = resolve('test/bench/heap-on-signal.mjs');
 const CLOCK_TICK_MS = 10; // getconf CLK_TCK = 100 on Linux
 
-/** A receiver that reads and discards each push, printing its size. */
+/**
+ * A receiver that reads and discards each request, printing its size: a push's
+ * first request (the one with the self-metrics, markmeter_*) as "push", its
+ * later ones (more users) as "part".
+ */
 const DISCARD = `
 const server = require('node:http').createServer((req, res) => {
   let bytes = 0;
-  req.on('data', (c) => (bytes += c.length));
-  req.on('end', () => { res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end(); console.log('push ' + bytes); });
+  let first = true;
+  req.on('data', (c) => { if (bytes === 0) first = c.includes('markmeter_'); bytes += c.length; });
+  req.on('end', () => { res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end(); console.log((first ? 'push ' : 'part ') + bytes); });
 });
 server.listen(0, process.argv[1], () => console.log('listening ' + server.address().port));
 process.stdin.on('end', () => process.exit(0)).resume();
@@ -100,6 +105,7 @@ export async function agentCost(gateway: GeneratedGateway, options: AgentCostOpt
       const [what, n] = line.split(' ');
       if (what === 'listening') port = Number(n);
       else if (what === 'push') pushes.push(Number(n));
+      else if (what === 'part' && pushes.length) pushes[pushes.length - 1]! += Number(n);
     });
     while (!port) await sleep(20);
 

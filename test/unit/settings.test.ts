@@ -100,6 +100,16 @@ describe('loadSettings', () => {
     assert.throws(() => loadSettings({ env: { MARKMETER_COLLECT_INTERVAL_MS: 'abc' } }), /collect\.intervalMs/);
   });
 
+  test('export.maxRequestBytes: 4 MiB by default, at least 64 KiB', () => {
+    assert.equal(loadSettings({ env: {} }).export.maxRequestBytes, 4 * 1024 * 1024);
+    assert.equal(loadSettings({ env: { MARKMETER_EXPORT_MAX_REQUEST_BYTES: '65536' } }).export.maxRequestBytes, 65536);
+    assert.throws(
+      () => loadSettings({ env: { MARKMETER_EXPORT_MAX_REQUEST_BYTES: '65535' } }),
+      (error: unknown) => error instanceof SettingsError && /export\.maxRequestBytes is at least 65536 \(64 KiB\), got 65535/.test(error.message),
+    );
+    assert.throws(() => loadSettings({ env: { MARKMETER_EXPORT_MAX_REQUEST_BYTES: '4MB' } }), /export\.maxRequestBytes/);
+  });
+
   test('users.url and users.file are one or the other; users.url must be http(s)', () => {
     assert.equal(loadSettings({ env: { MARKMETER_USERS_URL: 'https://cm.example/users.json' } }).users.url, 'https://cm.example/users.json');
     assert.throws(() => loadSettings({ env: { MARKMETER_USERS_URL: 'http://127.0.0.1:1/u', MARKMETER_USERS_FILE: '/x.json' } }), /set one/);

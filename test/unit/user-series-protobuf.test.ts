@@ -20,8 +20,8 @@ import { createOtlpExporter, TelemetryPipeline } from '../../src/export/pipeline
 import { SelfStats } from '../../src/export/self-stats.js';
 import { createLogger, type LogFields } from '../../src/log.js';
 import { freePort, until } from './waits.js';
-import { UserSeriesEncoder, userSeriesSerializer } from '../../src/export/user-series-protobuf.js';
-import { decodeExport, decodeMetrics, type WireMetric } from '../lab/otlp-decode.js';
+import { UserSeriesEncoder, userSeriesSerializer, type UserSeriesPush } from '../../src/export/user-series-protobuf.js';
+import { decodeExport, decodeMetrics, type WireMetric, type WirePoint } from '../lab/otlp-decode.js';
 import { random, type Random } from './random.js';
 
 /** A reader that only collects (as the SDK's own tests do). */
@@ -226,6 +226,98 @@ describe('user series written straight to protobuf', () => {
     assert.ok(Buffer.from(small).equals(await expected()));
   });
 
+  test('a push in requests of at most maxRequestBytes: each the bytes the SDK writes for its series, every series once', async () => {
+    const shapes = [
+      { marked: true, shaped: false },
+      { marked: true, shaped: true },
+      { marked: false, shaped: true },
+    ];
+    let split = 0;
+    for (const seed of [1, 2, 3, 4, 5, 6]) {
+      const r = random(seed * 104_729);
+      const measures = shapes[seed % 3]!;
+      const breakdown = seed % 2 === 0;
+      let made = 0;
+      const list: UserSeries[] = [];
+      for (let i = 1 + r.int(120); i > 0; i--) list.push(series(r, made++, breakdown));
+      const resource = resourceFromAttributes({ 'service.name': 'markmeter-test', 'host.name': 'gw-1' });
+      let clock: HrTime = [0, 0];
+      const max = 700 + r.int(6000);
+      const encoder = new UserSeriesEncoder(() => list, measures, () => clock, max);
+      const serializer = userSeriesSerializer(encoder);
+      for (let round = 0; round < 6; round++) {
+        clock = [1_700_000_000 + round * 5, r.int(1e9)];
+        const self = await selfMetrics(resource);
+        const push = encoder.beginPush();
+        const requests: { body: Buffer; from: number; to: number }[] = [];
+        do {
+          const from = push.next;
+          encoder.began();
+          encoder.writing = push;
+          const body = Buffer.from(serializer.serializeRequest(requests.length === 0 ? self : { resource, scopeMetrics: [] })!);
+          encoder.writing = undefined;
+          encoder.ended();
+          requests.push({ body, from, to: push.next });
+        } while (!UserSeriesEncoder.done(push));
+        const at = `seed ${seed}, round ${round}, ${list.length} users, at most ${max} bytes`;
+        assert.deepEqual(
+          requests.map(({ from, to }) => [from, to]),
+          requests.map((_, k) => [k === 0 ? 0 : requests[k - 1]!.to, requests[k]!.to]),
+          `${at}: the requests' series follow one another`,
+        );
+        assert.equal(requests.at(-1)!.to, list.length, `${at}: every series written`);
+        for (const [k, { body, from, to }] of requests.entries()) {
+          assert.ok(to > from || list.length === 0, `${at}: request ${k} wrote no series`);
+          assert.ok(body.length <= max || to - from === 1, `${at}: request ${k} of ${body.length} bytes holds ${to - from} series`);
+          // The SDK's serializer, given the self-metrics (first request only) and this request's series.
+          const users = (await new UserSeriesProducer(() => list.slice(from, to), resource, measures, () => clock).collect()).resourceMetrics;
+          const expected = ProtobufMetricsSerializer.serializeRequest({ resource, scopeMetrics: [...(k === 0 ? self.scopeMetrics : []), ...users.scopeMetrics] })!;
+          assert.ok(body.equals(Buffer.from(expected)), `${at}: request ${k} differs from the SDK's bytes`);
+        }
+        split += requests.length - 1;
+        churn(r, list, () => made++, breakdown);
+      }
+    }
+    assert.ok(split > 20, `only ${split} pushes needed more than one request: the test tests little`);
+  });
+
+  test('a push still sending its later requests writes the series it began with, whatever the pushes begun since', async () => {
+    const r = random(29);
+    let made = 0;
+    const list: UserSeries[] = [];
+    for (let i = 0; i < 200; i++) list.push(series(r, made++, false));
+    const resource = resourceFromAttributes({ 'service.name': 'markmeter-test' });
+    const measures = { marked: true, shaped: false };
+    const clock: HrTime = [1_700_000_000, 5];
+    const encoder = new UserSeriesEncoder(() => list, measures, () => clock, 4000);
+    const serializer = userSeriesSerializer(encoder);
+    const self = await selfMetrics(resource);
+    const write = (push: UserSeriesPush, first: boolean) => {
+      encoder.writing = push;
+      const body = Buffer.from(serializer.serializeRequest(first ? self : { resource, scopeMetrics: [] })!);
+      encoder.writing = undefined;
+      return body;
+    };
+    // Which series' points (values are read when a request is written, so they moved with the totals).
+    const userPoints = (bodies: Buffer[]) => sorted(bodies.flatMap((body) => decodeExport(body, 'protobuf')).filter((p) => p.metric.startsWith('net_user_')).map(({ metric, attributes }) => ({ metric, attributes })));
+    const began = [...list];
+    const expected = userPoints([Buffer.from(ProtobufMetricsSerializer.serializeRequest((await new UserSeriesProducer(() => began, resource, measures, () => clock).collect()).resourceMetrics)!)]);
+
+    const slow = encoder.beginPush();
+    const sent = [write(slow, true)];
+    // Users come and go, and two more pushes begin (the second with the same users as the first) before the slow one goes on.
+    churn(r, list, () => made++, false);
+    for (let k = 0; k < 2; k++) {
+      const push = encoder.beginPush();
+      const bodies = [write(push, true)];
+      while (!UserSeriesEncoder.done(push)) bodies.push(write(push, false));
+      assert.ok(bodies.length > 1);
+    }
+    while (!UserSeriesEncoder.done(slow)) sent.push(write(slow, false));
+    assert.ok(sent.length > 2, `${sent.length} requests`);
+    assert.deepEqual(userPoints(sent), expected);
+  });
+
   test('no user series at all: the metrics are there, without points, as the SDK writes them', async () => {
     const resource = resourceFromAttributes({ 'service.name': 'markmeter-test' });
     const clock: HrTime = [1_700_000_000, 5];
@@ -253,12 +345,13 @@ async function withEnv(vars: Record<string, string>, body: () => Promise<void>):
   }
 }
 
-function pipelineOf(list: UserSeries[], stats = new SelfStats(), log = createLogger('silent'), exportTimeoutMs = 5_000) {
+function pipelineOf(list: UserSeries[], stats = new SelfStats(), log = createLogger('silent'), exportTimeoutMs = 5_000, maxRequestBytes?: number) {
   return new TelemetryPipeline({
     resource: resourceFromAttributes({ 'service.name': 'markmeter-test' }),
     exportIntervalMs: 3_600_000,
     exportTimeoutMs,
     protocol: 'http/protobuf',
+    maxRequestBytes,
     log,
     view: { users: () => list, unattributed: () => ({ rxPackets: 0, txPackets: 0, rxBytes: 0, txBytes: 0 }), interfaces: () => [], stats },
   });
@@ -312,6 +405,72 @@ describe('the default http/protobuf push', () => {
     const metrics = decodeMetrics(gunzipSync(requests[1]!.body));
     assert.equal(metrics.filter((m) => m.name === 'net_user_rx_packets').length, 1, 'one user series scope, not two');
     assert.deepEqual(metrics.find((m) => m.name === 'net_user_tx_bytes')?.points.find((p) => p.attributes.user_code?.stringValue === 'bob')?.start, '1700000001000000000');
+  });
+
+  test('a push of many users goes as requests of at most maxRequestBytes, one after another; a refused one ends the push', async () => {
+    const bodies: Buffer[] = [];
+    let refuse = -1;
+    let underWay = 0;
+    let most = 0;
+    const collector = createServer((request, response) => {
+      underWay += 1;
+      most = Math.max(most, underWay);
+      const chunks: Buffer[] = [];
+      request.on('data', (chunk: Buffer) => chunks.push(chunk));
+      request.on('end', () => {
+        bodies.push(Buffer.concat(chunks));
+        // 400 is not retried by the exporter: the push fails at once.
+        setTimeout(() => {
+          underWay -= 1;
+          response.writeHead(bodies.length - 1 === refuse ? 400 : 200, { 'content-type': 'application/x-protobuf' }).end();
+        }, 5);
+      });
+    });
+    await new Promise<void>((resolve) => collector.listen(0, '127.0.0.1', resolve));
+    const { port } = collector.address() as { port: number };
+    const r = random(5);
+    const list: UserSeries[] = [];
+    for (let i = 0; i < 1500; i++) list.push(series(r, i, false));
+    const stats = new SelfStats();
+    stats.usersLoaded = list.length;
+    const limit = 65_536;
+    /** The pushes: each begins with the request carrying the self-metrics. */
+    const pushes = () => {
+      const out: WirePoint[][][] = [];
+      for (const body of bodies) {
+        const points = decodeExport(body, 'protobuf');
+        if (points.some((p) => p.metric === 'markmeter_users')) out.push([]);
+        out.at(-1)!.push(points.filter((p) => p.metric.startsWith('net_user_')));
+      }
+      return out;
+    };
+    const expected = async () => sorted(decodeExport(ProtobufMetricsSerializer.serializeRequest((await new UserSeriesProducer(() => list, resourceFromAttributes({})).collect()).resourceMetrics)!, 'protobuf'));
+    await withEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}` }, async () => {
+      const pipeline = pipelineOf(list, stats, createLogger('silent'), 5_000, limit);
+      try {
+        await pipeline.flush();
+        const [first] = pushes();
+        assert.ok(first!.length >= 4, `${first!.length} requests`);
+        assert.deepEqual(sorted(first!.flat()), await expected(), 'every point of every user once');
+        assert.ok(bodies.every((body) => body.length <= limit), `sizes ${bodies.map((b) => b.length).join(' ')}`);
+        assert.ok(bodies.every((body) => body.includes('markmeter-test')), 'a request without the resource');
+        assert.equal(most, 1, 'requests of one push were sent at once');
+
+        // The second request of the next push is refused: the push fails there, its later requests are not sent.
+        refuse = bodies.length + 1;
+        list.forEach((s) => (s.totals.rxPackets = addCount(s.totals.rxPackets, 1)));
+        await pipeline.flush();
+        assert.equal(pushes()[1]!.length, 2, 'requests went on after a refused one');
+        assert.equal(stats.exportFailures, 1);
+
+        // The next push carries everything again.
+        await pipeline.flush();
+        assert.deepEqual(sorted(pushes()[2]!.flat()), await expected());
+      } finally {
+        await pipeline.shutdown();
+        collector.close();
+      }
+    });
   });
 
   test('a push being retried resends its own bytes while the next push is made', async () => {
