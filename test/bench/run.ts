@@ -6,7 +6,7 @@
  * iptables-legacy-save needs root (a throwaway network namespace holds the rules).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -261,19 +261,21 @@ function legacySave(dump: string): number | undefined {
 }
 
 async function exportCost(): Promise<void> {
-  // The collector is another process (its CPU is not the agent's); it keeps the last request's body for the points to be counted.
+  // The collector is another process (its CPU is not the agent's); it keeps each request's body (request-N) for the points to be counted.
   const { decodeExport } = await import('../lab/otlp-decode.js');
   const { gunzipSync } = await import('node:zlib');
   const { spawn } = await import('node:child_process');
-  const last = join(dir, 'otlp-request');
+  const requests = join(dir, 'otlp-requests');
+  mkdirSync(requests);
   const collector = spawn(process.execPath, ['-e', `
     const { writeFileSync } = require('node:fs');
+    let n = 0;
     require('node:http').createServer((request, response) => {
       const chunks = [];
       request.on('data', (chunk) => chunks.push(chunk));
       request.on('end', () => {
-        writeFileSync(${JSON.stringify(last)}, Buffer.concat(chunks));
-        writeFileSync(${JSON.stringify(`${last}.encoding`)}, request.headers['content-encoding'] ?? '');
+        const gzip = request.headers['content-encoding'] === 'gzip';
+        writeFileSync(${JSON.stringify(requests)} + '/request-' + n++ + (gzip ? '.gz' : ''), Buffer.concat(chunks));
         response.writeHead(200, { 'content-type': 'application/json' }).end('{}');
       });
     }).listen(0, '127.0.0.1', function () { console.log(this.address().port); });`], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -314,18 +316,27 @@ async function exportCost(): Promise<void> {
       });
       await pipeline.flush(); // warm-up: JIT and the first collection
       const cpu: number[] = [];
+      let before = 0;
       for (let i = 0; i < 3; i++) {
-        const before = process.cpuUsage();
+        before = readdirSync(requests).length;
+        const start = process.cpuUsage();
         await pipeline.flush();
-        const used = process.cpuUsage(before);
+        const used = process.cpuUsage(start);
         cpu.push((used.user + used.system) / 1000);
       }
+      // The last push: its requests, made one after another, are all in before its flush ends.
+      const pushed = readdirSync(requests).filter((name) => Number(/\d+/.exec(name)![0]) >= before);
       await pipeline.shutdown();
-      const body = readFileSync(last);
-      const gzipped = readFileSync(`${last}.encoding`, 'utf8') === 'gzip';
-      const points = decodeExport(gzipped ? gunzipSync(body) : body, protocol === 'http/json' ? 'json' : 'protobuf').filter((p) => p.metric.startsWith('net_user_'));
-      const complete = points.length === 4 * USERS && gzipped === gzip;
-      row(`export ${name}: CPU per export / payload`, `${median(cpu).toFixed(0)} ms / ${mb(body.length)}`, `${4 * USERS} series`, complete);
+      let bytes = 0;
+      let gzipped = pushed.length > 0;
+      const points = pushed.flatMap((name) => {
+        const body = readFileSync(join(requests, name));
+        bytes += body.length;
+        gzipped &&= name.endsWith('.gz');
+        return decodeExport(name.endsWith('.gz') ? gunzipSync(body) : body, protocol === 'http/json' ? 'json' : 'protobuf').filter((p) => p.metric.startsWith('net_user_'));
+      });
+      const complete = points.length === 4 * USERS && new Set(points.map((p) => `${p.metric} ${p.attributes.user_code}`)).size === points.length && gzipped === gzip;
+      row(`export ${name}: CPU per export / payload`, `${median(cpu).toFixed(0)} ms / ${mb(bytes)} in ${pushed.length} request(s)`, `${4 * USERS} series, each once`, complete);
     }
   } finally {
     collector.kill();
