@@ -93,7 +93,8 @@ convict.addFormats({
   },
 });
 
-/** The least export.maxRequestBytes may be. */
+/** export.maxRequestBytes: its default, and the least it may be. */
+export const EXPORT_DEFAULT_REQUEST_BYTES = 4 * 1024 * 1024;
 export const EXPORT_MIN_REQUEST_BYTES = 64 * 1024;
 
 /** The most users.maxBytes may be. */
@@ -203,9 +204,9 @@ const schema = {
       env: 'OTEL_EXPORTER_OTLP_METRICS_PROTOCOL',
     },
     maxRequestBytes: {
-      doc: 'The most bytes of one http/protobuf push request (at least 65536): more users go out as several requests, one after another, each under the collector\'s body limit (20 MiB by default).',
+      doc: 'The most bytes of one OTLP push request (at least 65536): more users go out as several requests, one after another, each under the collector\'s body limit (20 MiB by default).',
       format: 'positive-int',
-      default: 4 * 1024 * 1024,
+      default: EXPORT_DEFAULT_REQUEST_BYTES,
       env: 'MARKMETER_EXPORT_MAX_REQUEST_BYTES',
     },
     prometheus: {

@@ -9,7 +9,7 @@
  */
 import type { Server } from 'node:http';
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
-import { AggregationTemporalityPreference, OTLPMetricExporter as JsonExporter, OTLPMetricExporterBase } from '@opentelemetry/exporter-metrics-otlp-http';
+import { AggregationTemporalityPreference, OTLPMetricExporterBase } from '@opentelemetry/exporter-metrics-otlp-http';
 import { OTLPMetricExporter as ProtobufExporter } from '@opentelemetry/exporter-metrics-otlp-proto';
 import type { IOtlpExportDelegate } from '@opentelemetry/otlp-exporter-base';
 import { convertLegacyHttpOptions, createOtlpHttpExportDelegate } from '@opentelemetry/otlp-exporter-base/node-http';
@@ -25,8 +25,9 @@ import {
 import { createLimitedServer, type ListenerLimits } from '../shared/listener-limits.js';
 import { redactUrl } from '../shared/redact.js';
 import type { Logger } from '../log.js';
-import type { ExportProtocol } from '../settings.js';
+import { EXPORT_DEFAULT_REQUEST_BYTES, type ExportProtocol } from '../settings.js';
 import { otlpMetricsTarget, type OtlpTarget } from './endpoint.js';
+import { JsonRequests } from './json-requests.js';
 import { registerInstruments, type TelemetryView } from './self-metrics.js';
 import { METER_NAME } from './semconv.js';
 import { SharedScrapes } from './shared-scrapes.js';
@@ -47,7 +48,7 @@ export interface PipelineOptions {
   log: Logger;
   /** The OTLP/HTTP encoding of the default exporter. */
   protocol: ExportProtocol;
-  /** The most bytes of one http/protobuf request: a larger push goes out as several requests. */
+  /** The most bytes of one push request: a larger push goes out as several requests. */
   maxRequestBytes?: number;
   /** Also serve /metrics for Prometheus to scrape (`limits`: the listener's, by default LISTENER_LIMITS). */
   prometheus?: { host: string; port: number; limits?: ListenerLimits };
@@ -71,7 +72,7 @@ export class TelemetryPipeline {
     const users = new UserSeriesProducer(() => options.view.users(), options.resource, options.view.measures);
     // The default push writes the user series itself, read from the view when it encodes the request.
     const encoded = !options.createExporter && options.protocol === 'http/protobuf' ? new UserSeriesEncoder(() => options.view.users(), options.view.measures, undefined, options.maxRequestBytes) : undefined;
-    this.exporter = new GatedExporter(options.createExporter?.() ?? createOtlpExporter(options.protocol, target, encoded), { ...options, endpoint: this.endpoint }, this.health);
+    this.exporter = new GatedExporter(options.createExporter?.() ?? createOtlpExporter(options.protocol, target, encoded, options.maxRequestBytes), { ...options, endpoint: this.endpoint }, this.health);
     const reader = new PeriodicExportingMetricReader({
       exporter: this.exporter,
       exportIntervalMillis: options.exportIntervalMs,
@@ -146,49 +147,71 @@ export class TelemetryPipeline {
 
 /**
  * The OTLP/HTTP exporter; endpoint, headers, compression and timeout come from
- * the OTEL_EXPORTER_OTLP_* variables, its HTTP agent from `target`. Given
- * `userSeries`, the http/protobuf exporter adds the user series to each request
- * (then no reader of it may also produce them).
+ * the OTEL_EXPORTER_OTLP_* variables, its HTTP agent from `target`. A push
+ * goes as requests of at most `maxRequestBytes`. Given `userSeries`, the
+ * http/protobuf exporter adds the user series to each request (then no reader
+ * of it may also produce them).
  */
-export function createOtlpExporter(protocol: ExportProtocol, target: OtlpTarget = otlpMetricsTarget(), userSeries?: UserSeriesEncoder): PushMetricExporter {
+export function createOtlpExporter(
+  protocol: ExportProtocol,
+  target: OtlpTarget = otlpMetricsTarget(),
+  userSeries?: UserSeriesEncoder,
+  maxRequestBytes = EXPORT_DEFAULT_REQUEST_BYTES,
+): PushMetricExporter {
   // Cumulative whatever OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE says: the contract is monotonic totals.
   const config = { temporalityPreference: AggregationTemporalityPreference.CUMULATIVE, httpAgentOptions: target.agentFactory };
-  if (protocol === 'http/json') return new JsonExporter(config);
-  if (!userSeries) return new ProtobufExporter(config);
-  // The stock protobuf exporter, built as it builds itself, with our serializer.
-  const http = convertLegacyHttpOptions(config, 'METRICS', 'v1/metrics', { 'Content-Type': 'application/x-protobuf' });
-  const delegate = createOtlpHttpExportDelegate(http, userSeriesSerializer(userSeries), 'otlp_http_metric_exporter', MetricsExporterMetricsHelper, undefined);
-  return new OTLPMetricExporterBase(sendInRequests(delegate, userSeries), config);
+  if (protocol === 'http/protobuf' && !userSeries) return new ProtobufExporter(config);
+  // The stock exporters, built as they build themselves, with our serializers.
+  const json = protocol === 'http/json' ? new JsonRequests(maxRequestBytes) : undefined;
+  const http = convertLegacyHttpOptions(config, 'METRICS', 'v1/metrics', { 'Content-Type': json ? 'application/json' : 'application/x-protobuf' });
+  const [serializer, requests] = json ? [json.serializer(), json] : [userSeriesSerializer(userSeries!), userSeries!];
+  const delegate = createOtlpHttpExportDelegate(http, serializer, 'otlp_http_metric_exporter', MetricsExporterMetricsHelper, undefined);
+  return new OTLPMetricExporterBase(sendInRequests(delegate, requests), config);
+}
+
+/** A push that goes as several requests (`next`: how far its requests have got). */
+interface PushInRequests {
+  readonly next: number;
+  readonly done: boolean;
+}
+
+/** The requests of an exporter's pushes: its serializer writes the next request of the push `writing`. */
+interface RequestSplitter {
+  writing: PushInRequests | undefined;
+  beginPush(metrics: ResourceMetrics): PushInRequests;
+  began(): void;
+  ended(): void;
 }
 
 /**
- * The delegate, sending a push as requests of the encoder's size, one after
+ * The delegate, sending a push as requests of the splitter's size, one after
  * another (each one's buffer is written when the one before has ended), and
- * telling the encoder when each request begins and ends (sent, failed, or
- * given up after its retries): it reuses a request's buffer only once no
- * request is being sent. The delegate serializes a request within export()
- * and calls back once, when nothing sends it any more. The first request
- * carries what the SDK collected; the later ones the resource and user series.
- * A failed request ends the push (the totals are cumulative: the next push
- * carries everything), as does one that wrote no series (nothing to go on with).
+ * telling the splitter when each request begins and ends (sent, failed, or
+ * given up after its retries): the protobuf encoder reuses a request's buffer
+ * only once no request is being sent. The delegate serializes a request within
+ * export() and calls back once, when nothing sends it any more. The first
+ * request is handed what the SDK collected, the later ones only the resource
+ * (the protobuf encoder adds user series to what it is handed). A failed
+ * request ends the push (the totals are cumulative: the next push carries
+ * everything), as does one that wrote nothing more (nothing to go on with).
  */
-function sendInRequests(delegate: IOtlpExportDelegate<ResourceMetrics>, encoder: UserSeriesEncoder): IOtlpExportDelegate<ResourceMetrics> {
+function sendInRequests(delegate: IOtlpExportDelegate<ResourceMetrics>, splitter: RequestSplitter): IOtlpExportDelegate<ResourceMetrics> {
   return {
     export(metrics, resultCallback) {
-      const push = encoder.beginPush();
+      const push = splitter.beginPush(metrics);
       const send = (request: ResourceMetrics) => {
         const written = push.next;
-        encoder.began();
+        splitter.began();
         let ended = false;
         const end = () => {
-          if (!ended) encoder.ended();
+          if (!ended) splitter.ended();
           ended = true;
         };
-        encoder.writing = push;
+        splitter.writing = push;
         try {
           delegate.export(request, (result) => {
             end();
-            if (result.code !== ExportResultCode.SUCCESS || UserSeriesEncoder.done(push) || push.next === written) resultCallback(result);
+            if (result.code !== ExportResultCode.SUCCESS || push.done || push.next === written) resultCallback(result);
             else send({ resource: metrics.resource, scopeMetrics: [] });
           });
         } catch (error) {
@@ -196,7 +219,7 @@ function sendInRequests(delegate: IOtlpExportDelegate<ResourceMetrics>, encoder:
           end();
           resultCallback({ code: ExportResultCode.FAILED, error: error instanceof Error ? error : new Error(String(error)) });
         } finally {
-          encoder.writing = undefined;
+          splitter.writing = undefined;
         }
       };
       send(metrics);

@@ -29,6 +29,7 @@ import type { ResourceMetrics } from '@opentelemetry/sdk-metrics';
 import type { Count } from '../shared/count.js';
 import type { ShapedTotals, Totals, UserSeries } from '../totals/accumulator.js';
 import { METER_NAME, TC_METRICS, USER_METRICS, type MetricSpec } from './semconv.js';
+import { EXPORT_DEFAULT_REQUEST_BYTES } from '../settings.js';
 import { INT64_LIMIT, seriesAttributes } from './user-series.js';
 
 /** Wire type 2 (length-delimited), 1 (64-bit), 0 (varint) tags. */
@@ -66,13 +67,16 @@ interface Lineup {
 }
 
 /** A push under way: its series, and the first of them its next request writes. */
-export interface UserSeriesPush {
-  readonly lineup: Lineup;
-  next: number;
-}
+export class UserSeriesPush {
+  next = 0;
 
-/** The most bytes a request holds unless told otherwise (see export.maxRequestBytes). */
-export const DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024;
+  constructor(readonly lineup: Lineup) {}
+
+  /** Whether every series of the push has been written. */
+  get done(): boolean {
+    return this.next >= this.lineup.order.length;
+  }
+}
 
 /**
  * Writes the user series into requests. `users` is read when a push begins
@@ -111,18 +115,13 @@ export class UserSeriesEncoder {
     /** The end time of the points (a test fixes it). */
     private readonly now: () => HrTime = hrTime,
     /** The most bytes of one request; a request holds at least one series whatever its size. */
-    private readonly maxRequestBytes = DEFAULT_MAX_REQUEST_BYTES,
+    private readonly maxRequestBytes = EXPORT_DEFAULT_REQUEST_BYTES,
   ) {}
 
   /** A push of the series as they are now: each request serialized for it writes the next of them (see appendTo). */
   beginPush(): UserSeriesPush {
     this.lineUp();
-    return { lineup: this.lineup, next: 0 };
-  }
-
-  /** Whether every series of the push has been written. */
-  static done(push: UserSeriesPush): boolean {
-    return push.next >= push.lineup.order.length;
+    return new UserSeriesPush(this.lineup);
   }
 
   /**

@@ -19,6 +19,7 @@ import { UserSeriesProducer } from '../../src/export/user-series.js';
 import { createOtlpExporter, TelemetryPipeline } from '../../src/export/pipeline.js';
 import { SelfStats } from '../../src/export/self-stats.js';
 import { createLogger, type LogFields } from '../../src/log.js';
+import type { ExportProtocol } from '../../src/settings.js';
 import { freePort, until } from './waits.js';
 import { UserSeriesEncoder, userSeriesSerializer, type UserSeriesPush } from '../../src/export/user-series-protobuf.js';
 import { decodeExport, decodeMetrics, type WireMetric, type WirePoint } from '../lab/otlp-decode.js';
@@ -258,7 +259,7 @@ describe('user series written straight to protobuf', () => {
           encoder.writing = undefined;
           encoder.ended();
           requests.push({ body, from, to: push.next });
-        } while (!UserSeriesEncoder.done(push));
+        } while (!push.done);
         const at = `seed ${seed}, round ${round}, ${list.length} users, at most ${max} bytes`;
         assert.deepEqual(
           requests.map(({ from, to }) => [from, to]),
@@ -310,10 +311,10 @@ describe('user series written straight to protobuf', () => {
     for (let k = 0; k < 2; k++) {
       const push = encoder.beginPush();
       const bodies = [write(push, true)];
-      while (!UserSeriesEncoder.done(push)) bodies.push(write(push, false));
+      while (!push.done) bodies.push(write(push, false));
       assert.ok(bodies.length > 1);
     }
-    while (!UserSeriesEncoder.done(slow)) sent.push(write(slow, false));
+    while (!slow.done) sent.push(write(slow, false));
     assert.ok(sent.length > 2, `${sent.length} requests`);
     assert.deepEqual(userPoints(sent), expected);
   });
@@ -345,12 +346,12 @@ async function withEnv(vars: Record<string, string>, body: () => Promise<void>):
   }
 }
 
-function pipelineOf(list: UserSeries[], stats = new SelfStats(), log = createLogger('silent'), exportTimeoutMs = 5_000, maxRequestBytes?: number) {
+function pipelineOf(list: UserSeries[], stats = new SelfStats(), log = createLogger('silent'), exportTimeoutMs = 5_000, maxRequestBytes?: number, protocol: ExportProtocol = 'http/protobuf') {
   return new TelemetryPipeline({
     resource: resourceFromAttributes({ 'service.name': 'markmeter-test' }),
     exportIntervalMs: 3_600_000,
     exportTimeoutMs,
-    protocol: 'http/protobuf',
+    protocol,
     maxRequestBytes,
     log,
     view: { users: () => list, unattributed: () => ({ rxPackets: 0, txPackets: 0, rxBytes: 0, txBytes: 0 }), interfaces: () => [], stats },
@@ -407,7 +408,8 @@ describe('the default http/protobuf push', () => {
     assert.deepEqual(metrics.find((m) => m.name === 'net_user_tx_bytes')?.points.find((p) => p.attributes.user_code?.stringValue === 'bob')?.start, '1700000001000000000');
   });
 
-  test('a push of many users goes as requests of at most maxRequestBytes, one after another; a refused one ends the push', async () => {
+  for (const protocol of ['http/protobuf', 'http/json'] as const) {
+  test(`a push of many users goes as requests of at most maxRequestBytes, one after another; a refused one ends the push (${protocol})`, async () => {
     const bodies: Buffer[] = [];
     let refuse = -1;
     let underWay = 0;
@@ -418,6 +420,7 @@ describe('the default http/protobuf push', () => {
       const chunks: Buffer[] = [];
       request.on('data', (chunk: Buffer) => chunks.push(chunk));
       request.on('end', () => {
+        assert.equal(request.headers['content-type'], protocol === 'http/json' ? 'application/json' : 'application/x-protobuf');
         bodies.push(Buffer.concat(chunks));
         // 400 is not retried by the exporter: the push fails at once.
         setTimeout(() => {
@@ -435,18 +438,21 @@ describe('the default http/protobuf push', () => {
     stats.usersLoaded = list.length;
     const limit = 65_536;
     /** The pushes: each begins with the request carrying the self-metrics. */
+    const encoding = protocol === 'http/json' ? 'json' : 'protobuf';
     const pushes = () => {
       const out: WirePoint[][][] = [];
       for (const body of bodies) {
-        const points = decodeExport(body, 'protobuf');
+        const points = decodeExport(body, encoding);
         if (points.some((p) => p.metric === 'markmeter_users')) out.push([]);
         out.at(-1)!.push(points.filter((p) => p.metric.startsWith('net_user_')));
       }
       return out;
     };
-    const expected = async () => sorted(decodeExport(ProtobufMetricsSerializer.serializeRequest((await new UserSeriesProducer(() => list, resourceFromAttributes({})).collect()).resourceMetrics)!, 'protobuf'));
+    // (Each encoding as the SDK writes it: JSON keeps a lone surrogate that protobuf's UTF-8 replaces.)
+    const serializer = protocol === 'http/json' ? JsonMetricsSerializer : ProtobufMetricsSerializer;
+    const expected = async () => sorted(decodeExport(serializer.serializeRequest((await new UserSeriesProducer(() => list, resourceFromAttributes({})).collect()).resourceMetrics)!, encoding));
     await withEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}` }, async () => {
-      const pipeline = pipelineOf(list, stats, createLogger('silent'), 5_000, limit);
+      const pipeline = pipelineOf(list, stats, createLogger('silent'), 5_000, limit, protocol);
       try {
         await pipeline.flush();
         const [first] = pushes();
@@ -472,6 +478,7 @@ describe('the default http/protobuf push', () => {
       }
     });
   });
+  }
 
   test('a push being retried resends its own bytes while the next push is made', async () => {
     const bodies: Buffer[] = [];
