@@ -2,7 +2,8 @@
  * What a sync of a large users document costs the agent: the reading path's
  * own users manager re-reads a 50,000-user document (100,000 marks, about
  * 9 MB) in which one user changed (or, second figure, one pool entry: its
- * block of marks is read again), validates it, maps it and lines the
+ * block of marks is read again; or, third, one user inserted near the top:
+ * every later user and every owner of a mark is at another index), validates it, maps it and lines the
  * totals up with it, over an accumulator that holds the previous mapping's
  * users with totals. Measured: the process's CPU from the reload to the new
  * mapping in force, and the longest the event loop was held meanwhile (a
@@ -40,7 +41,9 @@ export async function usersSyncCost(row: Row): Promise<void> {
     // Versions that differ from the original in one user, or in one pool entry's peer, each written in turn with it: each sync is a real change.
     const renamed = original.replace('"user_code":"u25000"', '"user_code":"u25000-renamed"');
     const repeered = original.replace('{"mark_id":50002,"sips":["192.0.2.7"]', '{"mark_id":50002,"sips":["192.0.2.8"]');
-    if (renamed === original || repeered === original) throw new Error('the generated document lacks the entry the bench changes');
+    // And one in which a user is inserted near the top (before the 100th): every later entry is at another index.
+    const inserted = original.replace('{"user_code":"u98",', '{"user_code":"u98-new","user_intra_ip":"10.255.255.254"},\n{"user_code":"u98",');
+    if (renamed === original || repeered === original || inserted === original) throw new Error('the generated document lacks the entry the bench changes');
     const write = (text: string) => {
       writeFileSync(`${file}.tmp`, text);
       renameSync(`${file}.tmp`, file);
@@ -88,6 +91,7 @@ export async function usersSyncCost(row: Row): Promise<void> {
       row(`${figure}: CPU (median of ${ROUNDS})`, `${median(cpu).toFixed(0)} ms (${cpu.map((c) => c.toFixed(0)).join(' / ')})`, `<= ${CPU_MS} ms`, median(cpu) <= CPU_MS);
     cpuRow(`users sync, ${USERS.toLocaleString('en')} users`, await syncCost(renamed));
     cpuRow('users sync, one pool entry changed instead', await syncCost(repeered));
+    cpuRow('users sync, one user inserted near the top instead', await syncCost(inserted));
     const pause = Math.max(...pauses);
     row('users sync: longest pause of the event loop (worst round)', `${pause.toFixed(0)} ms`, `<= ${PAUSE_MS} ms`, pause <= PAUSE_MS);
     // For scale: what JSON.parse of the same text alone holds the event loop for.
