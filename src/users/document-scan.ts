@@ -22,6 +22,35 @@ import { grown } from '../shared/grown.js';
 /** Entries read between two pauses: about half a millisecond's work. */
 export const ENTRIES_PER_STEP = 512;
 
+/**
+ * A block (see Blocks) ends after an entry whose key (a user's address as
+ * written, a mark's id) hashes to 0 in this many: about as many entries on
+ * average. The cuts are where the entries say, not where an index says, so
+ * an entry inserted or removed changes the block around it, never the ones
+ * after it.
+ */
+const BLOCK_CUT = 256;
+/** Whether a key whose hash is `hash` ends a block (see BLOCK_CUT). */
+function endsBlock(hash: number): boolean {
+  return Math.imul(hash, 0x9e3779b1) >>> 0 < 2 ** 32 / BLOCK_CUT;
+}
+
+/** Whether a block ends after a user whose address is written `address` (without escapes), whatever its index: for tests that move whole blocks. */
+export function userEndsBlock(address: string): boolean {
+  return endsBlock(hashOf(address, 0, address.length));
+}
+
+/** Whether a block ends after the mark `id`, whatever its index. */
+export function markEndsBlock(id: number): boolean {
+  return endsBlock(id | 0);
+}
+
+/** A block ends after this many entries whatever their keys (a digest of a block costs its length). */
+const MAX_BLOCK = 2048;
+
+/** Characters at the start and at the end of a block whose hashes find the blocks of the last document a block may repeat. */
+const HEAD = 64;
+
 /** Blocks of entries taken again (see Blocks) between two pauses: each costs a digest of its text, far less than reading it. */
 const BLOCKS_TAKEN_PER_STEP = 16;
 
@@ -166,9 +195,10 @@ interface MarkPlaces {
 /**
  * A `marks` array as written, by blocks (see Blocks), and what the scan read
  * from it: the marks, their owners, and the users of the other addresses. A
- * block written the same at the same place, after users at the same
- * addresses (the usual sync changes a user or a few marks, not the pool),
- * reads the same, entry for entry: it is taken again.
+ * block written the same, anywhere, reads the same marks with the same
+ * addresses: it is taken again when the users those addresses name are
+ * found again (at the same addresses, maybe at other indices) and no new
+ * user has an address it names that named none (see userFrom).
  */
 interface WrittenMarks {
   blocks: Blocks;
@@ -185,19 +215,63 @@ function digestOf(text: string, start: number, end: number): string {
 const placesOf = new WeakMap<ReadonlyMap<number, number>, MarkPlaces>();
 
 /**
- * An array of the document as written, by the blocks of entries the scan
- * read between two pauses: the index of each block's first entry, how many
- * it has, its text's length and SHA-256 digest (the text itself is
- * megabytes). A block of the next document written the same at the same
- * index holds the same entries: they are taken again for the cost of a
- * digest rather than of a reading (the manager already takes a document with
- * the digest of the last one as the same).
+ * An array of the document as written, by blocks of entries cut where the
+ * entries say (see BLOCK_CUT): the index of each block's first entry, how
+ * many it has, its text's length and SHA-256 digest (the text itself is
+ * megabytes), and hashes of its first and last HEAD characters. A block of
+ * the next document written the same holds the same entries, wherever it
+ * is: they are taken again for the cost of a digest rather than of a
+ * reading (the manager already takes a document with the digest of the last
+ * one as the same). Everything that depends on an entry's index (addresses
+ * and ids given twice, owners, the maps) is worked out again for the index
+ * it has now.
  */
 interface Blocks {
   starts: number[];
   counts: number[];
   lengths: number[];
   digests: string[];
+  heads: number[];
+  tails: number[];
+}
+
+/** The blocks of the last document by the hash of their first HEAD characters: the first, and each one's next with the same hash (-1: none). */
+interface BlockIndex {
+  first: Map<number, number>;
+  next: Int32Array;
+}
+
+function indexOf(blocks: Blocks): BlockIndex {
+  const first = new Map<number, number>();
+  const next = new Int32Array(blocks.heads.length);
+  for (let b = blocks.heads.length - 1; b >= 0; b--) {
+    next[b] = first.get(blocks.heads[b]!) ?? -1;
+    first.set(blocks.heads[b]!, b);
+  }
+  return { first, next };
+}
+
+/** The hash of the first HEAD characters from `start` (fewer at the text's end). */
+function headAt(text: string, start: number): number {
+  return hashOf(text, start, Math.min(text.length, start + HEAD));
+}
+
+/** The hash of the last HEAD characters before `end` (fewer from `start`). */
+function tailBefore(text: string, start: number, end: number): number {
+  return hashOf(text, Math.max(start, end - HEAD), end);
+}
+
+/** The block of the last document (see Blocks) that the text from `start` repeats, or -1. */
+function repeatedBlock(blocks: Blocks, index: BlockIndex, text: string, start: number): number {
+  for (let b = index.first.get(headAt(text, start)) ?? -1; b >= 0; b = index.next[b]!) {
+    const end = start + blocks.lengths[b]!;
+    if (end <= text.length && tailBefore(text, start, end) === blocks.tails[b] && digestOf(text, start, end) === blocks.digests[b]) return b;
+  }
+  return -1;
+}
+
+function noBlocks(): Blocks {
+  return { starts: [], counts: [], lengths: [], digests: [], heads: [], tails: [] };
 }
 
 /** The `users` of a scanned snapshot as written, as long as the users array lives: their objects are taken again. */
@@ -209,6 +283,8 @@ function noteBlock(blocks: Blocks, first: number, next: number, text: string, st
   blocks.counts.push(next - first);
   blocks.lengths.push(end - start);
   blocks.digests.push(digest ?? digestOf(text, start, end));
+  blocks.heads.push(headAt(text, start));
+  blocks.tails.push(tailBefore(text, start, end));
 }
 
 /**
@@ -326,6 +402,7 @@ class Scanner {
     this.before = (previous.byMark && placesOf.get(previous.byMark)) ?? NO_PLACES;
     this.blocksBefore = blocksOf.get(previous.users);
     this.sameIds = this.sameOwners = this.before.count > 0;
+    if (this.before.written !== undefined && previous.byIp !== undefined) this.userFrom = new Int32Array(previous.users.length);
   }
 
   space(): void {
@@ -467,98 +544,181 @@ class Scanner {
   }
 
   private readBlocks(isUsers: boolean, count: number): boolean | undefined {
-    for (let takenBlocks = 0; ; ) {
-      const start = this.pos;
-      const first = isUsers ? this.users.length : this.count;
-      const taken = isUsers ? this.repeatedUsers(start) : this.repeatedMarks(start);
-      if (taken === undefined) return undefined;
-      let more: boolean | undefined = true;
-      // A block taken whole is one entry here.
-      for (let n = 0; more && n < (taken ? 1 : count); n++) {
-        if (!taken && !(isUsers ? this.user() : this.mark())) return undefined;
-        this.entryEnd = this.pos;
-        more = this.afterEntry();
-        if (more === undefined) return undefined;
+    const blocks = isUsers ? this.userBlocks : this.markBlocks;
+    for (let read = 0, taken = 0; ; ) {
+      if (this.blockStart < 0) {
+        // At a block's first entry: a block of the last document that it repeats is taken whole.
+        const start = this.pos;
+        const first = isUsers ? this.users.length : this.count;
+        const took = isUsers ? this.repeatedUsers(start) : this.repeatedMarks(start);
+        if (took === undefined) return undefined;
+        if (took) {
+          noteBlock(blocks, first, isUsers ? this.users.length : this.count, this.text, start, this.pos, this.takenDigest);
+          const more = this.afterEntry();
+          // A block taken again costs a digest: a few of them between two pauses.
+          if (!more || ++taken === BLOCKS_TAKEN_PER_STEP) return more;
+          continue;
+        }
+        this.blockStart = start;
+        this.blockFirst = first;
       }
+      if (!(isUsers ? this.user() : this.mark())) return undefined;
+      const end = this.pos;
       const next = isUsers ? this.users.length : this.count;
-      noteBlock(isUsers ? this.userBlocks : this.markBlocks, first, next, this.text, start, this.entryEnd, taken ? this.takenDigest : undefined);
-      // A block taken again costs a digest: a few of them between two pauses.
-      if (!more || !taken || ++takenBlocks === BLOCKS_TAKEN_PER_STEP) return more;
+      const more = this.afterEntry();
+      if (more === undefined) return undefined;
+      if (!more || this.cut || next - this.blockFirst === MAX_BLOCK) {
+        noteBlock(blocks, this.blockFirst, next, this.text, this.blockStart, end, undefined);
+        this.blockStart = -1;
+      }
+      if (!more || ++read === count) return more;
     }
   }
 
-  /** Where the last entry read ends (past its '}'). */
-  private entryEnd = 0;
+  /** Where the block being read begins (-1: the next entry begins one), and the index of its first entry. */
+  private blockStart = -1;
+  private blockFirst = 0;
+  /** Whether the last entry read ends a block (see BLOCK_CUT). */
+  private cut = false;
   /** The `users` and `marks` arrays read, by blocks (see Blocks). */
-  readonly userBlocks: Blocks = { starts: [], counts: [], lengths: [], digests: [] };
-  private readonly markBlocks: Blocks = { starts: [], counts: [], lengths: [], digests: [] };
-  /** The last document's users (none: undefined). */
+  readonly userBlocks: Blocks = noBlocks();
+  private readonly markBlocks: Blocks = noBlocks();
+  /** The last document's users by blocks (none: undefined), and their index by heads, made when first needed. */
   private readonly blocksBefore: Blocks | undefined;
+  private userIndex: BlockIndex | undefined;
+  private markIndex: BlockIndex | undefined;
   /** The digest of the block last taken. */
   private takenDigest = '';
 
   /**
-   * Whether the block of users from here is written as the last document's
-   * block at the same place was (see UserBlocks); if so, takes its users and
-   * reads past it. Undefined when one of their addresses was given before
-   * (the general reader's to report).
+   * Where each user of the last document is in this one (its index plus
+   * one; 0: no user has its address now), and the addresses of users that
+   * no user of the last document had. Kept while the users are read when
+   * the last document's marks may be taken again (see WrittenMarks);
+   * undefined otherwise.
+   */
+  private readonly userFrom: Int32Array | undefined;
+  private readonly added: string[] = [];
+  private addedSet: Set<string> | undefined;
+  /** Whether the users of the last document are known again, for its marks: at the same indices (1), through userFrom (2), or not (0); worked out at the first block of marks. */
+  private usersAgain = -1;
+
+  /**
+   * Whether the block of users from here is written as a block of the last
+   * document was (see Blocks); if so, takes its users and reads past it.
+   * Undefined when one of their addresses was given before (the general
+   * reader's to report).
    */
   private repeatedUsers(start: number): boolean | undefined {
     const before = this.blocksBefore;
-    const block = this.userBlocks.starts.length;
-    const first = this.users.length;
-    if (before === undefined || block >= before.starts.length || before.starts[block] !== first) return false;
-    const length = before.lengths[block]!;
-    if (start + length > this.text.length || digestOf(this.text, start, start + length) !== before.digests[block]) return false;
-    const { users } = this;
+    if (before === undefined) return false;
+    const block = repeatedBlock(before, (this.userIndex ??= indexOf(before)), this.text, start);
+    if (block < 0) return false;
+    const { users, userFrom } = this;
     const previous = this.previous.users;
-    for (let i = first, end = first + before.counts[block]!; i < end; i++) {
-      const user = previous[i]!;
-      // At the place it had: sameAddresses holds as it did; past a changed address, the table checks it.
+    const from = before.starts[block]!;
+    const shift = users.length - from;
+    // At the indices they had, the users have the addresses the last document's had there: sameAddresses holds as it did. Elsewhere, the table checks them.
+    if (shift !== 0) this.sameAddresses = false;
+    for (let j = from, end = from + before.counts[block]!; j < end; j++) {
+      const user = previous[j]!;
       if (!this.sameAddresses && !this.addUserAddress(user.user_intra_ip)) return undefined;
+      if (userFrom) userFrom[j] = j + shift + 1;
       users.push(user);
     }
     this.takenDigest = before.digests[block]!;
-    this.pos = start + length;
+    this.pos = start + before.lengths[block]!;
     return true;
   }
 
   /**
-   * Whether the block of marks from here is written as the last document's
-   * block at the same place was, after users at the same addresses (see
-   * WrittenMarks); if so, takes its marks and reads past it. Undefined when
-   * one of their ids was given before (the general reader's to report).
+   * Whether the block of marks from here is written as a block of the last
+   * document was, and reads the same now (see WrittenMarks); if so, takes
+   * its marks, with their users at their indices now, and reads past it.
+   * Undefined when one of their ids was given before (the general reader's
+   * to report).
    */
   private repeatedMarks(start: number): boolean | undefined {
     const written = this.before.written;
-    if (written === undefined || !this.mapping || this.sameByIp() === undefined) return false;
+    if (written === undefined || !this.mapping) return false;
+    if (this.usersAgain < 0) this.usersAgain = this.sameByIp() !== undefined ? 1 : this.userFrom !== undefined ? 2 : 0;
+    if (this.usersAgain === 0) return false;
     const { blocks, marks, owners } = written;
-    const block = this.markBlocks.starts.length;
-    const first = this.count;
-    if (block >= blocks.starts.length || blocks.starts[block] !== first) return false;
-    const length = blocks.lengths[block]!;
-    if (start + length > this.text.length || digestOf(this.text, start, start + length) !== blocks.digests[block]) return false;
-    for (let place = first, end = first + blocks.counts[block]!; place < end; place++) {
-      if (!this.addMarkAt(marks.ids[place]!, owners[place]!, this.codeFrom(written, marks.sips[place]!), this.codeFrom(written, marks.dips[place]!))) return undefined;
+    const block = repeatedBlock(blocks, (this.markIndex ??= indexOf(blocks)), this.text, start);
+    if (block < 0) return false;
+    const from = blocks.starts[block]!;
+    const end = from + blocks.counts[block]!;
+    const moved = this.usersAgain === 2;
+    if (moved && !this.readsTheSame(written, from, end)) return false;
+    for (let place = from; place < end; place++) {
+      const owner = owners[place]!;
+      if (!this.addMarkAt(marks.ids[place]!, moved && owner >= 0 ? this.userFrom![owner]! - 1 : owner, this.codeFrom(written, marks.sips[place]!), this.codeFrom(written, marks.dips[place]!))) return undefined;
     }
     this.takenDigest = blocks.digests[block]!;
-    this.pos = start + length;
+    this.pos = start + blocks.lengths[block]!;
     return true;
   }
 
-  /** The code in this scan of a list's code in the last one (see WrittenMarks): the same users, the other addresses and lists found again. */
+  /**
+   * Whether the last document's marks from `from` to `end` name the same
+   * users now, at their indices now: every user they named has its address
+   * in this document, and no new user has an address they named that was
+   * no user's (see userFrom).
+   */
+  private readsTheSame(written: WrittenMarks, from: number, end: number): boolean {
+    const { sips, dips } = written.marks;
+    // (A mark's owner is one of the users its addresses name.)
+    for (let place = from; place < end; place++) {
+      if (!this.codeReadsTheSame(written, sips[place]!) || !this.codeReadsTheSame(written, dips[place]!)) return false;
+    }
+    return true;
+  }
+
+  /** The same for one list of addresses (see USER_ADDRESS). */
+  private codeReadsTheSame(written: WrittenMarks, code: number): boolean {
+    const index = code >>> 2;
+    switch (code & 3) {
+      case USER_ADDRESS:
+        return this.userFrom![index] !== 0;
+      case OTHER_ADDRESS: {
+        const user = written.otherUsers[index]!;
+        return user >= 0 ? this.userFrom![user] !== 0 : this.noUserHas(written.marks.others[index]!);
+      }
+      case LIST:
+        for (const address of written.marks.lists[index]!) {
+          const host = poolHost(address);
+          const user = host === undefined ? undefined : this.previous.byIp!.get(host);
+          if (user === undefined ? !this.noUserHas(address) : this.userFrom![user] === 0) return false;
+        }
+        return true;
+      default:
+        return true;
+    }
+  }
+
+  /** Whether a pool address whose host was no user's address in the last document is none's in this one either. */
+  private noUserHas(address: string): boolean {
+    if (this.added.length === 0) return true;
+    const host = poolHost(address);
+    return host === undefined || !(this.addedSet ??= new Set(this.added)).has(host);
+  }
+
+  /** The code in this scan of a list's code in the last one (see WrittenMarks): the same users (at their indices now), the other addresses and lists found again. */
   private codeFrom(written: WrittenMarks, code: number): number {
     const tag = code & 3;
     const index = code >>> 2;
     if (tag === OTHER_ADDRESS) {
       const from = (this.othersFrom ??= new Int32Array(written.marks.others.length));
       // (Plus one: 0 is not found yet.)
-      if (from[index] === 0) from[index] = this.otherIndex(written.marks.others[index]!, written.otherUsers[index]!) + 1;
+      if (from[index] === 0) {
+        const user = written.otherUsers[index]!;
+        from[index] = this.otherIndex(written.marks.others[index]!, user >= 0 && this.usersAgain === 2 ? this.userFrom![user]! - 1 : user) + 1;
+      }
       return (from[index]! - 1) * 4 + OTHER_ADDRESS;
     }
     // A list of several addresses is one mark's: never changed, it is this scan's too.
     if (tag === LIST) return (this.lists.push(written.marks.lists[index]!) - 1) * 4 + LIST;
-    return code;
+    return tag === USER_ADDRESS && this.usersAgain === 2 ? (this.userFrom![index]! - 1) * 4 + USER_ADDRESS : code;
   }
 
   /** The index in `others` of each of the last scan's other addresses taken again (plus one; 0: not yet). */
@@ -619,9 +779,12 @@ class Scanner {
       }
     }
     if (codeAt < 0 || ipAt < 0) return false;
-    const { users } = this;
-    const before = this.previous.users[users.length];
+    const { users, previous } = this;
+    const at = users.length;
+    const before = previous.users[at];
     let user: User;
+    // The last document's index of a user with this address (-1: none, or not known).
+    let from = -1;
     if (
       before !== undefined &&
       this.spells(codeAt, codeEnd, codeEscaped, before.user_code) &&
@@ -630,15 +793,29 @@ class Scanner {
     ) {
       // The previous document's user, spelt the same: valid as it was, and kept (its series finds it by identity).
       user = before;
+      from = at;
     } else {
       const code = this.valueOf(codeAt, codeEnd, codeEscaped);
       const valid = userIp(this.valueOf(ipAt, ipEnd, ipEscaped));
       const name = nameAt < 0 ? undefined : this.valueOf(nameAt, nameEnd, nameEscaped);
       if (!isName(code) || valid === undefined || (nameAt >= 0 && !isName(name))) return false;
-      const ip = own(valid);
-      user = name === undefined ? { user_code: own(code), user_intra_ip: ip } : { user_code: own(code), user_intra_ip: ip, user_name: own(name) };
+      from = previous.byIp?.get(valid) ?? -1;
+      const moved = from < 0 ? undefined : previous.users[from];
+      if (moved !== undefined && moved.user_code === code && moved.user_name === name) {
+        // A user of the previous document at another index (an entry inserted or removed before it), the same: kept too.
+        user = moved;
+      } else {
+        const ip = own(valid);
+        user = name === undefined ? { user_code: own(code), user_intra_ip: ip } : { user_code: own(code), user_intra_ip: ip, user_name: own(name) };
+      }
     }
     const ip = user.user_intra_ip;
+    this.cut = endsBlock(hashOf(this.text, ipAt + 1, ipEnd));
+    const { userFrom } = this;
+    if (userFrom !== undefined) {
+      if (from >= 0) userFrom[from] = at + 1;
+      else this.added.push(ip);
+    }
     if (this.sameAddresses && (before === undefined || before.user_intra_ip !== ip)) this.sameAddresses = false;
     // An address given twice is the general reader's to report (the previous document's, at the same places, were all distinct).
     if (!this.sameAddresses && !this.addUserAddress(ip)) return false;
@@ -727,9 +904,10 @@ class Scanner {
     let dipsUser = -1;
     let mixed = false;
     let seenId = false;
-    // The user the previous document's mark at this place had: its address is looked at first.
+    // The user the previous document's mark at this place had (at its index now): its address is looked at first.
     const place = this.count;
-    this.expected = place < this.before.count ? this.before.owners[place]! : -1;
+    const expected = place < this.before.count ? this.before.owners[place]! : -1;
+    this.expected = expected >= 0 && this.userFrom !== undefined ? this.userFrom[expected]! - 1 : expected;
     this.space();
     if (!this.eat(CLOSE_OBJECT)) {
       for (;;) {
@@ -764,6 +942,7 @@ class Scanner {
       }
     }
     if (id === undefined) return false;
+    this.cut = markEndsBlock(id);
     // Its owner: the first user among its sips, then its dips; one naming two users is the mark map's to report.
     if (mixed || (sipsUser >= 0 && dipsUser >= 0 && sipsUser !== dipsUser)) this.mapping = false;
     const owner = sipsUser >= 0 ? sipsUser : dipsUser;

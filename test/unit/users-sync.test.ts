@@ -17,9 +17,10 @@ import { ReadingPath, type UsersApplied } from '../../src/reading-path.js';
 import { loadSettings } from '../../src/settings.js';
 import type { CommandRunner } from '../../src/sources/iptables/save-command.js';
 import { parseUsersDocumentGenerally, type UsersSnapshot } from '../../src/users/document.js';
-import { ENTRIES_PER_STEP, mappingOf, markCount, scanUsersDocument, scanUsersDocumentNow, type PreviousScan } from '../../src/users/document-scan.js';
-import { isDottedQuad } from '../../src/users/fields.js';
+import { ENTRIES_PER_STEP, mappingOf, markCount, markEndsBlock, scanUsersDocument, scanUsersDocumentNow, userEndsBlock, type PreviousScan } from '../../src/users/document-scan.js';
+import { isDottedQuad, markId } from '../../src/users/fields.js';
 import { ConfigManager } from '../../src/users/manager.js';
+import { random } from './random.js';
 import { until } from './waits.js';
 
 const DUMP = `*mangle
@@ -148,8 +149,8 @@ describe('the fast reading of the users document agrees with the general one', (
     const snapshot = scanUsersDocumentNow(text, 's');
     return snapshot && { users: snapshot.users, ...mappingOf(snapshot) };
   };
-  /** Whether the fast reading answered itself (with and without what `before` left: the same answer either way). */
-  const agrees = (text: string, before?: PreviousScan) => {
+  /** Whether the fast reading answered itself (with and without what `before` left: the same answer either way); `seriesByMark`: also the mapping with series by mark. */
+  const agrees = (text: string, before?: PreviousScan, seriesByMark = true) => {
     const fast = scanUsersDocumentNow(text, 's');
     const again = before && scanUsersDocumentNow(text, 's', before);
     assert.equal(again === undefined, before === undefined || fast === undefined, `answered alike with and without the previous scan, on ${JSON.stringify(text)}`);
@@ -158,13 +159,15 @@ describe('the fast reading of the users document agrees with the general one', (
       const expected = general(text) as UsersSnapshot;
       // Before anything reads its marks (made on first use): their count, and the mapping by mark made from them.
       assert.equal(markCount(scanned), expected.marks.length, `count of ${JSON.stringify(text)}`);
-      const { byIp: ipsByMark, byMark: marksByMark, conflicts: conflictsByMark, users: usersByMark } = buildMarkMap(scanned, 'mark');
-      const madeByMark = buildMarkMap(expected, 'mark');
-      assert.deepEqual(
-        { ipsByMark, marksByMark, conflictsByMark, usersByMark },
-        { ipsByMark: madeByMark.byIp, marksByMark: madeByMark.byMark, conflictsByMark: madeByMark.conflicts, usersByMark: madeByMark.users },
-        `mapping by mark of ${JSON.stringify(text)}`,
-      );
+      if (seriesByMark) {
+        const { byIp: ipsByMark, byMark: marksByMark, conflicts: conflictsByMark, users: usersByMark } = buildMarkMap(scanned, 'mark');
+        const madeByMark = buildMarkMap(expected, 'mark');
+        assert.deepEqual(
+          { ipsByMark, marksByMark, conflictsByMark, usersByMark },
+          { ipsByMark: madeByMark.byIp, marksByMark: madeByMark.byMark, conflictsByMark: madeByMark.conflicts, usersByMark: madeByMark.users },
+          `mapping by mark of ${JSON.stringify(text)}`,
+        );
+      }
       assert.deepEqual(scanned, expected, `on ${JSON.stringify(text)}`);
       // The mapping the scan made as it read equals the one made from the snapshot alone.
       const { byIp, byMark, conflicts, users } = buildMarkMap(scanned);
@@ -222,6 +225,151 @@ describe('the fast reading of the users document agrees with the general one', (
     assert.ok(answered > 1000, `the fast reading answered ${answered} of the changed texts itself`);
   });
 
+  test('on entries inserted, removed, moved or repeated anywhere, read after other texts, it answers only what the general reader answers', () => {
+    const rng = random(20261130);
+    /** A gateway's document with the odd forms besides: names, IPv6, prefixes, lists, marks of no user, string ids. */
+    const ipOf = (i: number) => (i % 97 === 5 ? `fd00::${(i + 1).toString(16)}` : `10.${64 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`);
+    const userEntry = (i: number, ip = ipOf(i)) => (i % 13 === 0 ? `{"user_code":"u${i}","user_intra_ip":"${ip}","user_name":"User ${i}"}` : `{"user_code":"u${i}","user_intra_ip":"${ip}"}`);
+    const baseUsers = Array.from({ length: 1200 }, (_, i) => userEntry(i));
+    const baseMarks: string[] = [];
+    for (let i = 0; i < 1200; i++) {
+      const ip = ipOf(i);
+      const sip = i % 29 === 3 ? `${ip}/${ip.includes(':') ? 128 : 32}` : ip;
+      baseMarks.push(`{"mark_id":${1000 + 2 * i},"sips":["${sip}"],"dips":["192.0.2.7"]}`);
+      baseMarks.push(i % 41 === 7 ? `{"mark_id":"${(1001 + 2 * i).toString()}","sips":["192.0.2.${i % 200}","198.51.100.1"],"dips":["${ip}"]}` : `{"mark_id":${1001 + 2 * i},"sips":["192.0.2.7"],"dips":["${ip}"]}`);
+      if (i % 53 === 11) baseMarks.push(`{"mark_id":${900_000 + i},"sips":["198.51.100.${i % 250}"],"dips":["192.0.2.${i % 7}"]}`);
+    }
+    const documentOf = (users: readonly string[], marks: readonly string[]) => `{"users":[\n${users.join(',\n')}\n],"marks":[\n${marks.join(',\n')}\n]}\n`;
+    let fresh = 0;
+    /**
+     * A user no document had: a new address, or one the pool names (a peer, or in a list of several), or one another user has;
+     * or, in place of `replaced`, that user renamed (its code, or its name).
+     */
+    const newUser = (users: readonly string[], replaced?: string) => {
+      fresh++;
+      const kind = replaced !== undefined && rng.chance(0.6) ? 12 + rng.int(3) : rng.int(12);
+      const ip = kind === 0 ? '192.0.2.7' : kind === 1 ? '198.51.100.1' : kind === 2 ? ipOf(rng.int(1200)) : kind === 5 ? `192.0.2.${rng.int(200)}` : `10.200.${fresh >> 8}.${fresh & 255}`;
+      if (kind === 3) return `{"user_code":"v${fresh}","user_intra_ip":"10.200.0"}`;
+      if (kind === 4 && users.length > 0) return rng.pick(users);
+      if (kind >= 12) {
+        const { user_code: code, user_intra_ip: address, user_name: name } = JSON.parse(replaced!) as Record<string, unknown>;
+        if (kind === 12) return JSON.stringify({ user_code: code, user_intra_ip: address });
+        return JSON.stringify(kind === 13 ? { user_code: `${String(code)}-renamed`, user_intra_ip: address, user_name: name } : { user_code: code, user_intra_ip: address, user_name: `${String(name)}!` });
+      }
+      return `{"user_code":"v${fresh}","user_intra_ip":"${ip}"}`;
+    };
+    const newMark = (marks: readonly string[]) => {
+      fresh++;
+      const kind = rng.int(11);
+      if (kind === 0 && marks.length > 0) return rng.pick(marks);
+      if (kind === 1) return `{"mark_id":-${fresh}}`;
+      const id = kind === 2 ? 1000 + rng.int(3000) : 2_000_000 + fresh;
+      const user = ipOf(rng.int(1200));
+      const address = kind === 3 ? `10.200.${fresh >> 8}.${fresh & 255}` : kind === 4 ? '192.0.2.7/32' : kind === 5 ? `${user}/${user.includes(':') ? 128 : 32}` : user;
+      return `{"mark_id":${id},"sips":["${address}"],"dips":["192.0.2.${rng.int(9)}"]}`;
+    };
+    /** The indices after which a block of entries begins: -1, and each entry that ends one (see userEndsBlock). */
+    const blockEnds = (list: readonly string[]) => {
+      const ends = [-1];
+      list.forEach((entry, i) => {
+        const { user_intra_ip: address, mark_id: id } = JSON.parse(entry) as { user_intra_ip?: string; mark_id?: unknown };
+        const mark = markId(id);
+        if (address === undefined ? mark !== undefined && markEndsBlock(mark) : userEndsBlock(address)) ends.push(i);
+      });
+      return ends;
+    };
+    /** Near the top half the time, anywhere else the rest. */
+    const place = (length: number) => (rng.chance(0.5) ? rng.int(Math.min(length, 300) + 1) : rng.int(length + 1));
+    const edit = (list: string[], make: (list: readonly string[], replaced?: string) => string) => {
+      const at = place(list.length);
+      const several = rng.chance(0.3) ? 2 + rng.int(40) : 1;
+      const kind = rng.int(7);
+      switch (kind) {
+        case 0:
+        case 1:
+          list.splice(at, 0, ...Array.from({ length: several }, () => make(list)));
+          break;
+        case 2:
+          list.splice(at, several);
+          break;
+        case 3:
+        case 4:
+        case 5: {
+          // A run of entries moved elsewhere, or written twice (an address or a mark_id given twice); half the time whole blocks, moved after a block.
+          const whole = rng.chance(0.5);
+          const ends = blockEnds(list);
+          const from = rng.int(ends.length);
+          const [first, end] = whole ? [ends[from]! + 1, ends[Math.min(ends.length - 1, from + 1 + rng.int(4))]! + 1] : [at, at + several * (1 + rng.int(300))];
+          const moved = kind === 5 ? list.slice(first, end) : list.splice(first, end - first);
+          list.splice(whole ? rng.pick(blockEnds(list)) + 1 : place(list.length), 0, ...moved);
+          break;
+        }
+        default: {
+          // An entry changed where it is, or (moved) elsewhere.
+          const changed = make(list, list[at]);
+          list.splice(at, 1);
+          list.splice(rng.chance(0.5) ? at : place(list.length), 0, changed);
+        }
+      }
+    };
+    const base = documentOf(baseUsers, baseMarks);
+    const afterBase = leftBy(base)!;
+    assert.ok(afterBase && agrees(base));
+    let previous: PreviousScan | undefined = afterBase;
+    let answered = 0;
+    for (let k = 0; k < 120; k++) {
+      const users = [...baseUsers];
+      const marks = [...baseMarks];
+      for (let edits = 1 + rng.int(3); edits > 0; edits--) {
+        if (rng.chance(0.6)) edit(users, newUser);
+        else edit(marks, newMark);
+      }
+      const text = documentOf(users, marks);
+      // After the base's scan, or after the last text's (itself read after the one before: blocks taken at other indices).
+      const before = k % 3 === 0 ? afterBase : previous;
+      // (The mapping by mark is made from the snapshot alone: the same when the snapshots are.)
+      if (agrees(text, before, false)) answered++;
+      const scanned = scanUsersDocumentNow(text, 's', before);
+      previous = scanned ? { users: scanned.users, ...mappingOf(scanned) } : previous;
+    }
+    assert.ok(answered > 40, `the fast reading answered ${answered} of the changed texts itself`);
+  });
+
+  /** How many times a scan of `text` pauses: a slice of entries read, of blocks taken again, or of a map made. */
+  const slices = (text: string, previous?: PreviousScan) => {
+    const steps = scanUsersDocument(text, 's', previous);
+    let count = 0;
+    while (!steps.next().done) count++;
+    return count;
+  };
+
+  test('after an entry inserted or removed near the top, the blocks past it are taken again at their new indices, not read', () => {
+    const large = largeDocument(3000);
+    const afterLarge = leftBy(large)!;
+    const user = '{"user_code":"u98",';
+    const mark = '{"mark_id":1196,';
+    const texts = [
+      large.replace(user, `{"user_code":"new","user_intra_ip":"10.9.9.9"},\n${user}`),
+      large.replace('{"user_code":"u97","user_intra_ip":"10.64.0.97"},\n', ''),
+      large.replace(mark, `{"mark_id":7,"sips":["10.9.9.9"]},\n${mark}`),
+      large.replace('{"mark_id":1194,"sips":["10.64.0.97"],"dips":["192.0.2.7"]},\n', ''),
+    ];
+    for (const text of texts) {
+      assert.notEqual(text, large);
+      // Of the 9,000 entries, a block or two read again (and the maps made again: the users or the marks are at other indices).
+      assert.ok(slices(text, afterLarge) <= slices(text) - Math.floor(9000 / ENTRIES_PER_STEP) + 4, `${slices(text, afterLarge)} slices, against ${slices(text)} for a reading`);
+      assert.ok(agrees(text, afterLarge));
+    }
+    // A user inserted whose address the pool named for no user (in a list of several, or as every mark's peer): the marks that name it have two users now, and are read.
+    const listed = large.replace('{"mark_id":1196,"sips":["10.64.0.98"],"dips":["192.0.2.7"]}', '{"mark_id":1196,"sips":["10.64.0.98"],"dips":["192.0.2.7","198.51.100.9"]}');
+    const afterListed = leftBy(listed)!;
+    for (const address of ['198.51.100.9', '192.0.2.7']) {
+      const text = listed.replace('{"user_code":"u50",', `{"user_code":"peer","user_intra_ip":"${address}"},\n{"user_code":"u50",`);
+      assert.equal(mappingOf(scanUsersDocumentNow(text, 's', afterListed)!), undefined, 'a mark of two users: the mark map maps it, and tells');
+      assert.ok(agrees(text, afterListed));
+    }
+  });
+
   test('a document read again keeps what it repeats of the last one: its user objects, and its mapping when that is the same', () => {
     const first = largeDocument(300);
     const before = leftBy(first)!;
@@ -231,12 +379,6 @@ describe('the fast reading of the users document agrees with the general one', (
     assert.equal(mappingOf(renamed)!.byIp, before.byIp, 'the same addresses at the same places: the same byIp');
     assert.equal(mappingOf(renamed)!.byMark, before.byMark, 'the same marks with the same owners: the same byMark');
     // Marks written as the last document wrote them, for users at the same addresses: taken again as a whole, not read in slices.
-    const slices = (text: string, previous?: PreviousScan) => {
-      const steps = scanUsersDocument(text, 's', previous);
-      let count = 0;
-      while (!steps.next().done) count++;
-      return count;
-    };
     const large = largeDocument(3000);
     const afterLarge = leftBy(large)!;
     const renamedLarge = large.replace('"user_code":"u7"', '"user_code":"u7-renamed"');
