@@ -402,7 +402,7 @@ class Scanner {
     this.before = (previous.byMark && placesOf.get(previous.byMark)) ?? NO_PLACES;
     this.blocksBefore = blocksOf.get(previous.users);
     this.sameIds = this.sameOwners = this.before.count > 0;
-    if (this.before.written !== undefined && previous.byIp !== undefined) this.userFrom = new Int32Array(previous.users.length);
+    if (previous.byIp !== undefined) this.userFrom = new Int32Array(previous.users.length);
   }
 
   space(): void {
@@ -593,13 +593,15 @@ class Scanner {
   /**
    * Where each user of the last document is in this one (its index plus
    * one; 0: no user has its address now), and the addresses of users that
-   * no user of the last document had. Kept while the users are read when
-   * the last document's marks may be taken again (see WrittenMarks);
-   * undefined otherwise.
+   * no user of the last document had: kept while the users are read, when
+   * the last document's byIp is known (see PreviousScan). Every address is
+   * one of the last document's or a new one, so an address given twice is
+   * found here, without a table of all the addresses; and the marks of the
+   * last document are taken again with the users they name at their
+   * indices now (see WrittenMarks).
    */
   private readonly userFrom: Int32Array | undefined;
-  private readonly added: string[] = [];
-  private addedSet: Set<string> | undefined;
+  private readonly added = new Set<string>();
   /** Whether the users of the last document are known again, for its marks: at the same indices (1), through userFrom (2), or not (0); worked out at the first block of marks. */
   private usersAgain = -1;
 
@@ -618,12 +620,15 @@ class Scanner {
     const previous = this.previous.users;
     const from = before.starts[block]!;
     const shift = users.length - from;
-    // At the indices they had, the users have the addresses the last document's had there: sameAddresses holds as it did. Elsewhere, the table checks them.
+    // At the indices they had, the users have the addresses the last document's had there: sameAddresses holds as it did.
     if (shift !== 0) this.sameAddresses = false;
     for (let j = from, end = from + before.counts[block]!; j < end; j++) {
       const user = previous[j]!;
-      if (!this.sameAddresses && !this.addUserAddress(user.user_intra_ip)) return undefined;
-      if (userFrom) userFrom[j] = j + shift + 1;
+      // An address given twice: found by userFrom, or (without it) by the table past the addresses that are the same.
+      if (userFrom !== undefined) {
+        if (userFrom[j] !== 0) return undefined;
+        userFrom[j] = j + shift + 1;
+      } else if (!this.sameAddresses && !this.addUserAddress(user.user_intra_ip)) return undefined;
       users.push(user);
     }
     this.takenDigest = before.digests[block]!;
@@ -698,9 +703,9 @@ class Scanner {
 
   /** Whether a pool address whose host was no user's address in the last document is none's in this one either. */
   private noUserHas(address: string): boolean {
-    if (this.added.length === 0) return true;
+    if (this.added.size === 0) return true;
     const host = poolHost(address);
-    return host === undefined || !(this.addedSet ??= new Set(this.added)).has(host);
+    return host === undefined || !this.added.has(host);
   }
 
   /** The code in this scan of a list's code in the last one (see WrittenMarks): the same users (at their indices now), the other addresses and lists found again. */
@@ -811,14 +816,14 @@ class Scanner {
     }
     const ip = user.user_intra_ip;
     this.cut = endsBlock(hashOf(this.text, ipAt + 1, ipEnd));
-    const { userFrom } = this;
-    if (userFrom !== undefined) {
-      if (from >= 0) userFrom[from] = at + 1;
-      else this.added.push(ip);
-    }
     if (this.sameAddresses && (before === undefined || before.user_intra_ip !== ip)) this.sameAddresses = false;
-    // An address given twice is the general reader's to report (the previous document's, at the same places, were all distinct).
-    if (!this.sameAddresses && !this.addUserAddress(ip)) return false;
+    // An address given twice is the general reader's to report: found by userFrom, or by the table past the addresses that are the same.
+    const { userFrom, added } = this;
+    if (userFrom !== undefined) {
+      if (from >= 0 ? userFrom[from] !== 0 : added.has(ip)) return false;
+      if (from >= 0) userFrom[from] = at + 1;
+      else added.add(ip);
+    } else if (!this.sameAddresses && !this.addUserAddress(ip)) return false;
     users.push(user);
     return true;
   }
@@ -852,7 +857,7 @@ class Scanner {
     return true;
   }
 
-  /** Puts the users read so far and not in the table yet into it (the users of a same-address prefix, known distinct). */
+  /** Puts the users read so far and not in the table yet into it (known distinct: a same-address prefix, or checked by userFrom). */
   private tableAddresses(): void {
     const { users } = this;
     if (this.addressesTabled === users.length) return;
