@@ -107,11 +107,14 @@ export async function agentCost(gateway: GeneratedGateway, options: AgentCostOpt
     const collector = ADDRESSES.far[1];
     const receiver = lab.spawn('far', process.execPath, ['-e', DISCARD, collector]);
     const pushes: number[] = [];
+    /** Requests received, a push's later ones included (see DISCARD). */
+    let requests = 0;
     let port = 0;
     createInterface({ input: receiver.stdout! }).on('line', (line) => {
       const [what, n] = line.split(' ');
       if (what === 'listening') port = Number(n);
-      else if (what === 'push') pushes.push(Number(n));
+      if (what === 'push' || what === 'part') requests += 1;
+      if (what === 'push') pushes.push(Number(n));
       else if (what === 'part' && pushes.length) pushes[pushes.length - 1]! += Number(n);
     });
     while (!port) await sleep(20);
@@ -142,6 +145,7 @@ export async function agentCost(gateway: GeneratedGateway, options: AgentCostOpt
       own: number;
       children: number;
       pushes: number;
+      requests: number;
       rss: number;
     }
     const samples: Sample[] = [];
@@ -158,7 +162,7 @@ export async function agentCost(gateway: GeneratedGateway, options: AgentCostOpt
       if (record.sources?.some((s) => !s.endsWith(' ok'))) problems.push(`a failed reading: ${record.sources.join(', ')}`);
       durations.push(record.duration_ms!);
       reads.push(record.read_ms!);
-      samples.push({ ...cpuOf(agent.pid!), pushes: pushes.length, rss: rssMbOf(agent.pid!) });
+      samples.push({ ...cpuOf(agent.pid!), pushes: pushes.length, requests, rss: rssMbOf(agent.pid!) });
       wake();
     });
     const readingsDone = (n: number) =>
@@ -205,12 +209,13 @@ export async function agentCost(gateway: GeneratedGateway, options: AgentCostOpt
       const a = samples[first]!;
       const b = samples[last]!;
       const readings = last - first;
-      // Readings far from any push (none arrived in their interval nor in the next: a push is
-      // encoded before it arrives): the cost of reading alone.
+      // Readings far from any push (no request of one arrived in their interval nor in the next: a
+      // request is encoded before it arrives, a push's later ones after its earlier ones): the cost
+      // of reading alone.
       let quietOwn = 0;
       let quiet = 0;
       for (let i = first + 1; i < last; i++) {
-        if (samples[i + 1]!.pushes !== samples[i - 1]!.pushes) continue;
+        if (samples[i + 1]!.requests !== samples[i - 1]!.requests) continue;
         quietOwn += samples[i]!.own - samples[i - 1]!.own;
         quiet += 1;
       }
