@@ -83,10 +83,6 @@ export class JsonRequests {
     return new JsonPush(metrics, this.maxRequestBytes);
   }
 
-  /** Nothing to keep: each request is a buffer of its own. */
-  began(): void {}
-  ended(): void {}
-
   serializer(): ISerializer<ResourceMetrics, IExportMetricsServiceResponse> {
     return {
       serializeRequest: (metrics) => (this.writing ? this.writing.write() : JsonMetricsSerializer.serializeRequest(metrics)),

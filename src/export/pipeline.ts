@@ -179,8 +179,9 @@ interface PushInRequests {
 interface RequestSplitter {
   writing: PushInRequests | undefined;
   beginPush(metrics: ResourceMetrics): PushInRequests;
-  began(): void;
-  ended(): void;
+  /** Told when each request begins and ends (the protobuf encoder reuses a buffer only when no request is under way). */
+  began?(): void;
+  ended?(): void;
 }
 
 /**
@@ -201,10 +202,10 @@ function sendInRequests(delegate: IOtlpExportDelegate<ResourceMetrics>, splitter
       const push = splitter.beginPush(metrics);
       const send = (request: ResourceMetrics) => {
         const written = push.next;
-        splitter.began();
+        splitter.began?.();
         let ended = false;
         const end = () => {
-          if (!ended) splitter.ended();
+          if (!ended) splitter.ended?.();
           ended = true;
         };
         splitter.writing = push;
