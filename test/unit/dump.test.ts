@@ -115,8 +115,9 @@ async function runSaveCommandIn(wrapper: string[], command: string, ...flags: st
 
 describe('spawn failures are DumpErrors, never a crash', () => {
   test('out of file descriptors (EMFILE): a DumpError saying so, the process lives on, and the next reading works', async () => {
-    // Real: the helper opens loopback sockets until EMFILE under RLIMIT_NOFILE=64, then spawns.
-    const [starved, after] = await runSaveCommandIn(['prlimit', '--nofile=64:64'], FAKE, '--exhaust-fds');
+    // Real: the helper opens loopback sockets until EMFILE under RLIMIT_NOFILE=256, then spawns
+    // (64 was too few for the module loader: under tsx it opens many of execa's files at once, and once ran out before the test began).
+    const [starved, after] = await runSaveCommandIn(['prlimit', '--nofile=256:256'], FAKE, '--exhaust-fds');
     assert.ok(Number(starved!.sockets) > 10, `opened ${starved!.sockets} connections first`);
     assert.equal(starved!.name, 'DumpError');
     assert.equal(starved!.code, 'spawn');
