@@ -29,8 +29,8 @@ export class TestGateway {
   /** Per source: the dump text the next reading sees. */
   private readonly texts = new Map<string, string>();
   private readonly collector: Collector;
-  /** How a dump's text is cut into the chunks the parser is pushed (one chunk unless a test says otherwise). */
-  chunking: (text: string) => string[] = (text) => [text];
+  /** How a dump's text is cut into the chunks the parser is pushed: its bytes in one chunk, as a runner gives them, unless a test says otherwise. */
+  chunking: (text: string) => (string | Uint8Array)[] = (text) => [Buffer.from(text)];
 
   /** `usersDocument` null: no document, users are known by address (up to `maxUsers`). */
   constructor(usersDocument: object | null, sources: string[] = ['ipv4'], breakdown: Breakdown = 'user', maxUsers = 50_000) {

@@ -34,7 +34,7 @@ const USERS = [
 const FAR = { ipv4: ['192.0.2.7', '192.0.2.8'], ipv6: ['fd00:9::7', 'fd00:9::8'] };
 /** Pool marks: 0x10 + user index is the user's; 0x30 is in the pool for nobody. Marks 0x50+ are not in the pool. */
 const POOL = [...USERS.map((u, i) => ({ mark_id: 0x10 + i, sips: [u.user_intra_ip], dips: [] as string[] })), { mark_id: 0x30, sips: ['192.0.2.99'], dips: [] }];
-const COMMENTS = ['-j', '-g', '-s', '--set-xmark', 'user', '"-j MARK --set-xmark 0x11/0xffffffff"', '"a \\"quoted\\" -g X \\\\ \\\'"', '""'];
+const COMMENTS = ['-j', '-g', '-s', '--set-xmark', 'user', '"-j MARK --set-xmark 0x11/0xffffffff"', '"a \\"quoted\\" -g X \\\\ \\\'"', '""', '"naïve €"', 'ü'];
 
 type Family = 'ipv4' | 'ipv6';
 type Direction = 'rx' | 'tx';
@@ -220,12 +220,14 @@ describe('differential: the reading path against an independent model', () => {
     test(`seed ${seed}`, async () => {
       const rng = random(seed);
       const gw = new TestGateway({ users: USERS, marks: POOL }, ['ipv4', 'ipv6']);
-      // Each chunk boundary falls anywhere, as pipes deliver them.
+      // Each chunk boundary falls anywhere, as pipes deliver them: bytes as a runner gives them
+      // (a boundary may split a character), or text as a test's runner may.
       gw.chunking = (text) => {
-        const chunks: string[] = [];
-        for (let i = 0; i < text.length; ) {
+        const whole = seed % 2 === 0 ? text : Buffer.from(text);
+        const chunks: (string | Uint8Array)[] = [];
+        for (let i = 0; i < whole.length; ) {
           const size = 1 + rng.int(rng.chance(0.5) ? 16 : 4096);
-          chunks.push(text.slice(i, i + size));
+          chunks.push(whole.slice(i, i + size));
           i += size;
         }
         return chunks;

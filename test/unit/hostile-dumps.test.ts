@@ -12,7 +12,7 @@ import { EMPTY_MARK_MAP } from '../../src/attribution/mark-map.js';
 import { RuleOwners, RuleReading } from '../../src/sources/iptables/rule-reading.js';
 import { ParseError } from '../../src/errors.js';
 import { findTable, parseIptablesSave } from '../../src/sources/iptables/model.js';
-import { IptablesSaveParser } from '../../src/sources/iptables/scan.js';
+import { IptablesSaveParser, ParsedRules } from '../../src/sources/iptables/scan.js';
 import { t, TestGateway } from '../gateway.js';
 
 const fixture = (name: string) => readFileSync(new URL(`../fixtures/${name}`, import.meta.url), 'utf8');
@@ -133,9 +133,10 @@ describe('options are read by their grammar', () => {
 });
 
 describe('the line-length limit', () => {
-  const long = `*mangle\n:PREROUTING ACCEPT [0:0]\n[1:1] -A PREROUTING -m comment --comment "${'x'.repeat(1 << 20)}" -j MARK --set-mark 1\nCOMMIT\n`;
-  const errorOf = (chunks: string[]) => {
-    const parser = new IptablesSaveParser({ rule: () => {} });
+  const dump = (comment: string) => `*mangle\n:PREROUTING ACCEPT [0:0]\n[1:1] -A PREROUTING -m comment --comment "${comment}" -j MARK --set-mark 1\nCOMMIT\n`;
+  const long = dump('x'.repeat(1 << 20));
+  const errorOf = (chunks: (string | Uint8Array)[]) => {
+    const parser = new IptablesSaveParser({ parsed: new ParsedRules(), rule: () => {} });
     try {
       for (const chunk of chunks) parser.push(chunk);
       parser.end();
@@ -144,18 +145,28 @@ describe('the line-length limit', () => {
     }
     return 'accepted';
   };
-  test('is the same whatever the chunking', () => {
+  /** The output in chunks of `size`, as text or as bytes (a chunk may split a character). */
+  const chunked = (text: string, size: number, asBytes: boolean): (string | Uint8Array)[] => {
+    const whole = asBytes ? Buffer.from(text) : text;
+    const chunks: (string | Uint8Array)[] = [];
+    for (let i = 0; i < whole.length; i += size) chunks.push(whole.slice(i, i + size));
+    if (size === 1) chunks.splice(100, chunks.length - 200, whole.slice(100, whole.length - 100)); // the middle in one piece: 1 MiB one-character chunks take long
+    return chunks;
+  };
+  test('is the same whatever the chunking, as text or as bytes', () => {
     const whole = errorOf([long]);
     assert.notEqual(whole, 'accepted');
-    for (const size of [1, 1000, 65536, 1 << 20, (1 << 20) + 100]) {
-      const chunks: string[] = [];
-      for (let i = 0; i < long.length; i += size) chunks.push(long.slice(i, i + size));
-      if (size === 1) chunks.splice(100, chunks.length - 200, long.slice(100, long.length - 100)); // the middle in one piece: 1 MiB one-character chunks take long
-      assert.deepEqual(errorOf(chunks), whole, `chunks of ${size}`);
+    for (const asBytes of [false, true]) {
+      for (const size of [1, 1000, 65536, 1 << 20, (1 << 20) + 100]) assert.deepEqual(errorOf(chunked(long, size, asBytes)), whole, `chunks of ${size}, bytes: ${asBytes}`);
     }
     const [line, message] = whole as [number, string];
     assert.equal(line, 3);
     assert.match(message, /longer than 1 MiB/);
+  });
+  test('counts characters, not bytes', () => {
+    // 1.2 MB of UTF-8 but 400,000 characters: a line the limit lets through, however it comes.
+    const wide = dump('€'.repeat(400_000));
+    for (const asBytes of [false, true]) for (const size of [1000, 65536, 1 << 20]) assert.equal(errorOf(chunked(wide, size, asBytes)), 'accepted', `chunks of ${size}, bytes: ${asBytes}`);
   });
 });
 

@@ -12,6 +12,12 @@
  * visitor as one reused RuleView: nothing is allocated per rule unless the
  * visitor asks for it. The plain model of a whole dump (model.ts) is built
  * from the same scan, for tools and tests.
+ *
+ * The save command's output comes as bytes. A rule line whose text is the one
+ * seen at its place in the last reading (ParsedRules) is read from the bytes
+ * as they are: its counters are taken, its text compared with the kept one,
+ * and nothing is decoded or allocated. Every other line is decoded and read as
+ * text, by the same code as a dump given as text.
  */
 import { parseDigits, type Count } from '../../shared/count.js';
 import { grown } from '../../shared/grown.js';
@@ -112,6 +118,7 @@ export function hasSpec(rule: RuleView, spec: string): boolean {
 const MAX_LINE = 1 << 20;
 const U64_MAX = (1n << 64n) - 1n;
 
+const NEWLINE = 10;
 const SPACE = 32;
 const QUOTE = 34;
 const HASH = 35;
@@ -127,6 +134,13 @@ const LETTER_G = 103;
 const LETTER_S = 115;
 const LETTER_D = 100;
 const LETTER_F = 102;
+/**
+ * The largest piece of output decoded into one string: V8 allocates a longer
+ * string among its long-lived objects, and each reading then paid a full collection.
+ */
+const DECODE_BYTES = 64 * 1024;
+/** Rule lines in a row that the bytes could not be read from before the rest of the output piece is read as text. */
+const BYTE_MISSES = 8;
 /** Short options with exactly one value: -i, -o, -p, -m. */
 const ONE_VALUE_SHORT = [105, 111, 112, 109];
 /**
@@ -146,10 +160,19 @@ interface OpenTable {
 export class IptablesSaveParser {
   private current: OpenTable | undefined;
   private lastChain: SaveChain | undefined;
+  /** The chain of the last rule read from bytes (its name is the kept one, not always lastChain's). */
+  private keptChain: SaveChain | undefined;
+  private keptChainName = '';
+  /** The bytes the text being read was decoded from, character for byte from textFrom on (undefined when not so). */
+  private textBytes: DataView | undefined;
+  private textFrom = 0;
   /** Tables the dump has listed: iptables-save prints each once, so a second one is an error, never summed. */
   private readonly tablesSeen = new Set<string>();
-  /** The unfinished last line of the chunks so far. */
+  /** The unfinished last line of the chunks so far: text, or the first restBytes bytes of restLine when the output comes as bytes. */
   private rest = '';
+  private restLine = new Uint8Array(0);
+  private restBytes = 0;
+  private restChars = 0;
   private lineNo = 0;
   /** Rules so far: a rule's place in the dump, for ParsedRules. */
   private rulesSeen = 0;
@@ -176,7 +199,10 @@ export class IptablesSaveParser {
 
   constructor(private readonly visitor: SaveVisitor) {}
 
-  push(chunk: string): this {
+  /** The next piece of the output: text, or bytes (UTF-8; used at once, not kept). */
+  push(chunk: string | Uint8Array): this {
+    if (typeof chunk !== 'string') return this.pushBytes(chunk);
+    if (this.restBytes > 0) throw new Error('a dump is given as text or as bytes, not both');
     let start = 0;
     let nl = chunk.indexOf('\n');
     if (this.rest !== '' && nl !== -1) {
@@ -198,8 +224,150 @@ export class IptablesSaveParser {
     return this;
   }
 
+  private pushBytes(chunk: Uint8Array): this {
+    if (this.rest !== '') throw new Error('a dump is given as text or as bytes, not both');
+    const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    const lastNl = bytes.lastIndexOf(NEWLINE);
+    let start = 0;
+    if (lastNl !== -1 && this.restBytes > 0) {
+      // The line begun in an earlier chunk, completed: read from the kept bytes.
+      const first = bytes.indexOf(NEWLINE);
+      this.keepRest(bytes, 0, first + 1);
+      const line = Buffer.from(this.restLine.buffer, 0, this.restBytes);
+      this.restBytes = this.restChars = 0;
+      this.lines(line, 0, line.length);
+      start = first + 1;
+    }
+    if (lastNl >= start) {
+      this.lines(bytes, start, lastNl + 1);
+      start = lastNl + 1;
+    }
+    if (start < bytes.length) {
+      this.keepRest(bytes, start, bytes.length);
+      // Bounded as the text's unfinished line is, in characters: at least one per byte that does not continue a character.
+      if (this.restChars > MAX_LINE) this.tooLong(this.lineNo + 1, Buffer.from(this.restLine.buffer, 0, 1024).toString('utf8'), 0);
+    }
+    return this;
+  }
+
+  /** Appends bytes[from, to) to the unfinished line (a copy: the chunk is not the parser's to keep). */
+  private keepRest(bytes: Uint8Array, from: number, to: number): void {
+    const length = this.restBytes + to - from;
+    if (length > this.restLine.length) {
+      const larger = new Uint8Array(Math.max(length, 2 * this.restLine.length, 4096));
+      larger.set(this.restLine.subarray(0, this.restBytes));
+      this.restLine = larger;
+    }
+    this.restLine.set(bytes.subarray(from, to), this.restBytes);
+    this.restBytes = length;
+    for (let i = from; i < to; i++) if ((bytes[i]! & 0xc0) !== 0x80) this.restChars += 1;
+  }
+
+  /**
+   * Whole lines bytes[from, to), the last ending with a newline. A rule line
+   * unchanged since the last reading is read from the bytes; runs of other lines
+   * are decoded and read as text (all of them, once the bytes missed a few
+   * rules in a row, as on a first reading).
+   */
+  private lines(bytes: Buffer, from: number, to: number): void {
+    const byBytes = this.visitor.parsed !== undefined;
+    const data = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    let misses = 0;
+    let textFrom = -1;
+    for (let start = from; start < to; ) {
+      const nl = bytes.indexOf(NEWLINE, start);
+      if (byBytes && misses < BYTE_MISSES && bytes[start] === BRACKET) {
+        // The lines before are read first: a table, chain or rule among them tells what this one means.
+        if (textFrom >= 0) {
+          this.textLines(bytes, data, textFrom, start);
+          textFrom = -1;
+        }
+        if (this.unchangedRule(bytes, data, start, nl)) {
+          misses = 0;
+          start = nl + 1;
+          continue;
+        }
+        misses += 1;
+      }
+      if (textFrom < 0) textFrom = start;
+      start = nl + 1;
+    }
+    if (textFrom >= 0) this.textLines(bytes, data, textFrom, to);
+  }
+
+  /** Whole lines bytes[from, to), decoded in pieces of at most DECODE_BYTES cut after a newline, read as text. */
+  private textLines(bytes: Buffer, data: DataView, from: number, to: number): void {
+    while (from < to) {
+      let cut = to;
+      if (to - from > DECODE_BYTES) {
+        cut = bytes.lastIndexOf(NEWLINE, from + DECODE_BYTES - 1) + 1;
+        if (cut <= from) cut = bytes.indexOf(NEWLINE, from) + 1; // one line longer than a piece
+      }
+      const text = bytes.toString('utf8', from, cut);
+      // As many characters as bytes: each character is its byte, and a rule kept from this text keeps its bytes too.
+      this.textBytes = text.length === cut - from ? data : undefined;
+      this.textFrom = from;
+      for (let start = 0, nl = text.indexOf('\n'); nl !== -1; start = nl + 1, nl = text.indexOf('\n', start)) this.line(text, start, nl);
+      from = cut;
+    }
+    this.textBytes = undefined;
+  }
+
+  /**
+   * Reads the rule line bytes[start, nl) when its text after `-A ` is the one
+   * seen at its place last time, in a chain declared by that name; false
+   * (nothing read) otherwise, and whenever the line is anything the text
+   * reading might refuse or read otherwise, which then reads it.
+   */
+  private unchangedRule(bytes: Buffer, data: DataView, start: number, nl: number): boolean {
+    const table = this.current;
+    const parsed = this.visitor.parsed!;
+    if (table === undefined || nl - start > MAX_LINE) return false;
+    let end = nl;
+    while (end > start && bytes[end - 1]! <= SPACE) end--;
+    let i = start + 1;
+    let packets = 0;
+    for (let c = bytes[i]!; i < end && c >= 48 && c <= 57; c = bytes[++i]!) packets = packets * 10 + (c - 48);
+    if (i === start + 1 || i - start - 1 > 15 || bytes[i] !== COLON) return false;
+    const bytesStart = ++i;
+    let count = 0;
+    for (let c = bytes[i]!; i < end && c >= 48 && c <= 57; c = bytes[++i]!) count = count * 10 + (c - 48);
+    if (i === bytesStart || i - bytesStart > 15 || bytes[i] !== CLOSE_BRACKET || bytes[i + 1] !== SPACE || bytes[i + 2] !== DASH || bytes[i + 3] !== 65 || bytes[i + 4] !== SPACE) {
+      return false;
+    }
+    i += 5;
+    const place = this.rulesSeen;
+    if (!parsed.sameLine(place, data, i, end)) return false;
+    // The chain it was in last time, by that name, must be declared in this table.
+    const name = parsed.chainAt(place)!;
+    let chain = this.keptChain;
+    if (chain === undefined || name !== this.keptChainName) {
+      chain = table.chains.get(name);
+      if (chain === undefined) return false;
+      this.keptChain = chain;
+      this.keptChainName = name;
+    }
+    const view = this.view;
+    parsed.fill(place, view);
+    this.lineNo += 1;
+    this.rulesSeen += 1;
+    this.lastChain = chain;
+    view.table = table.name;
+    view.chain = chain.name;
+    view.packets = packets;
+    view.bytes = count;
+    view.exact = undefined;
+    view.line = this.lineNo;
+    this.visitor.rule(view);
+    return true;
+  }
+
   /** The output is complete: checks that it did not stop inside a table. */
   end(): void {
+    if (this.restBytes > 0) {
+      this.rest = Buffer.from(this.restLine.buffer, 0, this.restBytes).toString('utf8');
+      this.restBytes = 0;
+    }
     if (this.rest !== '') {
       const last = this.rest;
       this.rest = '';
@@ -241,6 +409,7 @@ export class IptablesSaveParser {
         this.tablesSeen.add(name);
         this.current = { name, chains: new Map() };
         this.lastChain = undefined;
+        this.keptChain = undefined;
         this.visitor.table?.(name);
         return;
       }
@@ -331,9 +500,9 @@ export class IptablesSaveParser {
     if (parsed === undefined) {
       view.spec = undefined;
       this.walk(view, text, start, end);
-    } else if (!parsed.reuse(place, view)) {
+    } else if (!parsed.reuse(place, view, this.textBytes, this.textFrom)) {
       this.walk(view, text, start, end);
-      parsed.keep(place, view);
+      parsed.keep(place, view, this.textBytes, this.textFrom);
     }
     this.visitor.rule(view);
   }
@@ -471,6 +640,8 @@ export class IptablesSaveParser {
  */
 export class ParsedRules {
   private specs: (string | undefined)[] = [];
+  /** Per place: the rule's chain name, for reading an unchanged rule from bytes where the chain changes. */
+  private chains: (string | undefined)[] = [];
   private jumps: (string | undefined)[] = [];
   /** Per place: bit 1 goto, bit 2 a mark. */
   private flags = new Uint8Array(1024);
@@ -478,12 +649,61 @@ export class ParsedRules {
   private masks = new Uint32Array(1024);
   /** Per place, 4 entries: -s start and end, -d start and end, from the text's start (-1: none). */
   private addresses = new Int32Array(4096);
+  /**
+   * Per place: where its line after `-A ` is in `arena` as the bytes it was
+   * decoded from (-1: none, it was not read from bytes), and its length. The
+   * arena is appended to, and copied without the lines no place holds when full.
+   */
+  private lineAt = new Int32Array(1024).fill(-1);
+  private lineLength = new Int32Array(1024);
+  private arena = Buffer.alloc(0);
+  private arenaData = new DataView(new ArrayBuffer(0));
+  private arenaUsed = 0;
 
-  /** Whether the rule at `place` has the text it had last time; if so, fills in what the walk found then. */
-  reuse(place: number, view: RuleView): boolean {
+  /**
+   * Whether the rule at `place` has the text it had last time; if so, fills in
+   * what the walk found then. `bytes` from `offset` on are the text's, byte for
+   * character, when it was decoded so: kept, for reading the line from bytes next time.
+   */
+  reuse(place: number, view: RuleView, bytes?: DataView, offset = 0): boolean {
     const spec = this.specs[place];
-    const start = view.specStart;
-    if (spec === undefined || !sameSlice(view.text, start, view.specEnd, spec)) return false;
+    if (spec === undefined || !sameSlice(view.text, view.specStart, view.specEnd, spec)) return false;
+    if (this.lineAt[place]! < 0) this.keepLine(place, view, bytes, offset);
+    this.found(place, spec, view, view.specStart);
+    return true;
+  }
+
+  /** The chain the rule at `place` was in last time. */
+  chainAt(place: number): string | undefined {
+    return this.chains[place];
+  }
+
+  /**
+   * Whether data[start, end), bytes of a rule line after `-A `, are those the
+   * line kept at `place` (its chain, a space, its text) was decoded from: the
+   * same bytes decode to the same text.
+   */
+  sameLine(place: number, data: DataView, start: number, end: number): boolean {
+    const at = this.lineAt[place]!;
+    if (at < 0 || place >= this.specs.length || this.lineLength[place] !== end - start) return false;
+    const kept = this.arenaData;
+    let i = start;
+    let j = at;
+    for (; i + 4 <= end; i += 4, j += 4) if (data.getInt32(i) !== kept.getInt32(j)) return false;
+    for (; i < end; i++, j++) if (data.getUint8(i) !== kept.getUint8(j)) return false;
+    return true;
+  }
+
+  /** After sameLine(): fills in what the walk found, the view's text being the kept text itself. */
+  fill(place: number, view: RuleView): void {
+    const spec = this.specs[place]!;
+    view.text = spec;
+    view.specStart = 0;
+    view.specEnd = spec.length;
+    this.found(place, spec, view, 0);
+  }
+
+  private found(place: number, spec: string, view: RuleView, start: number): void {
     const flags = this.flags[place]!;
     view.spec = spec;
     view.jump = this.jumps[place];
@@ -498,16 +718,20 @@ export class ParsedRules {
     view.sourceEnd = a[k]! < 0 ? -1 : start + a[k + 1]!;
     view.destinationStart = a[k + 2]! < 0 ? -1 : start + a[k + 2]!;
     view.destinationEnd = a[k + 2]! < 0 ? -1 : start + a[k + 3]!;
-    return true;
   }
 
   /** Remembers what the walk found for the rule at `place`, and gives the view its own copy of the text. */
-  keep(place: number, view: RuleView): void {
+  keep(place: number, view: RuleView, bytes?: DataView, offset = 0): void {
     if (place >= this.flags.length) this.grow(place);
     const start = view.specStart;
     const spec = detach(viewSpec(view));
     view.spec = spec;
     this.specs[place] = spec;
+    // One string for the rules of a chain in a row: a kept chain is compared by identity first.
+    const chain = place > 0 && this.chains[place - 1] === view.chain ? this.chains[place - 1]! : detach(view.chain);
+    this.chains[place] = chain;
+    this.lineAt[place] = -1;
+    this.keepLine(place, view, bytes, offset);
     // A target other than MARK is a slice of the dump: copied so that it does not keep the dump alive.
     this.jumps[place] = view.jump === undefined || view.jump === 'MARK' ? view.jump : detach(view.jump);
     this.flags[place] = (view.goto ? 1 : 0) | (view.mark !== undefined ? 2 : 0);
@@ -521,10 +745,58 @@ export class ParsedRules {
     a[k + 3] = view.destinationEnd - start;
   }
 
+  /**
+   * Keeps the bytes of the rule's line after `-A ` (its chain's name, a space
+   * and its text), when the view's text is `bytes` from `offset` on, byte for
+   * character. Not for a rule without text: its chain's name ends the line, and
+   * where it starts is not known from the view.
+   */
+  private keepLine(place: number, view: RuleView, bytes: DataView | undefined, offset: number): void {
+    if (bytes === undefined || view.specStart === view.specEnd) return;
+    const from = offset + view.specStart - view.chain.length - 1;
+    const to = offset + view.specEnd;
+    const length = to - from;
+    if (this.arenaUsed + length > this.arena.length) this.compact(length);
+    // Four bytes at a time: a copy call per rule (Buffer#copy) cost more than the copy.
+    const kept = this.arenaData;
+    let i = from;
+    let j = this.arenaUsed;
+    for (; i + 4 <= to; i += 4, j += 4) kept.setInt32(j, bytes.getInt32(i));
+    for (; i < to; i++, j++) kept.setUint8(j, bytes.getUint8(i));
+    this.lineAt[place] = this.arenaUsed;
+    this.lineLength[place] = length;
+    this.arenaUsed += length;
+  }
+
+  /**
+   * A larger arena, with room for `more` bytes: the lines as they were when
+   * most of it is held, else only the places' lines (the rest were replaced).
+   */
+  private compact(more: number): void {
+    let live = 0;
+    for (let place = 0; place < this.specs.length; place++) if (this.lineAt[place]! >= 0) live += this.lineLength[place]!;
+    const arena = Buffer.allocUnsafe(Math.max(2 * (live + more), 1 << 16));
+    if (2 * live >= this.arenaUsed) this.arena.copy(arena, 0, 0, this.arenaUsed);
+    else {
+      let used = 0;
+      for (let place = 0; place < this.specs.length; place++) {
+        const at = this.lineAt[place]!;
+        if (at < 0) continue;
+        this.arena.copy(arena, used, at, at + this.lineLength[place]!);
+        this.lineAt[place] = used;
+        used += this.lineLength[place]!;
+      }
+      this.arenaUsed = used;
+    }
+    this.arena = arena;
+    this.arenaData = new DataView(arena.buffer, arena.byteOffset, arena.byteLength);
+  }
+
   /** Forgets the places past the last rule of a reading (the table shrank). */
   truncate(rules: number): void {
     if (this.specs.length > rules) {
       this.specs.length = rules;
+      this.chains.length = rules;
       this.jumps.length = rules;
     }
   }
@@ -535,6 +807,8 @@ export class ParsedRules {
     this.marks = grown(this.marks, new Uint32Array(size));
     this.masks = grown(this.masks, new Uint32Array(size));
     this.addresses = grown(this.addresses, new Int32Array(4 * size));
+    this.lineAt = grown(this.lineAt, new Int32Array(size).fill(-1));
+    this.lineLength = grown(this.lineLength, new Int32Array(size));
   }
 }
 

@@ -67,7 +67,7 @@ export function savedDump(path: string): DumpReader {
   return async (visitor) => {
     const parser = new IptablesSaveParser(visitor);
     try {
-      for await (const chunk of createReadStream(path, { encoding: 'utf8' })) parser.push(chunk as string);
+      for await (const chunk of createReadStream(path)) parser.push(chunk as Buffer);
     } catch (error) {
       if (error instanceof MarkmeterError) throw error;
       throw new MarkmeterError('input', `cannot read the saved dump ${path}: ${(error as Error).message}`, { cause: error });

@@ -9,6 +9,7 @@
  *
  * Only leaf classes count: an HTB parent's counters are its children's sum.
  */
+import { StringDecoder } from 'node:string_decoder';
 import { NO_USER, ownerByAddress, ownerOfAddress, type MarkMap } from '../../attribution/mark-map.js';
 import type { Direction } from '../../attribution/chain-directions.js';
 import { DumpError } from '../../errors.js';
@@ -32,8 +33,10 @@ export type TcCommand = (args: readonly string[]) => Promise<string>;
 export function tcCommand(file: string, options: RunOptions, runner: CommandRunner = execaRunner): TcCommand {
   return async (args) => {
     let output = '';
+    const decoder = new StringDecoder('utf8');
     try {
-      await runner(file, args, options, (chunk) => (output += chunk));
+      await runner(file, args, options, (chunk) => (output += typeof chunk === 'string' ? chunk : decoder.write(chunk)));
+      output += decoder.end();
     } catch (error) {
       if (!(error instanceof DumpError)) throw error;
       const command = [file, ...args].join(' ');
