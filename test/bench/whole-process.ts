@@ -67,11 +67,11 @@ server.listen(0, process.argv[1], () => console.log('listening ' + server.addres
 process.stdin.on('end', () => process.exit(0)).resume();
 `;
 
-/** The NODE_OPTIONS the image (and the systemd unit) run the agent with: the bench runs it so too. */
-export function deployedNodeOptions(): string {
-  const options = /^ENV NODE_OPTIONS="([^"]*)"$/m.exec(readFileSync('docker/Dockerfile', 'utf8'))?.[1];
-  if (options === undefined) throw new Error('docker/Dockerfile sets no NODE_OPTIONS');
-  return options;
+/** The environment the image (and the systemd unit) run the agent with (NODE_OPTIONS, malloc's settings): the bench runs it so too. */
+export function deployedEnv(): Record<string, string> {
+  const env = Object.fromEntries([...readFileSync('docker/Dockerfile', 'utf8').matchAll(/^ENV (\w+)="([^"]*)"$/gm)].map((m) => [m[1]!, m[2]!]));
+  if (env.NODE_OPTIONS === undefined) throw new Error('docker/Dockerfile sets no NODE_OPTIONS');
+  return env;
 }
 
 /** CPU ms of a process and of its waited-for children, from /proc/PID/stat. */
@@ -124,7 +124,7 @@ export async function agentCost(gateway: GeneratedGateway, options: AgentCostOpt
     const agent = lab.spawn('gw', process.execPath, [...nodeArgs, '--expose-gc', '--import', HEAP_PRELOAD, CLI, 'run'], {
       env: {
         ...process.env,
-        NODE_OPTIONS: deployedNodeOptions(),
+        ...deployedEnv(),
         MARKMETER_IPTABLES_BACKEND: options.backend,
         MARKMETER_USERS_FILE: users,
         MARKMETER_COLLECT_INTERVAL_MS: '1000',

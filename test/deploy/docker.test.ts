@@ -13,7 +13,7 @@ import { join, resolve } from 'node:path';
 import { describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import YAML from 'yaml';
-import { deployedNodeOptions } from '../bench/whole-process.js';
+import { deployedEnv } from '../bench/whole-process.js';
 import { seriesText, variableOptions } from './grafana-variable.js';
 
 const read = (path: string) => readFile(join('docker', path), 'utf8');
@@ -45,10 +45,11 @@ describe('docker/', () => {
     assert.equal([...dockerfile.matchAll(/setcap /g)].length, 2);
     assert.match(dockerfile, /^HEALTHCHECK .*\n?.*\/readyz/m);
     assert.match(dockerfile, /^ENTRYPOINT \["node", "\/app\/dist\/cli\.js"\]$/m);
-    // The young generation capped, as the systemd unit does (and the bench runs the agent with it).
+    // The young generation capped and large buffers given back when freed, as the systemd unit
+    // does (and the bench runs the agent so).
     const unit = await readFile('config/markmeter.service', 'utf8');
-    assert.equal(deployedNodeOptions(), '--max-semi-space-size=16');
-    assert.match(unit, new RegExp(`^Environment=NODE_OPTIONS=${deployedNodeOptions()}$`, 'm'));
+    assert.deepEqual(deployedEnv(), { NODE_OPTIONS: '--max-semi-space-size=16', MALLOC_MMAP_THRESHOLD_: '131072' });
+    for (const [name, value] of Object.entries(deployedEnv())) assert.match(unit, new RegExp(`^Environment=${name}=${value}$`, 'm'));
     assert.match(dockerfile, /^CMD \["run"/m);
     assert.doesNotMatch(dockerfile.replace(/^#.*$/gm, ''), /privileged/);
   });

@@ -724,14 +724,14 @@ export class ParsedRules {
   keep(place: number, view: RuleView, bytes?: DataView, offset = 0): void {
     if (place >= this.flags.length) this.grow(place);
     const start = view.specStart;
-    const spec = detach(viewSpec(view));
-    view.spec = spec;
-    this.specs[place] = spec;
     // One string for the rules of a chain in a row: a kept chain is compared by identity first.
     const chain = place > 0 && this.chains[place - 1] === view.chain ? this.chains[place - 1]! : detach(view.chain);
     this.chains[place] = chain;
     this.lineAt[place] = -1;
-    this.keepLine(place, view, bytes, offset);
+    // The text made from its kept bytes when they are ASCII: a flat string, smaller than a slice of a copy.
+    const spec = this.keepLine(place, view, bytes, offset) ? this.arena.toString('latin1', this.lineAt[place]! + chain.length + 1, this.lineAt[place]! + this.lineLength[place]!) : detach(viewSpec(view));
+    view.spec = spec;
+    this.specs[place] = spec;
     // A target other than MARK is a slice of the dump: copied so that it does not keep the dump alive.
     this.jumps[place] = view.jump === undefined || view.jump === 'MARK' ? view.jump : detach(view.jump);
     this.flags[place] = (view.goto ? 1 : 0) | (view.mark !== undefined ? 2 : 0);
@@ -748,11 +748,11 @@ export class ParsedRules {
   /**
    * Keeps the bytes of the rule's line after `-A ` (its chain's name, a space
    * and its text), when the view's text is `bytes` from `offset` on, byte for
-   * character. Not for a rule without text: its chain's name ends the line, and
-   * where it starts is not known from the view.
+   * character; true when they are all ASCII. Not for a rule without text: its
+   * chain's name ends the line, and where it starts is not known from the view.
    */
-  private keepLine(place: number, view: RuleView, bytes: DataView | undefined, offset: number): void {
-    if (bytes === undefined || view.specStart === view.specEnd) return;
+  private keepLine(place: number, view: RuleView, bytes: DataView | undefined, offset: number): boolean {
+    if (bytes === undefined || view.specStart === view.specEnd) return false;
     const from = offset + view.specStart - view.chain.length - 1;
     const to = offset + view.specEnd;
     const length = to - from;
@@ -761,11 +761,22 @@ export class ParsedRules {
     const kept = this.arenaData;
     let i = from;
     let j = this.arenaUsed;
-    for (; i + 4 <= to; i += 4, j += 4) kept.setInt32(j, bytes.getInt32(i));
-    for (; i < to; i++, j++) kept.setUint8(j, bytes.getUint8(i));
+    let any = 0;
+    for (; i + 4 <= to; i += 4, j += 4) {
+      const four = bytes.getInt32(i);
+      kept.setInt32(j, four);
+      any |= four;
+    }
+    for (; i < to; i++, j++) {
+      const one = bytes.getUint8(i);
+      kept.setUint8(j, one);
+      any |= one;
+    }
     this.lineAt[place] = this.arenaUsed;
     this.lineLength[place] = length;
     this.arenaUsed += length;
+    // Whether they are all ASCII (no byte's high bit set).
+    return (any & 0x80808080) === 0;
   }
 
   /**
