@@ -114,9 +114,9 @@ export const execaRunner: CommandRunner = async (file, args, options, onOutput) 
     // A program that never started has no 'exit': its socket is closed here.
     paced?.close();
   }
-  // Output cut short after a clean exit reaches the parser as it is: a dump
-  // without its COMMIT is refused there, never counted.
   if (stopped !== undefined) throw stopped;
+  // Output cut short after a clean exit has reached the parser as it came: a
+  // dump without its COMMIT is refused there, never counted.
 };
 
 /**

@@ -134,6 +134,7 @@ const LETTER_G = 103;
 const LETTER_S = 115;
 const LETTER_D = 100;
 const LETTER_F = 102;
+const LETTER_CAPITAL_A = 65;
 /**
  * The largest piece of output decoded into one string: V8 allocates a longer
  * string among its long-lived objects, and each reading then paid a full collection.
@@ -332,7 +333,7 @@ export class IptablesSaveParser {
     const bytesStart = ++i;
     let count = 0;
     for (let c = bytes[i]!; i < end && c >= 48 && c <= 57; c = bytes[++i]!) count = count * 10 + (c - 48);
-    if (i === bytesStart || i - bytesStart > 15 || bytes[i] !== CLOSE_BRACKET || bytes[i + 1] !== SPACE || bytes[i + 2] !== DASH || bytes[i + 3] !== 65 || bytes[i + 4] !== SPACE) {
+    if (i === bytesStart || i - bytesStart > 15 || bytes[i] !== CLOSE_BRACKET || bytes[i + 1] !== SPACE || bytes[i + 2] !== DASH || bytes[i + 3] !== LETTER_CAPITAL_A || bytes[i + 4] !== SPACE) {
       return false;
     }
     i += 5;
