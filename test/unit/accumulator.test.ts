@@ -5,6 +5,8 @@ import { Accumulator } from '../../src/totals/accumulator.js';
 import { counterDelta } from '../../src/shared/count.js';
 import { ParseError } from '../../src/errors.js';
 import { exact, t, TestGateway } from '../gateway.js';
+import { random } from './random.js';
+import type { MarkMap, SeriesOwner } from '../../src/attribution/mark-map.js';
 
 const USERS = {
   users: [
@@ -307,5 +309,46 @@ describe('Accumulator users', () => {
     assert.deepEqual(removed, { alice: 1, bob: undefined, carol: 1, carol2: undefined });
     acc.setUsers(mapOf(alice, bob, renamed), 2);
     assert.deepEqual(Object.fromEntries([...acc.users()].map((s) => [s.user.user_code, s.removedAt])), { alice: undefined, bob: undefined, carol: 1, carol2: undefined });
+  });
+
+  test('series that share an address (renamed users, a user\'s marks) come, go and expire as a model keyed by all attributes says', () => {
+    // Owners of two addresses that differ in one attribute or another: every pair is two series.
+    const pool: SeriesOwner[] = [];
+    for (const ip of ['10.8.0.2', '10.8.0.3'])
+      for (const code of ['a', 'b'])
+        for (const [name, mark, peer] of [[undefined, undefined, undefined], ['n', undefined, undefined], [undefined, '1', '192.0.2.7'], [undefined, '2', '192.0.2.7'], [undefined, '2', '192.0.2.8']])
+          pool.push({ user_code: code, user_intra_ip: ip, ...(name && { user_name: name }), ...(mark && { mark_id: mark, peer_ip: peer }) });
+    const key = (o: SeriesOwner) => JSON.stringify([o.user_intra_ip, o.user_code, o.user_name ?? null, o.mark_id ?? null, o.peer_ip ?? null]);
+    let id = 1000;
+    for (let seed = 1; seed <= 30; seed++) {
+      const rnd = random(seed);
+      const acc = new Accumulator();
+      const model = new Map<string, { packets: number; removedAt?: number }>();
+      for (let now = 1; now <= 40; now++) {
+        // Copies: an owner of a new document is a new object with the same attributes.
+        const users = pool.filter(() => rnd.chance(0.4)).map((o) => ({ ...o }));
+        const byIp = new Map<string, number>();
+        users.forEach((u, i) => byIp.has(u.user_intra_ip) || byIp.set(u.user_intra_ip, i));
+        const map = { id: id++, users, byMark: new Map(), byIp, conflicts: [] } as unknown as MarkMap;
+        acc.setUsers(map, now);
+        const listed = new Set(users.map(key));
+        for (const [k, entry] of model) if (!listed.has(k) && entry.removedAt === undefined) entry.removedAt = now;
+        for (const k of listed) model.set(k, { packets: model.get(k)?.packets ?? 0 });
+        const sink = acc.sinkFor(map);
+        users.forEach((u, i) => {
+          const packets = rnd.int(5);
+          sink(i, 'rx', packets, packets);
+          model.get(key(u))!.packets += packets;
+        });
+        const grace = rnd.int(4);
+        const expired = acc.expireRemoved(now, grace).map(key).sort();
+        const gone = [...model].filter(([, e]) => e.removedAt !== undefined && now - e.removedAt >= grace).map(([k]) => k).sort();
+        gone.forEach((k) => model.delete(k));
+        assert.deepEqual(expired, gone, `seed ${seed}, step ${now}: expired`);
+        const seen = [...acc.users()].map((s) => [key(s.user), Number(s.totals.rxPackets), s.removedAt] as const).sort();
+        const want = [...model].map(([k, e]) => [k, e.packets, e.removedAt] as const).sort();
+        assert.deepEqual(seen, want, `seed ${seed}, step ${now}: series`);
+      }
+    }
   });
 });
