@@ -48,7 +48,7 @@ describe('docker/', () => {
     // The young generation capped and large buffers given back when freed, as the systemd unit
     // does (and the bench runs the agent so).
     const unit = await readFile('config/markmeter.service', 'utf8');
-    assert.deepEqual(deployedEnv(), { NODE_OPTIONS: '--max-semi-space-size=4', MALLOC_MMAP_THRESHOLD_: '131072' });
+    assert.deepEqual(deployedEnv(), { NODE_OPTIONS: '--max-semi-space-size=1', MALLOC_MMAP_THRESHOLD_: '131072' });
     for (const [name, value] of Object.entries(deployedEnv())) assert.match(unit, new RegExp(`^Environment=${name}=${value}$`, 'm'));
     assert.match(dockerfile, /^CMD \["run"/m);
     assert.doesNotMatch(dockerfile.replace(/^#.*$/gm, ''), /privileged/);
