@@ -14,7 +14,7 @@ import type { CommandRunner } from './sources/iptables/save-command.js';
 import { iptablesSources } from './sources/iptables/source.js';
 import { tcSources } from './sources/tc/source.js';
 import type { Source } from './sources/source.js';
-import { Accumulator } from './totals/accumulator.js';
+import { Accumulator, type SeriesLookUp } from './totals/accumulator.js';
 import { parseUsersDocument, parseUsersDocumentInSlices, type UsersSnapshot } from './users/document.js';
 import { usersSource } from './users/from-settings.js';
 import { ConfigManager } from './users/manager.js';
@@ -166,22 +166,26 @@ export class ReadingPath {
   }
 
   /** The one step that changes the mapping in force: the map and the totals together, between readings. */
-  private install(snapshot: UsersSnapshot, map: MarkMap, refused: number): UsersApplied {
+  private install(snapshot: UsersSnapshot, map: MarkMap, refused: number, lookUp?: SeriesLookUp): UsersApplied {
     this.mapping = map;
-    this.accumulator.setUsers(map, Date.now());
+    this.accumulator.setUsers(map, Date.now(), lookUp);
     for (const conflict of map.conflicts) {
       this.options.log.warn(`mark ${conflict.mark_id} lists the addresses of several users; it is counted for the first`, conflict);
     }
     return { snapshot, map, refused };
   }
 
-  /** A sync of watchUsers(): the map made in slices, then put in force now, or after the running reading. */
+  /**
+   * A sync of watchUsers(): the map made and its owners' series looked up in
+   * slices, then put in force now, or after the running reading.
+   */
   private async syncUsers(document: UsersSnapshot, onApplied: (applied: UsersApplied) => void): Promise<void> {
     const { snapshot, refused } = this.limitUsers(document);
     const map = await inSlices(markMapSteps(snapshot, this.options.settings.attribution.breakdown), this.syncPaused);
+    const lookUp = await inSlices(this.accumulator.lookUpSteps(map), this.syncPaused);
     const install = () => {
       this.documentInForce = true;
-      onApplied(this.install(snapshot, map, refused));
+      onApplied(this.install(snapshot, map, refused, lookUp));
     };
     if (this.readings === 0) install();
     else {

@@ -40,9 +40,29 @@ export interface UserSeries {
   since: number;
   /** When the user left the users document (ms since epoch); unset while present. */
   removedAt?: number;
+  /** The Accumulator's own: the users update that last placed the series in a mapping. */
+  placed?: number;
 }
 
 export const zeroTotals = (): Totals => ({ rxPackets: 0, txPackets: 0, rxBytes: 0, txBytes: 0 });
+
+/** A mapping lined up with the series: owner i's series (and its totals) at index i. */
+interface Lined {
+  map: MarkMap;
+  series: (UserSeries | undefined)[];
+  totals: Totals[];
+}
+
+/** Each owner's series in the mapping in force, found ahead of setUsers() (see lookUpSteps). */
+export interface SeriesLookUp {
+  /** The mapping in force the series were found in. */
+  readonly against: Lined | undefined;
+  readonly found: (UserSeries | undefined)[];
+  done: number;
+}
+
+/** Owners looked up per step of lookUpSteps: a fraction of a millisecond. */
+const OWNERS_PER_STEP = 2048;
 
 export class Accumulator {
   /** Every exported series, by its attributes: how a user is found again in the next users document. */
@@ -51,41 +71,62 @@ export class Accumulator {
   /** What shaper classes tied to no user counted. */
   readonly unattributedShaped: ShapedTotals = zeroShaped();
   /** The current mapping and its owners' series (and their totals), index for index. */
-  private current: { map: MarkMap; series: (UserSeries | undefined)[]; totals: Totals[] } | undefined;
+  private current: Lined | undefined;
+  /** Counts the users updates: a series the latest placed carries its number (a mark, not a set of 50,000). */
+  private updates = 0;
 
   /**
    * Adopts the owners of a new mapping: new ones start at zero, missing ones
    * are marked removed. An owner that has a series already is replaced in
-   * `map.users` by that series' owner object (the same attributes).
+   * `map.users` by that series' owner object (the same attributes). With
+   * `lookUp` (made by lookUpSteps for `map`), the owners' series are those it
+   * found, when the mapping in force is still the one it looked in.
    */
-  setUsers(map: MarkMap, now: number): void {
+  setUsers(map: MarkMap, now: number, lookUp?: SeriesLookUp): void {
     const previous = this.current;
+    const found = lookUp !== undefined && lookUp.against === previous && lookUp.done === map.users.length ? lookUp.found : undefined;
+    const update = ++this.updates;
     const series: UserSeries[] = new Array(map.users.length);
     const owners = map.users as SeriesOwner[];
     for (let i = 0; i < series.length; i++) {
       const user = owners[i]!;
       // A document synced again mostly repeats its owners: found in the previous mapping without building their keys.
-      const unchanged = previous && this.unchangedSeries(previous, i, user);
+      const unchanged = found !== undefined ? found[i] : previous && this.unchangedSeries(previous, i, user);
       // Its owner stays the series' own (the same attributes): one object per owner, however often the document syncs.
       if (unchanged) owners[i] = unchanged.user;
-      series[i] = unchanged ?? this.seriesOf(user, now);
+      const entry = unchanged ?? this.seriesOf(user, now);
+      entry.placed = update;
+      series[i] = entry;
     }
-    if (previous) {
-      // Every present series is one of the previous mapping's (only setUsers and lineUp make one present, for the mapping in force):
-      // those still at their index are present; of the rest, those the new mapping placed elsewhere.
-      const moved = new Set<UserSeries>();
-      for (let i = 0; i < series.length; i++) if (series[i] !== previous.series[i]) moved.add(series[i]!);
-      for (let j = 0; j < previous.series.length; j++) {
-        const entry = previous.series[j];
-        if (entry && series[j] !== entry && !moved.has(entry) && entry.removedAt === undefined) entry.removedAt = now;
-      }
-    } else {
-      const present = new Set(series);
-      for (const entry of this.series.values()) {
-        if (!present.has(entry) && entry.removedAt === undefined) entry.removedAt = now;
-      }
-    }
+    // Present now: the series this update placed. Every series present before is one of the previous
+    // mapping's (only setUsers and lineUp make one present, for the mapping in force); without one, any may be.
+    const removed = (entry: UserSeries | undefined) => {
+      if (entry && entry.placed !== update && entry.removedAt === undefined) entry.removedAt = now;
+    };
+    if (previous) previous.series.forEach(removed);
+    else this.series.forEach(removed);
     this.current = { map, series, totals: [] };
+  }
+
+  /**
+   * setUsers(map)'s search of each owner's series in the mapping in force, in
+   * steps (the users sync runs them in slices between readings): most of its
+   * time at 50,000 users, and it changes nothing. setUsers then only adopts
+   * what was found.
+   */
+  *lookUpSteps(map: MarkMap): Generator<void, SeriesLookUp> {
+    const lookUp: SeriesLookUp = { against: this.current, found: new Array(map.users.length), done: 0 };
+    // The loop is a method's: a generator's own loops are never optimised.
+    while (this.lookUpSome(lookUp, map)) yield;
+    return lookUp;
+  }
+
+  private lookUpSome(lookUp: SeriesLookUp, map: MarkMap): boolean {
+    const end = Math.min(lookUp.done + OWNERS_PER_STEP, map.users.length);
+    const previous = lookUp.against;
+    if (previous) for (let i = lookUp.done; i < end; i++) lookUp.found[i] = this.unchangedSeries(previous, i, map.users[i]!);
+    lookUp.done = end;
+    return end < map.users.length;
   }
 
   /**
@@ -93,7 +134,7 @@ export class Accumulator {
    * the same index or at its address; undefined if none.
    * The previous mapping's series are all present, so nothing is to undo.
    */
-  private unchangedSeries(previous: { map: MarkMap; series: (UserSeries | undefined)[] }, i: number, user: SeriesOwner): UserSeries | undefined {
+  private unchangedSeries(previous: Lined, i: number, user: SeriesOwner): UserSeries | undefined {
     const atIndex = previous.series[i];
     // The same object first: a users document synced again keeps the owners it repeats (see PreviousScan).
     if (atIndex && (atIndex.user === user || sameAttributes(atIndex.user, user))) return atIndex;
@@ -106,7 +147,7 @@ export class Accumulator {
   private seriesOf(user: SeriesOwner, now: number): UserSeries {
     let entry = this.series.get(user);
     if (entry) delete entry.removedAt;
-    else this.series.add((entry = { user, totals: zeroTotals(), since: now }));
+    else this.series.add((entry = { user, totals: zeroTotals(), since: now, placed: 0 }));
     return entry;
   }
 
@@ -145,7 +186,7 @@ export class Accumulator {
   }
 
   /** Series for the owners a growing mapping made after it was adopted (the current mapping only; else none). */
-  private lineUp(lined: { map: MarkMap; series: (UserSeries | undefined)[] }): void {
+  private lineUp(lined: Lined): void {
     const now = Date.now();
     const current = lined.map === this.current?.map;
     for (let i = lined.series.length; i < lined.map.users.length; i++) lined.series.push(current ? this.seriesOf(lined.map.users[i]!, now) : undefined);

@@ -6,6 +6,13 @@ import { counterDelta } from '../../src/shared/count.js';
 import { ParseError } from '../../src/errors.js';
 import { exact, t, TestGateway } from '../gateway.js';
 import { random } from './random.js';
+
+const drain = <T>(steps: Generator<void, T>): T => {
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+  }
+};
 import type { MarkMap, SeriesOwner } from '../../src/attribution/mark-map.js';
 
 const USERS = {
@@ -311,7 +318,7 @@ describe('Accumulator users', () => {
     assert.deepEqual(Object.fromEntries([...acc.users()].map((s) => [s.user.user_code, s.removedAt])), { alice: undefined, bob: undefined, carol: 1, carol2: undefined });
   });
 
-  test('series that share an address (renamed users, a user\'s marks) come, go and expire as a model keyed by all attributes says', () => {
+  test('series that share an address (renamed users, a user\'s marks) come, go and expire as a model keyed by all attributes says, with their series looked up ahead or not', () => {
     // Owners of two addresses that differ in one attribute or another: every pair is two series.
     const pool: SeriesOwner[] = [];
     for (const ip of ['10.8.0.2', '10.8.0.3'])
@@ -324,18 +331,35 @@ describe('Accumulator users', () => {
       const rnd = random(seed);
       const acc = new Accumulator();
       const model = new Map<string, { packets: number; removedAt?: number }>();
-      for (let now = 1; now <= 40; now++) {
-        // Copies: an owner of a new document is a new object with the same attributes.
+      // Copies: an owner of a new document is a new object with the same attributes.
+      const mapping = () => {
         const users = pool.filter(() => rnd.chance(0.4)).map((o) => ({ ...o }));
         const byIp = new Map<string, number>();
         users.forEach((u, i) => byIp.has(u.user_intra_ip) || byIp.set(u.user_intra_ip, i));
-        const map = { id: id++, users, byMark: new Map(), byIp, conflicts: [] } as unknown as MarkMap;
-        acc.setUsers(map, now);
-        const listed = new Set(users.map(key));
+        return { id: id++, users, byMark: new Map(), byIp, conflicts: [] } as unknown as MarkMap;
+      };
+      const adopted = (map: MarkMap, now: number) => {
+        const listed = new Set(map.users.map(key));
         for (const [k, entry] of model) if (!listed.has(k) && entry.removedAt === undefined) entry.removedAt = now;
         for (const k of listed) model.set(k, { packets: model.get(k)?.packets ?? 0 });
+      };
+      for (let now = 1; now <= 40; now++) {
+        const map = mapping();
+        const way = rnd.int(3);
+        if (way === 0) acc.setUsers(map, now);
+        else {
+          // Looked up ahead; for the third way another update comes first, so that what was found is stale.
+          const lookUp = drain(acc.lookUpSteps(map));
+          if (way === 2) {
+            const other = mapping();
+            acc.setUsers(other, now);
+            adopted(other, now);
+          }
+          acc.setUsers(map, now, lookUp);
+        }
+        adopted(map, now);
         const sink = acc.sinkFor(map);
-        users.forEach((u, i) => {
+        map.users.forEach((u, i) => {
           const packets = rnd.int(5);
           sink(i, 'rx', packets, packets);
           model.get(key(u))!.packets += packets;
@@ -349,6 +373,30 @@ describe('Accumulator users', () => {
         const want = [...model].map(([k, e]) => [k, e.packets, e.removedAt] as const).sort();
         assert.deepEqual(seen, want, `seed ${seed}, step ${now}: series`);
       }
+    }
+  });
+
+  test('a look-up of 5,000 owners runs in steps and finds each moved owner\'s series', () => {
+    const acc = new Accumulator();
+    const users = Array.from({ length: 5000 }, (_, i) => ({ user_code: `u${i}`, user_intra_ip: `10.9.${i >> 8}.${i & 255}` }));
+    const first = buildMarkMap({ source: 't', users, marks: [] });
+    acc.setUsers(first, 0);
+    const sink = acc.sinkFor(first);
+    users.forEach((_, i) => sink(i, 'tx', i, i));
+    // One owner inserted at the top: every other at the next index, as new objects.
+    const moved = buildMarkMap({ source: 't', users: [{ user_code: 'new', user_intra_ip: '10.10.0.1' }, ...users.map((u) => ({ ...u }))], marks: [] });
+    const steps = acc.lookUpSteps(moved);
+    let yields = 0;
+    let step = steps.next();
+    for (; !step.done; step = steps.next()) yields += 1;
+    assert.ok(yields >= 2, `${yields} pauses for 5,001 owners`);
+    acc.setUsers(moved, 1, step.value);
+    const after = acc.sinkFor(moved);
+    moved.users.forEach((_, i) => after(i, 'tx', 1, 1));
+    for (const series of acc.users()) {
+      const n = series.user.user_code === 'new' ? 0 : Number(series.user.user_code.slice(1));
+      assert.equal(Number(series.totals.txPackets), n + 1, series.user.user_code);
+      assert.equal(series.removedAt, undefined);
     }
   });
 });
