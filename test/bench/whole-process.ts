@@ -271,7 +271,7 @@ export async function agentCostRows(gateway: GeneratedGateway, row: Row): Promis
     '<= 150 ms',
     legacy.firstReadMs <= 150,
   );
-  // The target is the issue's: the RSS a running agent holds (at 10 minutes with MARKMETER_BENCH_READINGS=600);
+  // The target is on the RSS a running agent holds (after 10 minutes with MARKMETER_BENCH_READINGS=600);
   // the peak, while the first reading's memory is given back, is shown beside it.
   row(`  agent RSS at the window's start / end (peak since start)`, `${legacy.rssStartMb.toFixed(0)} / ${legacy.rssEndMb.toFixed(0)} MB (${legacy.rssPeakMb.toFixed(0)})`, '<= 150 MB at the end', legacy.rssEndMb <= 150);
   const growth = legacy.heapEndMb - legacy.heapStartMb;
