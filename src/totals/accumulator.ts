@@ -90,7 +90,7 @@ export class Accumulator {
     const owners = map.users as SeriesOwner[];
     for (let i = 0; i < series.length; i++) {
       const user = owners[i]!;
-      // A document synced again mostly repeats its owners: found in the previous mapping without building their keys.
+      // A document synced again mostly repeats its owners: found in the previous mapping, at their index or address.
       const unchanged = found !== undefined ? found[i] : previous && this.unchangedSeries(previous, i, user);
       // Its owner stays the series' own (the same attributes): one object per owner, however often the document syncs.
       if (unchanged) owners[i] = unchanged.user;
@@ -226,8 +226,9 @@ class SeriesIndex {
 
   get(owner: SeriesOwner): UserSeries | undefined {
     const found = this.byIp.get(owner.user_intra_ip);
-    if (found === undefined || !Array.isArray(found)) return found !== undefined && sameAttributes(found.user, owner) ? found : undefined;
-    return found.find((entry) => sameAttributes(entry.user, owner));
+    if (found === undefined) return undefined;
+    if (Array.isArray(found)) return found.find((entry) => sameAttributes(entry.user, owner));
+    return sameAttributes(found.user, owner) ? found : undefined;
   }
 
   /** A series whose attributes no other has. */
