@@ -12,8 +12,9 @@
  * excluded): two rules that differ only in `-p` are two rules, so deleting one
  * never hands its counters to the other. Identical rules are told apart by
  * their order. The keys are the chain's shared name string and the mark
- * number, and the rule text is compared in place, so known rules cost no
- * allocation.
+ * number; the rule's line is the text the parser kept for its place
+ * (RuleTexts), held by id: the same id is the same text, other ids are
+ * compared in bytes. Known rules cost no allocation.
  *
  * A failed reading is aborted: the rules only it saw are dropped, so readings
  * that keep failing on ever-new rules hold no memory.
@@ -25,7 +26,8 @@
  */
 import { subtractCount, type Count } from '../shared/count.js';
 import { grown } from '../shared/grown.js';
-import { detach, hasSpec, ruleBytes, rulePackets, viewSpec, type RuleView } from '../sources/iptables/scan.js';
+import { ruleBytes, rulePackets, type RuleView } from '../sources/iptables/scan.js';
+import type { RuleTexts } from '../sources/iptables/rule-texts.js';
 
 export interface CounterDelta {
   packets: Count;
@@ -68,9 +70,9 @@ const NONE = -1;
 export class RuleMemory {
   /** chain name -> mark -> the slot of the first rule with that chain and mark (then `next`). */
   private readonly byChain = new Map<string, Map<number, number>>();
-  /** Per slot: its chain's map (the chain's identity) and the rule text after `-A CHAIN ` (its identity). */
+  /** Per slot: its chain's map (the chain's identity) and the text of its line in `texts` (its identity within the chain). */
   private chainOf: (Map<number, number> | undefined)[] = [];
-  private specs: (string | undefined)[] = [];
+  private lines = new Int32Array(1024);
   private marks = new Float64Array(1024);
   private flags = new Uint8Array(1024);
   /** The next rule with the same chain and mark, or NONE. */
@@ -107,6 +109,9 @@ export class RuleMemory {
   /** The slot observe() was last called for: the one credit() means. */
   private observed = NONE;
 
+  /** `texts`: where the parser lent ParsedRules keeps the rules' lines (the same store). */
+  constructor(private readonly texts: RuleTexts) {}
+
   /**
    * The rule just observed now has an owner: its counts go to a user from
    * this reading on (adopted with the reading, like its counters).
@@ -124,6 +129,7 @@ export class RuleMemory {
 
   /** The rule's increase since the last complete reading and its slot, written into `out` (reused: no allocation). */
   observe(rule: RuleView, out: ObservedRule): void {
+    if (rule.textId < 0) throw new Error('RuleMemory: a rule without a kept text (the parser must be lent the ParsedRules of the same RuleTexts)');
     const mark = rule.mark ?? -1;
     let byMark = this.lastByMark;
     if (byMark === undefined || rule.chain !== this.lastChain) {
@@ -139,7 +145,7 @@ export class RuleMemory {
       this.marks[slot] !== mark ||
       (this.flags[slot]! & HEAD) === 0 ||
       this.proposedIn[slot] === this.reading ||
-      !hasSpec(rule, this.specs[slot]!)
+      !this.holds(slot, rule.textId)
     ) {
       slot = this.find(rule, byMark, mark);
     }
@@ -184,12 +190,13 @@ export class RuleMemory {
   private find(rule: RuleView, byMark: Map<number, number>, mark: number): number {
     const first = byMark.get(mark) ?? NONE;
     let slot = first;
-    while (slot !== NONE && (this.proposedIn[slot] === this.reading || !hasSpec(rule, this.specs[slot]!))) slot = this.next[slot]!;
+    while (slot !== NONE && (this.proposedIn[slot] === this.reading || !this.holds(slot, rule.textId))) slot = this.next[slot]!;
     if (slot !== NONE) return slot;
     slot = this.freeSlots.pop() ?? this.nextSlot++;
     if (slot >= this.flags.length) this.grow();
     this.chainOf[slot] = byMark;
-    this.specs[slot] = rule.spec ?? detach(viewSpec(rule));
+    this.texts.hold(rule.textId);
+    this.lines[slot] = rule.textId;
     this.marks[slot] = mark;
     this.flags[slot] = first === NONE ? HEAD : 0;
     this.next[slot] = NONE;
@@ -207,6 +214,21 @@ export class RuleMemory {
       this.next[last] = slot;
     }
     return slot;
+  }
+
+  /**
+   * Whether the slot's rule has the line `id`. The same text under another id
+   * (the rule moved to another place) becomes the slot's, so that the old one
+   * can be dropped.
+   */
+  private holds(slot: number, id: number): boolean {
+    const line = this.lines[slot]!;
+    if (line === id) return true;
+    if (!this.texts.same(line, id)) return false;
+    this.texts.hold(id);
+    this.texts.release(line);
+    this.lines[slot] = id;
+    return true;
   }
 
   /** The reading is complete: adopt its counters and forget the rules it did not list. */
@@ -284,7 +306,7 @@ export class RuleMemory {
   private forget(slot: number): void {
     this.freeSlots.push(slot);
     this.chainOf[slot] = undefined;
-    this.specs[slot] = undefined;
+    this.texts.release(this.lines[slot]!);
     this.exact.delete(slot);
     this.proposedExact.delete(slot);
   }
@@ -293,6 +315,7 @@ export class RuleMemory {
     const size = this.flags.length * 2;
     this.marks = grown(this.marks, new Float64Array(size));
     this.flags = grown(this.flags, new Uint8Array(size));
+    this.lines = grown(this.lines, new Int32Array(size));
     this.next = grown(this.next, new Int32Array(size));
     this.packets = grown(this.packets, new Float64Array(size));
     this.bytes = grown(this.bytes, new Float64Array(size));

@@ -7,9 +7,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
-import { RuleMemory } from '../../src/totals/rule-memory.js';
 import { EMPTY_MARK_MAP } from '../../src/attribution/mark-map.js';
-import { RuleOwners, RuleReading } from '../../src/sources/iptables/rule-reading.js';
+import { newReadingMemory, RuleReading } from '../../src/sources/iptables/rule-reading.js';
 import { ParseError } from '../../src/errors.js';
 import { findTable, parseIptablesSave } from '../../src/sources/iptables/model.js';
 import { IptablesSaveParser, ParsedRules } from '../../src/sources/iptables/scan.js';
@@ -172,10 +171,10 @@ describe('the line-length limit', () => {
 
 describe('failed readings leave memory as they found it', () => {
   test('rules seen only by failed readings are forgotten', () => {
-    const memory = new RuleMemory();
-    const owners = new RuleOwners();
+    const readingMemory = newReadingMemory();
+    const memory = readingMemory.rules;
     const read = (text: string) => {
-      const reading = new RuleReading('mangle', EMPTY_MARK_MAP, { rules: memory, owners });
+      const reading = new RuleReading('mangle', EMPTY_MARK_MAP, readingMemory);
       const parser = new IptablesSaveParser(reading);
       try {
         parser.push(text).end();
@@ -191,7 +190,10 @@ describe('failed readings leave memory as they found it', () => {
       read(dump(...rules).replace('COMMIT\n', '')); // truncated: fails at the end
     }
     assert.equal(memory.rules, 1);
+    // Lines kept: the remembered rule's, and the last failed reading's 100 by place (the parser's cache); no more.
+    assert.equal(readingMemory.parsed.texts.held, 101);
     read(dump(aliceTx(2), '[1:1] -A PREROUTING -d 10.9.0.0/32 -j MARK --set-mark 0'));
     assert.equal(memory.rules, 2);
+    assert.equal(readingMemory.parsed.texts.held, 2);
   });
 });

@@ -18,7 +18,7 @@ function seen(dump: string, parsed?: ParsedRules, seed?: number): string[] {
   const visitor: SaveVisitor = {
     parsed,
     rule: (r: RuleView) => {
-      if (parsed) assert.equal(r.spec, viewSpec(r), 'the shared text is the rule text');
+      if (parsed) assert.equal(parsed.texts.text(r.textId), `${r.chain}${r.specStart === r.specEnd ? '' : ' '}${viewSpec(r)}`, 'the kept text is the rule line');
       out.push(JSON.stringify([r.chain, r.packets, r.bytes, r.jump, r.goto, r.mark, r.mark === undefined ? null : r.markMask, viewSource(r), viewDestination(r), viewSpec(r), r.line]));
     },
   };

@@ -16,9 +16,10 @@ import type { Count } from '../../shared/count.js';
 import { grown } from '../../shared/grown.js';
 import { MarkmeterError } from '../../errors.js';
 import { ChainGraph, type ChainDirections, type Direction } from '../../attribution/chain-directions.js';
-import { ruleBytes, rulePackets, viewDestination, viewSource, type ParsedRules, type RuleView, type SaveChain, type SaveVisitor } from './scan.js';
+import { ParsedRules, ruleBytes, rulePackets, viewDestination, viewSource, type RuleView, type SaveChain, type SaveVisitor } from './scan.js';
 import { isHostAddress, NO_USER, ownerByAddress, ownerOfAddress, type MarkMap } from '../../attribution/mark-map.js';
-import type { CounterDelta, ObservedRule, RuleMemory } from '../../totals/rule-memory.js';
+import { RuleMemory, type CounterDelta, type ObservedRule } from '../../totals/rule-memory.js';
+import { RuleTexts } from './rule-texts.js';
 import type { DeltaSink, ReadingReport } from '../source.js';
 
 const UNATTRIBUTED = 0;
@@ -77,8 +78,15 @@ export class PendingDeltas {
 export interface ReadingMemory {
   rules: RuleMemory;
   owners: RuleOwners;
-  parsed?: ParsedRules;
-  pending?: PendingDeltas;
+  /** Keeps the rules' lines, which `rules` knows them by (one RuleTexts for both). */
+  parsed: ParsedRules;
+  pending: PendingDeltas;
+}
+
+/** A new, empty reading memory. */
+export function newReadingMemory(): ReadingMemory {
+  const texts = new RuleTexts();
+  return { rules: new RuleMemory(texts), owners: new RuleOwners(), parsed: new ParsedRules(texts), pending: new PendingDeltas() };
 }
 
 export class RuleReading implements SaveVisitor {
@@ -113,7 +121,7 @@ export class RuleReading implements SaveVisitor {
   ) {
     memory?.rules.begin();
     this.parsed = memory?.parsed;
-    this.pending = memory?.pending?.clear() ?? new PendingDeltas();
+    this.pending = memory?.pending.clear() ?? new PendingDeltas();
     this.unowned = options.listUnowned ? new Set() : undefined;
   }
 

@@ -23,6 +23,7 @@ import { parseDigits, type Count } from '../../shared/count.js';
 import { grown } from '../../shared/grown.js';
 import { parseU32 } from '../../shared/u32.js';
 import { ParseError } from '../../errors.js';
+import { RuleTexts } from './rule-texts.js';
 
 
 export interface SaveChain {
@@ -54,12 +55,15 @@ export interface RuleView {
   /** Meaningful only when `mark` is set. */
   markMask: number;
   line: number;
+  /** The line the positions below are in, unless `texts` is set. */
   text: string;
   /**
-   * The rule text after `-A CHAIN ` as one string shared across readings, when
-   * the parser was lent ParsedRules (else undefined: read it with viewSpec).
+   * The rule line's kept text in ParsedRules' RuleTexts (its identity there),
+   * when the parser was lent ParsedRules; else -1.
    */
-  spec: string | undefined;
+  textId: number;
+  /** Set when the positions below are in the kept text `textId` (an ASCII one), not in `text`. */
+  texts: RuleTexts | undefined;
   specStart: number;
   specEnd: number;
   /** -1 when the rule has no (or a negated) -s. */
@@ -88,30 +92,24 @@ export function ruleBytes(rule: RuleView): Count {
 }
 
 export function viewSource(rule: RuleView): string | undefined {
-  return rule.sourceStart < 0 ? undefined : rule.text.slice(rule.sourceStart, rule.sourceEnd);
+  return rule.sourceStart < 0 ? undefined : viewSlice(rule, rule.sourceStart, rule.sourceEnd);
 }
 
 export function viewDestination(rule: RuleView): string | undefined {
-  return rule.destinationStart < 0 ? undefined : rule.text.slice(rule.destinationStart, rule.destinationEnd);
+  return rule.destinationStart < 0 ? undefined : viewSlice(rule, rule.destinationStart, rule.destinationEnd);
 }
 
 export function viewSpec(rule: RuleView): string {
-  return rule.text.slice(rule.specStart, rule.specEnd);
+  return viewSlice(rule, rule.specStart, rule.specEnd);
 }
 
-/**
- * Whether text[start, end) is `value` (start < 0 meaning absent). A slice and
- * === rather than startsWith(value, start): V8 makes the slice a cheap view and
- * compares flat strings with memcmp, about eight times faster on a rule's text.
- */
-export function sameSlice(text: string, start: number, end: number, value: string | undefined): boolean {
-  if (start < 0 || value === undefined) return start < 0 && value === undefined;
-  return end - start === value.length && text.slice(start, end) === value;
+function viewSlice(rule: RuleView, start: number, end: number): string {
+  return rule.texts === undefined ? rule.text.slice(start, end) : rule.texts.slice(rule.textId, start, end);
 }
 
-/** Whether the rule's text after `-A CHAIN ` is `spec` (by identity first, when the parser shares texts). */
-export function hasSpec(rule: RuleView, spec: string): boolean {
-  return rule.spec !== undefined ? rule.spec === spec : sameSlice(rule.text, rule.specStart, rule.specEnd, spec);
+/** Where the rule's line after `-A ` begins in `text`: at its chain's name, which the rule text (if any) follows after a space. */
+function lineStart(view: RuleView): number {
+  return view.specStart === view.specEnd ? view.specEnd - view.chain.length : view.specStart - view.chain.length - 1;
 }
 
 /** The longest line accepted: a longer one means the output is not a dump. */
@@ -189,7 +187,8 @@ export class IptablesSaveParser {
     markMask: 0xffffffff,
     line: 0,
     text: '',
-    spec: undefined,
+    textId: -1,
+    texts: undefined,
     specStart: 0,
     specEnd: 0,
     sourceStart: -1,
@@ -498,10 +497,11 @@ export class IptablesSaveParser {
     view.specEnd = end;
     const parsed = this.visitor.parsed;
     const place = this.rulesSeen++;
+    view.texts = undefined;
     if (parsed === undefined) {
-      view.spec = undefined;
+      view.textId = -1;
       this.walk(view, text, start, end);
-    } else if (!parsed.reuse(place, view, this.textBytes, this.textFrom)) {
+    } else if (!parsed.reuse(place, view)) {
       this.walk(view, text, start, end);
       parsed.keep(place, view, this.textBytes, this.textFrom);
     }
@@ -631,16 +631,19 @@ export class IptablesSaveParser {
 }
 
 /**
- * What the option walk found in each rule text of the last reading, by the
+ * What the option walk found in each rule line of the last reading, by the
  * rule's place in the dump. A table keeps its rules and their order from one
- * reading to the next, so at most places the rule text is the one seen there
- * last time: the walk is skipped and its findings reused. The text is compared
+ * reading to the next, so at most places the line is the one seen there last
+ * time: the walk is skipped and its findings reused. The line is compared
  * whole, and the walk depends on nothing else, so a reused finding is exactly
- * what the walk would find. Each text is kept as one string of its own (never a
- * slice of a dump), which the rule memory shares and compares by identity first.
+ * what the walk would find. Each place's line is kept in RuleTexts, shared with
+ * the rule memory, which knows a rule by the same text id.
  */
 export class ParsedRules {
-  private specs: (string | undefined)[] = [];
+  /** Per place: its line's text in `texts` (-1: none). */
+  private ids = new Int32Array(1024).fill(-1);
+  /** Places with a line: those of the last reading (and more while one is read). */
+  private places = 0;
   /** Per place: the rule's chain name, for reading an unchanged rule from bytes where the chain changes. */
   private chains: (string | undefined)[] = [];
   private jumps: (string | undefined)[] = [];
@@ -648,29 +651,17 @@ export class ParsedRules {
   private flags = new Uint8Array(1024);
   private marks = new Uint32Array(1024);
   private masks = new Uint32Array(1024);
-  /** Per place, 4 entries: -s start and end, -d start and end, from the text's start (-1: none). */
+  /** Per place, 4 entries: -s start and end, -d start and end, from the rule text's start (-1: none). */
   private addresses = new Int32Array(4096);
-  /**
-   * Per place: where its line after `-A ` is in `arena` as the bytes it was
-   * decoded from (-1: none, it was not read from bytes), and its length. The
-   * arena is appended to, and copied without the lines no place holds when full.
-   */
-  private lineAt = new Int32Array(1024).fill(-1);
-  private lineLength = new Int32Array(1024);
-  private arena = Buffer.alloc(0);
-  private arenaData = new DataView(new ArrayBuffer(0));
-  private arenaUsed = 0;
 
-  /**
-   * Whether the rule at `place` has the text it had last time; if so, fills in
-   * what the walk found then. `bytes` from `offset` on are the text's, byte for
-   * character, when it was decoded so: kept, for reading the line from bytes next time.
-   */
-  reuse(place: number, view: RuleView, bytes?: DataView, offset = 0): boolean {
-    const spec = this.specs[place];
-    if (spec === undefined || !sameSlice(view.text, view.specStart, view.specEnd, spec)) return false;
-    if (this.lineAt[place]! < 0) this.keepLine(place, view, bytes, offset);
-    this.found(place, spec, view, view.specStart);
+  constructor(readonly texts = new RuleTexts()) {}
+
+  /** Whether the rule at `place` has the line it had last time; if so, fills in what the walk found then. */
+  reuse(place: number, view: RuleView): boolean {
+    const id = place < this.places ? this.ids[place]! : -1;
+    if (id < 0 || !this.texts.sameText(id, view.text, lineStart(view), view.specEnd)) return false;
+    view.textId = id;
+    this.found(place, view, view.specStart);
     return true;
   }
 
@@ -679,34 +670,29 @@ export class ParsedRules {
     return this.chains[place];
   }
 
-  /**
-   * Whether data[start, end), bytes of a rule line after `-A `, are those the
-   * line kept at `place` (its chain, a space, its text) was decoded from: the
-   * same bytes decode to the same text.
-   */
+  /** Whether data[start, end), the UTF-8 bytes of a rule line after `-A `, are the line kept at `place`. */
   sameLine(place: number, data: DataView, start: number, end: number): boolean {
-    const at = this.lineAt[place]!;
-    if (at < 0 || place >= this.specs.length || this.lineLength[place] !== end - start) return false;
-    const kept = this.arenaData;
-    let i = start;
-    let j = at;
-    for (; i + 4 <= end; i += 4, j += 4) if (data.getInt32(i) !== kept.getInt32(j)) return false;
-    for (; i < end; i++, j++) if (data.getUint8(i) !== kept.getUint8(j)) return false;
-    return true;
+    const id = place < this.places ? this.ids[place]! : -1;
+    return id >= 0 && this.texts.sameBytes(id, data, start, end);
   }
 
-  /** After sameLine(): fills in what the walk found, the view's text being the kept text itself. */
+  /** After sameLine(): fills in what the walk found, the view's positions being in the kept line. */
   fill(place: number, view: RuleView): void {
-    const spec = this.specs[place]!;
-    view.text = spec;
-    view.specStart = 0;
-    view.specEnd = spec.length;
-    this.found(place, spec, view, 0);
+    const id = this.ids[place]!;
+    const texts = this.texts;
+    view.textId = id;
+    // An ASCII line is read in place; another (rare) as a string decoded from it.
+    view.texts = texts.isAscii(id) ? texts : undefined;
+    view.text = view.texts === undefined ? texts.text(id) : '';
+    const chain = this.chains[place]!;
+    const lineLength = view.texts === undefined ? view.text.length : texts.lengthOf(id);
+    view.specStart = lineLength === chain.length ? lineLength : chain.length + 1;
+    view.specEnd = lineLength;
+    this.found(place, view, view.specStart);
   }
 
-  private found(place: number, spec: string, view: RuleView, start: number): void {
+  private found(place: number, view: RuleView, start: number): void {
     const flags = this.flags[place]!;
-    view.spec = spec;
     view.jump = this.jumps[place];
     view.goto = (flags & 1) !== 0;
     if ((flags & 2) !== 0) {
@@ -721,18 +707,24 @@ export class ParsedRules {
     view.destinationEnd = a[k + 2]! < 0 ? -1 : start + a[k + 3]!;
   }
 
-  /** Remembers what the walk found for the rule at `place`, and gives the view its own copy of the text. */
+  /**
+   * Remembers the rule's line and what the walk found at `place`. `bytes` from
+   * `offset` on are the view's text, byte for character, when it was decoded
+   * so: its line's bytes are copied from there rather than written again.
+   */
   keep(place: number, view: RuleView, bytes?: DataView, offset = 0): void {
     if (place >= this.flags.length) this.grow(place);
+    const texts = this.texts;
+    const old = place < this.places ? this.ids[place]! : -1;
+    if (old >= 0) texts.release(old);
+    const from = lineStart(view);
+    const id = bytes !== undefined ? texts.addBytes(bytes, offset + from, offset + view.specEnd) : texts.addText(view.text, from, view.specEnd);
+    this.ids[place] = id;
+    if (place >= this.places) this.places = place + 1;
+    view.textId = id;
     const start = view.specStart;
     // One string for the rules of a chain in a row: a kept chain is compared by identity first.
-    const chain = place > 0 && this.chains[place - 1] === view.chain ? this.chains[place - 1]! : detach(view.chain);
-    this.chains[place] = chain;
-    this.lineAt[place] = -1;
-    // The text made from its kept bytes when they are ASCII: a flat string, smaller than a slice of a copy.
-    const spec = this.keepLine(place, view, bytes, offset) ? this.arena.toString('latin1', this.lineAt[place]! + chain.length + 1, this.lineAt[place]! + this.lineLength[place]!) : detach(viewSpec(view));
-    view.spec = spec;
-    this.specs[place] = spec;
+    this.chains[place] = place > 0 && this.chains[place - 1] === view.chain ? this.chains[place - 1]! : detach(view.chain);
     // A target other than MARK is a slice of the dump: copied so that it does not keep the dump alive.
     this.jumps[place] = view.jump === undefined || view.jump === 'MARK' ? view.jump : detach(view.jump);
     this.flags[place] = (view.goto ? 1 : 0) | (view.mark !== undefined ? 2 : 0);
@@ -746,68 +738,15 @@ export class ParsedRules {
     a[k + 3] = view.destinationEnd - start;
   }
 
-  /**
-   * Keeps the bytes of the rule's line after `-A ` (its chain's name, a space
-   * and its text), when the view's text is `bytes` from `offset` on, byte for
-   * character; true when they are all ASCII. Not for a rule without text: its
-   * chain's name ends the line, and where it starts is not known from the view.
-   */
-  private keepLine(place: number, view: RuleView, bytes: DataView | undefined, offset: number): boolean {
-    if (bytes === undefined || view.specStart === view.specEnd) return false;
-    const from = offset + view.specStart - view.chain.length - 1;
-    const to = offset + view.specEnd;
-    const length = to - from;
-    if (this.arenaUsed + length > this.arena.length) this.compact(length);
-    // Four bytes at a time: a copy call per rule (Buffer#copy) cost more than the copy.
-    const kept = this.arenaData;
-    let i = from;
-    let j = this.arenaUsed;
-    let any = 0;
-    for (; i + 4 <= to; i += 4, j += 4) {
-      const four = bytes.getInt32(i);
-      kept.setInt32(j, four);
-      any |= four;
-    }
-    for (; i < to; i++, j++) {
-      const one = bytes.getUint8(i);
-      kept.setUint8(j, one);
-      any |= one;
-    }
-    this.lineAt[place] = this.arenaUsed;
-    this.lineLength[place] = length;
-    this.arenaUsed += length;
-    // Whether they are all ASCII (no byte's high bit set).
-    return (any & 0x80808080) === 0;
-  }
-
-  /**
-   * A larger arena, with room for `more` bytes: the lines as they were when
-   * most of it is held, else only the places' lines (the rest were replaced).
-   */
-  private compact(more: number): void {
-    let live = 0;
-    for (let place = 0; place < this.specs.length; place++) if (this.lineAt[place]! >= 0) live += this.lineLength[place]!;
-    const arena = Buffer.allocUnsafe(Math.max(2 * (live + more), 1 << 16));
-    if (2 * live >= this.arenaUsed) this.arena.copy(arena, 0, 0, this.arenaUsed);
-    else {
-      let used = 0;
-      for (let place = 0; place < this.specs.length; place++) {
-        const at = this.lineAt[place]!;
-        if (at < 0) continue;
-        this.arena.copy(arena, used, at, at + this.lineLength[place]!);
-        this.lineAt[place] = used;
-        used += this.lineLength[place]!;
-      }
-      this.arenaUsed = used;
-    }
-    this.arena = arena;
-    this.arenaData = new DataView(arena.buffer, arena.byteOffset, arena.byteLength);
-  }
-
   /** Forgets the places past the last rule of a reading (the table shrank). */
   truncate(rules: number): void {
-    if (this.specs.length > rules) {
-      this.specs.length = rules;
+    for (let place = rules; place < this.places; place++) {
+      const id = this.ids[place]!;
+      if (id >= 0) this.texts.release(id);
+      this.ids[place] = -1;
+    }
+    if (this.places > rules) {
+      this.places = rules;
       this.chains.length = rules;
       this.jumps.length = rules;
     }
@@ -815,12 +754,11 @@ export class ParsedRules {
 
   private grow(place: number): void {
     const size = Math.max(place + 1, this.flags.length * 2);
+    this.ids = grown(this.ids, new Int32Array(size).fill(-1));
     this.flags = grown(this.flags, new Uint8Array(size));
     this.marks = grown(this.marks, new Uint32Array(size));
     this.masks = grown(this.masks, new Uint32Array(size));
     this.addresses = grown(this.addresses, new Int32Array(4 * size));
-    this.lineAt = grown(this.lineAt, new Int32Array(size).fill(-1));
-    this.lineLength = grown(this.lineLength, new Int32Array(size));
   }
 }
 

@@ -9,12 +9,11 @@ import { resolveChainDirections, type DirectionRoots } from '../../attribution/c
 import type { MarkMap } from '../../attribution/mark-map.js';
 import { MarkmeterError } from '../../errors.js';
 import type { Settings } from '../../settings.js';
-import { RuleMemory } from '../../totals/rule-memory.js';
 import type { DeltaSink, ReadingReport, Source } from '../source.js';
 import { BackendSelector, detectBackend, type Backend, type BackendChoice } from './backend.js';
-import { PendingDeltas, RuleOwners, RuleReading, type ReadingMemory } from './rule-reading.js';
+import { newReadingMemory, RuleReading, type ReadingMemory } from './rule-reading.js';
 import { readTableDump, type CommandRunner, type RunOptions } from './save-command.js';
-import { IptablesSaveParser, ParsedRules, type SaveVisitor } from './scan.js';
+import { IptablesSaveParser, type SaveVisitor } from './scan.js';
 
 /** Where one table's dump comes from: read() scans it into the visitor. */
 export type DumpReader = (visitor: SaveVisitor) => Promise<void>;
@@ -38,7 +37,7 @@ export class IptablesSource implements Source {
     private readonly dump: DumpReader,
     private readonly options: IptablesSourceOptions,
   ) {
-    this.memory = options.remember ? { rules: new RuleMemory(), owners: new RuleOwners(), parsed: new ParsedRules(), pending: new PendingDeltas() } : undefined;
+    this.memory = options.remember ? newReadingMemory() : undefined;
   }
 
   async read(owners: MarkMap, sink: DeltaSink): Promise<ReadingReport> {
