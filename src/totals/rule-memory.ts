@@ -11,8 +11,8 @@
  * A rule is known by its whole rule text (every match, in order; counters
  * excluded): two rules that differ only in `-p` are two rules, so deleting one
  * never hands its counters to the other. Identical rules are told apart by
- * their order. The keys are the chain's shared name string and the mark
- * number; the rule's line is the text the parser kept for its place
+ * their order. A rule's list is found by its chain and mark number; the
+ * rule's line is the text the parser kept for its place
  * (RuleTexts), held by id: the same id is the same text, other ids are
  * compared in bytes. Known rules cost no allocation.
  *
@@ -68,10 +68,20 @@ const NONE = -1;
  * numbers, which the garbage collector would trace at every full collection.
  */
 export class RuleMemory {
-  /** chain name -> mark -> the slot of the first rule with that chain and mark (then `next`). */
-  private readonly byChain = new Map<string, Map<number, number>>();
-  /** Per slot: its chain's map (the chain's identity) and the text of its line in `texts` (its identity within the chain). */
-  private chainOf: (Map<number, number> | undefined)[] = [];
+  /** The chains of the rules held, by name: their numbers. */
+  private readonly chainIds = new Map<string, number>();
+  private readonly freeChainIds: number[] = [];
+  private nextChainId = 0;
+  /**
+   * The first slot of each chain and mark's list (then `next`), in a table
+   * with open addressing keyed by that slot's chain and mark (NONE: an empty
+   * cell), at most half full. Typed arrays rather than a Map per chain: 100,000
+   * lists in 1 MB rather than 4, and nothing for the garbage collector to trace.
+   */
+  private heads: Int32Array = new Int32Array(1024).fill(NONE);
+  private lists = 0;
+  /** Per slot: its chain's number and the text of its line in `texts` (its identity within the chain). */
+  private chainOf = new Int32Array(1024).fill(NONE);
   private lines = new Int32Array(1024);
   private marks = new Float64Array(1024);
   private flags = new Uint8Array(1024);
@@ -93,9 +103,9 @@ export class RuleMemory {
   private readonly proposedExact = new Map<number, ExactCounters>();
 
   private reading = 0;
-  /** Rules come grouped by chain: the last chain's map, to skip a lookup per rule. */
+  /** Rules come grouped by chain: the last chain's number, to skip a lookup per rule. */
   private lastChain = '';
-  private lastByMark: Map<number, number> | undefined;
+  private lastChainId = NONE;
   /** The slots in the order the reading saw them (the last complete one's, until overwritten). */
   private order = new Int32Array(1024);
   private orderLength = 0;
@@ -123,7 +133,7 @@ export class RuleMemory {
   /** Starts a reading. */
   begin(): void {
     this.reading += 1;
-    this.lastByMark = undefined;
+    this.lastChainId = NONE;
     this.position = 0;
   }
 
@@ -131,23 +141,23 @@ export class RuleMemory {
   observe(rule: RuleView, out: ObservedRule): void {
     if (rule.textId < 0) throw new Error('RuleMemory: a rule without a kept text (the parser must be lent the ParsedRules of the same RuleTexts)');
     const mark = rule.mark ?? -1;
-    let byMark = this.lastByMark;
-    if (byMark === undefined || rule.chain !== this.lastChain) {
-      byMark = this.byChain.get(rule.chain);
-      if (!byMark) this.byChain.set(rule.chain, (byMark = new Map()));
+    let chain = this.lastChainId;
+    if (chain === NONE || rule.chain !== this.lastChain) {
+      chain = this.chainIds.get(rule.chain) ?? NONE;
+      if (chain === NONE) this.chainIds.set(rule.chain, (chain = this.freeChainIds.pop() ?? this.nextChainId++));
       this.lastChain = rule.chain;
-      this.lastByMark = byMark;
+      this.lastChainId = chain;
     }
     let slot = this.position < this.orderLength ? this.order[this.position]! : NONE;
     if (
       slot === NONE ||
-      this.chainOf[slot] !== byMark ||
+      this.chainOf[slot] !== chain ||
       this.marks[slot] !== mark ||
       (this.flags[slot]! & HEAD) === 0 ||
       this.proposedIn[slot] === this.reading ||
       !this.holds(slot, rule.textId)
     ) {
-      slot = this.find(rule, byMark, mark);
+      slot = this.find(rule, chain, mark);
     }
     const flags = this.flags[slot]!;
     out.slot = slot;
@@ -187,14 +197,15 @@ export class RuleMemory {
   }
 
   /** The first rule of the chain and mark with the same rule text that this reading has not taken yet; a new one when none. */
-  private find(rule: RuleView, byMark: Map<number, number>, mark: number): number {
-    const first = byMark.get(mark) ?? NONE;
+  private find(rule: RuleView, chain: number, mark: number): number {
+    const cell = this.cellOf(chain, mark);
+    const first = this.heads[cell]!;
     let slot = first;
     while (slot !== NONE && (this.proposedIn[slot] === this.reading || !this.holds(slot, rule.textId))) slot = this.next[slot]!;
     if (slot !== NONE) return slot;
     slot = this.freeSlots.pop() ?? this.nextSlot++;
     if (slot >= this.flags.length) this.grow();
-    this.chainOf[slot] = byMark;
+    this.chainOf[slot] = chain;
     this.texts.hold(rule.textId);
     this.lines[slot] = rule.textId;
     this.marks[slot] = mark;
@@ -207,13 +218,36 @@ export class RuleMemory {
     this.proposedExact.delete(slot);
     this.known += 1;
     // Appended, so that identical rules keep their order.
-    if (first === NONE) byMark.set(mark, slot);
-    else {
+    if (first === NONE) {
+      this.heads[cell] = slot;
+      if (++this.lists * 2 > this.heads.length) this.heads = this.placed(this.heads, this.heads.length * 2);
+    } else {
       let last = first;
       while (this.next[last] !== NONE) last = this.next[last]!;
       this.next[last] = slot;
     }
     return slot;
+  }
+
+  /** The cell of the chain and mark's list in `heads`: where its first slot is, or the empty cell where it goes. */
+  private cellOf(chain: number, mark: number, heads = this.heads): number {
+    const mask = heads.length - 1;
+    let hash = Math.imul((mark >>> 0) ^ Math.imul(chain + 1, 0x9e3779b1), 0x85ebca6b);
+    hash ^= hash >>> 15;
+    for (let cell = hash & mask; ; cell = (cell + 1) & mask) {
+      const slot = heads[cell]!;
+      if (slot === NONE || (this.chainOf[slot] === chain && this.marks[slot] === mark)) return cell;
+    }
+  }
+
+  /** A table of `size` cells holding the lists whose first slots `from` holds. */
+  private placed(from: Int32Array, size: number): Int32Array {
+    const heads = new Int32Array(size).fill(NONE);
+    for (let k = 0; k < from.length; k++) {
+      const slot = from[k]!;
+      if (slot !== NONE) heads[this.cellOf(this.chainOf[slot]!, this.marks[slot]!, heads)] = slot;
+    }
+    return heads;
   }
 
   /**
@@ -248,7 +282,7 @@ export class RuleMemory {
     }
     this.proposedExact.clear();
     this.orderLength = this.position;
-    this.lastByMark = undefined;
+    this.lastChainId = NONE;
     if (this.position === this.known) return; // every known rule was listed: nothing to forget
     this.known = this.keep((slot) => this.proposedIn[slot] === reading);
   }
@@ -261,7 +295,7 @@ export class RuleMemory {
   abort(): void {
     this.orderLength = 0;
     this.position = 0;
-    this.lastByMark = undefined;
+    this.lastChainId = NONE;
     this.proposedExact.clear();
     this.known = this.keep((slot) => (this.flags[slot]! & SEEN) !== 0);
   }
@@ -274,38 +308,50 @@ export class RuleMemory {
   /** Drops every rule `wanted` rejects (freeing its slot), keeping the others' order; returns how many are kept. */
   private keep(wanted: (slot: number) => boolean): number {
     let kept = 0;
-    this.byChain.forEach((byMark, chain) => {
-      byMark.forEach((first, mark) => {
-        let head = NONE;
-        let last = NONE;
-        for (let slot = first; slot !== NONE; slot = this.next[slot]!) {
-          if (!wanted(slot)) {
-            this.forget(slot);
-            continue;
-          }
-          if (last === NONE) head = slot;
-          else this.next[last] = slot;
-          last = slot;
-          kept += 1;
+    const { heads } = this;
+    for (let k = 0; k < heads.length; k++) {
+      const first = heads[k]!;
+      if (first === NONE) continue;
+      let head = NONE;
+      let last = NONE;
+      for (let slot = first; slot !== NONE; slot = this.next[slot]!) {
+        if (!wanted(slot)) {
+          this.forget(slot);
+          continue;
         }
-        if (head === NONE) {
-          byMark.delete(mark);
-          return;
-        }
-        this.next[last] = NONE;
-        if (head !== first) {
-          byMark.set(mark, head);
-          this.flags[head]! |= HEAD;
-        }
-      });
-      if (byMark.size === 0) this.byChain.delete(chain);
+        if (last === NONE) head = slot;
+        else this.next[last] = slot;
+        last = slot;
+        kept += 1;
+      }
+      heads[k] = head;
+      if (head === NONE) continue;
+      this.next[last] = NONE;
+      this.flags[head]! |= HEAD;
+    }
+    // Lists gone leave empty cells that a probe would stop at: the lists left are placed anew.
+    this.heads = this.placed(heads, heads.length);
+    this.lists = 0;
+    const used = new Uint8Array(this.nextChainId);
+    for (let k = 0; k < this.heads.length; k++) {
+      const slot = this.heads[k]!;
+      if (slot === NONE) continue;
+      this.lists += 1;
+      used[this.chainOf[slot]!] = 1;
+    }
+    // Chains without rules are forgotten too (their names would pile up over failed readings).
+    this.chainIds.forEach((id, name) => {
+      if (used[id] === 0) {
+        this.chainIds.delete(name);
+        this.freeChainIds.push(id);
+      }
     });
     return kept;
   }
 
   private forget(slot: number): void {
     this.freeSlots.push(slot);
-    this.chainOf[slot] = undefined;
+    this.chainOf[slot] = NONE;
     this.texts.release(this.lines[slot]!);
     this.exact.delete(slot);
     this.proposedExact.delete(slot);
@@ -315,6 +361,7 @@ export class RuleMemory {
     const size = this.flags.length * 2;
     this.marks = grown(this.marks, new Float64Array(size));
     this.flags = grown(this.flags, new Uint8Array(size));
+    this.chainOf = grown(this.chainOf, new Int32Array(size).fill(NONE));
     this.lines = grown(this.lines, new Int32Array(size));
     this.next = grown(this.next, new Int32Array(size));
     this.packets = grown(this.packets, new Float64Array(size));
