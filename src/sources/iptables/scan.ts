@@ -34,8 +34,8 @@ export interface SaveChain {
 
 /**
  * The rule being visited: valid only during the visitor's call (the parser
- * reuses it). Addresses and the rule text are positions in `text`; use
- * viewSource/viewDestination/viewSpec or sameSlice to read them.
+ * reuses it). Addresses and the rule text are positions in `text` (or in a
+ * kept line, see `texts`); use viewSource/viewDestination/viewSpec to read them.
  */
 export interface RuleView {
   table: string;
