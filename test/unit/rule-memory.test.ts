@@ -45,13 +45,13 @@ test('thousands of rules coming and going: each good reading adds exactly what t
       dump += fails ? '\n' : '\nCOMMIT\n';
 
       const out: ObservedRule = { packets: 0, bytes: 0, slot: 0, fresh: false, credited: false };
-      let added = 0;
+      let added = 0n;
       memory.rules.begin();
       const parser = new IptablesSaveParser({
         parsed: memory.parsed,
         rule: (view) => {
           memory.rules.observe(view, out);
-          added += out.packets;
+          added += BigInt(out.packets);
         },
       });
       try {
@@ -62,10 +62,10 @@ test('thousands of rules coming and going: each good reading adds exactly what t
         continue;
       }
       memory.rules.commit();
-      let want = 0;
+      let want = 0n;
       for (const rule of rules) {
         const before = last.get(`${rule.chain} ${rule.spec}`);
-        want += before === undefined || rule.packets < before ? rule.packets : rule.packets - before;
+        want += BigInt(before === undefined || rule.packets < before ? rule.packets : rule.packets - before);
       }
       assert.equal(added, want, `seed ${seed} reading ${reading}`);
       assert.equal(memory.rules.rules, rules.length);
