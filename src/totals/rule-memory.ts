@@ -283,8 +283,9 @@ export class RuleMemory {
     this.proposedExact.clear();
     this.orderLength = this.position;
     this.lastChainId = NONE;
-    if (this.position === this.known) return; // every known rule was listed: nothing to forget
-    this.known = this.keep((slot) => this.proposedIn[slot] === reading);
+    // Every known rule listed: nothing to forget.
+    if (this.position !== this.known) this.known = this.keep((slot) => this.proposedIn[slot] === reading);
+    this.texts.tidy();
   }
 
   /**
@@ -298,6 +299,7 @@ export class RuleMemory {
     this.lastChainId = NONE;
     this.proposedExact.clear();
     this.known = this.keep((slot) => (this.flags[slot]! & SEEN) !== 0);
+    this.texts.tidy();
   }
 
   /** Rules held (for tests and self-telemetry). */

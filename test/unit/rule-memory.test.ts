@@ -73,3 +73,21 @@ test('thousands of rules coming and going: each good reading adds exactly what t
     }
   }
 });
+
+test('a table that shrank gives back the memory of its dropped rule lines', () => {
+  const memory = newReadingMemory();
+  const read = (rules: number) => {
+    const lines = Array.from({ length: rules }, (_, i) => `[1:1] -A PREROUTING -d 10.9.${i >> 8}.${i & 255}/32 -m comment --comment "rule ${i}" -j MARK --set-mark ${i}`);
+    const out: ObservedRule = { packets: 0, bytes: 0, slot: 0, fresh: false, credited: false };
+    memory.rules.begin();
+    new IptablesSaveParser({ parsed: memory.parsed, rule: (view) => memory.rules.observe(view, out) })
+      .push(Buffer.from(`*mangle\n:PREROUTING ACCEPT [0:0]\n${lines.join('\n')}\nCOMMIT\n`))
+      .end();
+    memory.rules.commit();
+  };
+  read(3000);
+  assert.ok(memory.parsed.texts.bytes > 3000 * 60);
+  read(10);
+  assert.equal(memory.parsed.texts.held, 10);
+  assert.ok(memory.parsed.texts.bytes < 4 * 10 * 100, `${memory.parsed.texts.bytes} bytes kept for 10 rules`);
+});

@@ -27,6 +27,8 @@ export class RuleTexts {
   private readonly freeIds: number[] = [];
   private nextId = 0;
   private heldIds = 0;
+  /** Bytes of the texts held: the rest of `used` is dropped at the next compaction. */
+  private heldBytes = 0;
 
   /** A new text, held once: the bytes data[from, to), UTF-8. */
   addBytes(data: DataView, from: number, to: number): number {
@@ -65,12 +67,15 @@ export class RuleTexts {
   }
 
   hold(id: number): void {
-    if (this.holders[id]!++ === 0) this.heldIds += 1;
+    if (this.holders[id]!++ > 0) return;
+    this.heldIds += 1;
+    this.heldBytes += this.length[id]!;
   }
 
   release(id: number): void {
     if (--this.holders[id]! === 0) {
       this.heldIds -= 1;
+      this.heldBytes -= this.length[id]!;
       this.freeIds.push(id);
     }
   }
@@ -78,6 +83,20 @@ export class RuleTexts {
   /** Texts held (for tests and self-telemetry). */
   get held(): number {
     return this.heldIds;
+  }
+
+  /** Bytes the buffer holds, dropped texts' included until the next compaction (for tests). */
+  get bytes(): number {
+    return this.used;
+  }
+
+  /**
+   * Compacts the buffer when the texts held are less than a quarter of its
+   * bytes: after a table shrank, its dropped lines would otherwise stay in
+   * memory until new lines filled the buffer. Called after a reading.
+   */
+  tidy(): void {
+    if (this.used > MIN_BYTES && 4 * this.heldBytes < this.used) this.compact(0);
   }
 
   /** Whether data[start, end) are the bytes of text `id`. */
@@ -140,6 +159,7 @@ export class RuleTexts {
     this.length[id] = length;
     this.holders[id] = 1;
     this.heldIds += 1;
+    this.heldBytes += length;
     return id;
   }
 
