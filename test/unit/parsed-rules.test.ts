@@ -36,7 +36,7 @@ function seen(dump: string, parsed?: ParsedRules, seed?: number): string[] {
   return out;
 }
 
-const table = (rules: string[]) => `*mangle\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:U - [0:0]\n${rules.join('\n')}\nCOMMIT\n`;
+const table = (rules: string[]) => `*mangle\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:U - [0:0]\n:Ü - [0:0]\n${rules.join('\n')}\nCOMMIT\n`;
 
 test('rule texts changed, moved, added and removed between readings are read as without the memo', () => {
   const readings = [
@@ -106,6 +106,11 @@ test('a dump given as bytes is read as the same dump given as text, reading afte
     '[7:700] -A U -s 10.0.0.2/32 -d 192.0.2.7/32 -m comment --comment "u 2" -j MARK --set-mark 0x3',
     '[8:800] -A U -s 10.0.0.3/32 -j MARK --set-mark 0x4',
     '[123456789012345678:9] -A U -s 10.0.0.4/32 -j MARK --set-mark 0x5',
+    // Characters of two and three bytes before the address: its place in the kept bytes is not its place in the text.
+    '[9:900] -A U -m comment --comment "ü €" -d 10.0.0.5/32 -j MARK --set-mark 0x6',
+    // A chain whose name is not ASCII, with a rule text and without one.
+    '[10:1000] -A Ü -d 10.0.0.6/32 -j MARK --set-mark 0x7',
+    '[11:1100] -A Ü',
   ];
   const readings = [
     rules,

@@ -125,7 +125,7 @@ export class RuleTexts {
     return true;
   }
 
-  /** Whether text `id` is all ASCII: then its characters are its bytes, and slice() reads them. */
+  /** Whether text `id` is all ASCII: then its characters are its bytes. */
   isAscii(id: number): boolean {
     return this.ascii[id] === 1;
   }
@@ -135,10 +135,10 @@ export class RuleTexts {
     return this.length[id]!;
   }
 
-  /** Characters [from, to) of an ASCII text. */
+  /** Bytes [from, to) of text `id`, decoded (a range that cuts no character). */
   slice(id: number, from: number, to: number): string {
     const at = this.at[id]!;
-    return this.buffer.toString('latin1', at + from, at + to);
+    return this.buffer.toString(this.ascii[id] === 1 ? 'latin1' : 'utf8', at + from, at + to);
   }
 
   /** The whole text `id`. */

@@ -660,8 +660,7 @@ export class ParsedRules {
   reuse(place: number, view: RuleView): boolean {
     const id = place < this.places ? this.ids[place]! : -1;
     if (id < 0 || !this.texts.sameText(id, view.text, lineStart(view), view.specEnd)) return false;
-    view.textId = id;
-    this.found(place, view, view.specStart);
+    this.fill(place, view);
     return true;
   }
 
@@ -676,17 +675,17 @@ export class ParsedRules {
     return id >= 0 && this.texts.sameBytes(id, data, start, end);
   }
 
-  /** After sameLine(): fills in what the walk found, the view's positions being in the kept line. */
+  /** After sameLine(): fills in what the walk found, the view's positions being in the kept line (in bytes). */
   fill(place: number, view: RuleView): void {
     const id = this.ids[place]!;
     const texts = this.texts;
     view.textId = id;
-    // An ASCII line is read in place; another (rare) as a string decoded from it.
-    view.texts = texts.isAscii(id) ? texts : undefined;
-    view.text = view.texts === undefined ? texts.text(id) : '';
+    view.texts = texts;
+    view.text = '';
     const chain = this.chains[place]!;
-    const lineLength = view.texts === undefined ? view.text.length : texts.lengthOf(id);
-    view.specStart = lineLength === chain.length ? lineLength : chain.length + 1;
+    const chainBytes = texts.isAscii(id) ? chain.length : Buffer.byteLength(chain);
+    const lineLength = texts.lengthOf(id);
+    view.specStart = lineLength === chainBytes ? lineLength : chainBytes + 1;
     view.specEnd = lineLength;
     this.found(place, view, view.specStart);
   }
@@ -730,12 +729,15 @@ export class ParsedRules {
     this.flags[place] = (view.goto ? 1 : 0) | (view.mark !== undefined ? 2 : 0);
     this.marks[place] = view.mark ?? 0;
     this.masks[place] = view.markMask;
+    // From the rule text's start, in the kept line's bytes (its characters, when it is ASCII).
+    const ascii = texts.isAscii(id);
+    const { text } = view;
     const a = this.addresses;
     const k = 4 * place;
-    a[k] = view.sourceStart < 0 ? -1 : view.sourceStart - start;
-    a[k + 1] = view.sourceEnd - start;
-    a[k + 2] = view.destinationStart < 0 ? -1 : view.destinationStart - start;
-    a[k + 3] = view.destinationEnd - start;
+    a[k] = view.sourceStart < 0 ? -1 : ascii ? view.sourceStart - start : utf8Length(text, start, view.sourceStart);
+    a[k + 1] = view.sourceStart < 0 ? -1 : ascii ? view.sourceEnd - start : utf8Length(text, start, view.sourceEnd);
+    a[k + 2] = view.destinationStart < 0 ? -1 : ascii ? view.destinationStart - start : utf8Length(text, start, view.destinationStart);
+    a[k + 3] = view.destinationStart < 0 ? -1 : ascii ? view.destinationEnd - start : utf8Length(text, start, view.destinationEnd);
   }
 
   /** Forgets the places past the last rule of a reading (the table shrank). */
@@ -771,6 +773,11 @@ export class ParsedRules {
  */
 export function detach(text: string): string {
   return ` ${text}`.slice(1);
+}
+
+/** The UTF-8 length of text[from, to). */
+function utf8Length(text: string, from: number, to: number): number {
+  return Buffer.byteLength(text.slice(from, to), 'utf8');
 }
 
 /**
