@@ -62,7 +62,7 @@ export interface RuleView {
    * when the parser was lent ParsedRules; else -1.
    */
   textId: number;
-  /** Set when the positions below are in the kept text `textId` (an ASCII one), not in `text`. */
+  /** Set when the positions below are byte offsets in the kept text `textId`, not in `text`. */
   texts: RuleTexts | undefined;
   specStart: number;
   specEnd: number;
