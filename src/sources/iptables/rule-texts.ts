@@ -164,12 +164,11 @@ export class RuleTexts {
   }
 
   /**
-   * A larger buffer with room for `more` bytes: the bytes as they were when
-   * held texts are most of them, else only the held texts' bytes.
+   * A new buffer, twice the held texts and `more` bytes: the bytes as they
+   * were when held texts are most of them, else only the held texts' bytes.
    */
   private compact(more: number): void {
-    let live = 0;
-    for (let id = 0; id < this.nextId; id++) if (this.holders[id]! > 0) live += this.length[id]!;
+    const live = this.heldBytes;
     const buffer = Buffer.allocUnsafe(Math.max(2 * (live + more), MIN_BYTES));
     if (2 * live >= this.used) this.buffer.copy(buffer, 0, 0, this.used);
     else {
